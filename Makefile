@@ -1,0 +1,35 @@
+# Everything sets itself up: `make demo` and `make test` work on a fresh clone.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+RUN := $(BIN)/textlstm
+
+.PHONY: setup demo test clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# torch first, pinned: a bare torch requirement would pull a multi-GB CUDA build
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[demo,test]'
+	rm -f $(VENV)/.installed-*
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	$(RUN) train recipes/bbc-news.toml --out runs/demo
+	$(RUN) evaluate runs/demo/bbc-news/latest --split test
+	printf '%s\n' \
+	  "Shares in the bank rose sharply after it reported record annual profits." \
+	  "The striker scored twice as the champions won the cup final at Wembley." \
+	  "The prime minister faces a vote in parliament on the new immigration bill." \
+	  "The band's new album went straight to number one in the charts." \
+	  "The company unveiled a faster chip for smartphones and laptops." \
+	  | $(RUN) predict runs/demo/bbc-news/latest - --top-k 2
+
+test: setup
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) runs

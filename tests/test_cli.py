@@ -1,0 +1,133 @@
+"""End to end: the CLI on a tiny recipe and tiny data made here."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import write_recipe
+from textlstm.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+
+@pytest.fixture
+def texts(tmp_path):
+    lines = [f"{w} film {i}" for i in range(300) for w in ("superb", "awful")]
+    path = tmp_path / "lines.txt"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path, lines
+
+
+def test_train_evaluate_predict(tmp_path, recipe_path, texts):
+    result = invoke("train", recipe_path, "--out", tmp_path / "runs", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert "epoch  train loss" in result.stdout and "run folder:" in result.stdout
+    run = tmp_path / "runs" / "tiny" / "latest"
+    assert (run / "meta.json").is_file()
+
+    result = invoke("evaluate", run, "--split", "test")
+    assert result.exit_code == 0, result.output
+    assert "test: 16 rows, accuracy" in result.stdout and "confusion matrix" in result.stdout
+    report = json.loads((run / "eval-test.json").read_text())
+    assert report["rows"] == 16 and len(report["confusion"]) == 2
+    assert (run / "eval-test-confusion.png").read_bytes()[:4] == b"\x89PNG"
+
+    path, lines = texts
+    result = invoke("predict", run, path)
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(records) == len(lines)
+    assert set(records[0]) == {"label", "score", "scores"}
+    assert set(records[0]["scores"]) == {"neg", "pos"}
+    # in input order: the same text gets the same record wherever it stands
+    single = invoke("predict", run, "-", "--top-k", "1")
+    assert single.exit_code == 0
+
+
+def test_predict_keeps_order_on_shuffled_lengths(trained_run, tmp_path):
+    from textlstm import Predictor
+
+    lines = [("superb " * (i % 17 + 1)).strip() + f" {i}" for i in range(2000)]
+    path = tmp_path / "in.txt"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = invoke("predict", trained_run, path)
+    assert result.exit_code == 0, result.output
+    got = [json.loads(line)["scores"] for line in result.stdout.splitlines()]
+    expected = Predictor.load(trained_run, "cpu").predict(lines[:50])
+    assert len(got) == 2000
+    for record, prediction in zip(got, expected):
+        assert record == {k: round(v, 6) for k, v in prediction.scores.items()}
+
+
+def test_predict_writes_csv_and_tsv_files(trained_run, tmp_path):
+    (tmp_path / "in.jsonl").write_text('{"body": "superb"}\n{"body": "awful"}\n')
+    out = tmp_path / "out.csv"
+    result = invoke("predict", trained_run, tmp_path / "in.jsonl", "--text-key", "body", "-o", out)
+    assert result.exit_code == 0, result.output
+    rows = out.read_text().splitlines()
+    assert rows[0] == "label,score,p_neg,p_pos" and len(rows) == 3
+    assert not list(tmp_path.glob("*.partial"))
+    out = tmp_path / "out.tsv"
+    result = invoke("predict", trained_run, tmp_path / "in.jsonl", "--text-key", "body", "-o", out,
+                    "--top-k", "1")
+    assert out.read_text().splitlines()[0] == "label\tscore\tlabel_1\tscore_1"
+
+
+def test_check_prints_resolved_recipe_and_data_summary(recipe_path):
+    result = invoke("check", recipe_path, "--set", "model.hidden_size=20")
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "hidden_size = 20" in out and "pooling = \"max\"" in out
+    assert "validation" in out and "p95" in out and "neg" in out and "rows" in out
+
+
+@pytest.mark.parametrize("line, expected", [
+    ("hiden_size = 64", "model.hiden_size: unknown key (did you mean 'hidden_size'?)"),
+    ('num_layers = "two"', "model.num_layers: expected an integer, got 'two'"),
+])
+def test_bad_recipe_is_one_line_and_exit_2(tmp_path, corpus, line, expected):
+    recipe = write_recipe(tmp_path / "bad.toml", corpus)
+    recipe.write_text(recipe.read_text().replace("[model]\n", f"[model]\n{line}\n"))
+    result = invoke("train", recipe, "--out", tmp_path / "runs")
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [f"error: {recipe}: {expected}"]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_bad_data_and_inputs_are_one_line_and_exit_2(tmp_path, corpus, trained_run):
+    recipe = write_recipe(tmp_path / "r.toml", tmp_path / "no-such-folder")
+    result = invoke("train", recipe, "--out", tmp_path / "runs")
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "dataset path does not exist" in result.stderr
+
+    recipe = write_recipe(tmp_path / "r2.toml", corpus, "")
+    recipe.write_text(recipe.read_text().replace('validation_fraction', 'label = "stars"\nvalidation_fraction'))
+    result = invoke("train", recipe, "--out", tmp_path / "runs")
+    assert result.exit_code == 2 and "no label column 'stars'" in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+    (tmp_path / "empty.txt").write_bytes(b"")
+    result = invoke("predict", trained_run, tmp_path / "empty.txt")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"error: {tmp_path / 'empty.txt'}: the input file is empty"
+
+    result = invoke("evaluate", tmp_path / "not-a-run")
+    assert result.exit_code == 2 and "run folder not found" in result.stderr
+
+
+def test_real_process_exit_code_and_no_traceback(tmp_path):
+    env = {**os.environ, "COLUMNS": "200"}
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\n[data]\ndataset = "d"\n[model]\nhiden_size = 1\n')
+    done = subprocess.run([sys.executable, "-m", "textlstm", "check", str(bad)],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.strip() == f"error: {bad}: model.hiden_size: unknown key (did you mean 'hidden_size'?)"
+    assert "Traceback" not in done.stderr + done.stdout

@@ -1,0 +1,78 @@
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from textlstm.batching import bucketed_batches, collate, sorted_batches
+from textlstm.model import LSTMClassifier, reverse_within_length
+from textlstm.recipe import ModelConfig
+
+
+def make(pooling="max", cell="lstm", bidirectional=True, num_layers=2, **extra):
+    torch.manual_seed(0)
+    cfg = ModelConfig(pooling=pooling, cell=cell, bidirectional=bidirectional,
+                      num_layers=num_layers, embedding_dim=8, hidden_size=6, dropout=0.0, **extra)
+    return LSTMClassifier(cfg, vocab_size=40, num_classes=3)
+
+
+def test_reverse_within_length_keeps_padding_in_place_and_is_its_own_inverse():
+    x = torch.arange(10, dtype=torch.float32).view(2, 5, 1)
+    lengths = torch.tensor([3, 5])
+    flipped = reverse_within_length(x, lengths)
+    assert flipped.squeeze(-1).tolist() == [[2, 1, 0, 3, 4], [9, 8, 7, 6, 5]]
+    assert torch.equal(reverse_within_length(flipped, lengths), x)
+
+
+@pytest.mark.parametrize("pooling, cell, bidirectional",
+                         list(itertools.product(["last", "mean", "max", "attention"],
+                                                ["lstm", "gru"], [True, False])))
+def test_padding_never_changes_the_result(pooling, cell, bidirectional):
+    model = make(pooling, cell, bidirectional).eval()
+    tokens = torch.randint(2, 40, (3, 9))
+    lengths = torch.tensor([4, 9, 1])
+    with torch.no_grad():
+        batched = model(tokens, lengths)
+        noisy = tokens.clone()
+        noisy[0, 4:] = torch.randint(2, 40, (5,))  # what sits in padding must not matter
+        noisy[2, 1:] = torch.randint(2, 40, (8,))
+        assert torch.allclose(model(noisy, lengths), batched, atol=1e-6)
+        for row, length in enumerate(lengths.tolist()):  # same as the text alone, unpadded
+            alone = model(tokens[row:row + 1, :length], lengths[row:row + 1])
+            assert torch.allclose(alone[0], batched[row], atol=1e-5)
+
+
+@pytest.mark.parametrize("pooling", ["last", "mean", "max", "attention"])
+def test_every_parameter_gets_a_gradient(pooling):
+    model = make(pooling, embedding_dropout=0.1)
+    tokens = torch.randint(2, 40, (4, 7))
+    lengths = torch.tensor([7, 3, 5, 2])
+    logits = model(tokens, lengths)
+    assert logits.shape == (4, 3)
+    torch.nn.functional.cross_entropy(logits, torch.tensor([0, 1, 2, 0])).backward()
+    for name, parameter in model.named_parameters():
+        assert parameter.grad is not None, name
+        if name != "embedding.weight":
+            assert parameter.grad.abs().sum() > 0, name
+
+
+def test_bucketed_batches_cover_each_row_once_with_similar_lengths():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 200, size=1000)
+    batches = bucketed_batches(lengths, batch_size=16, bucket_size=10, rng=np.random.default_rng(1))
+    rows = np.concatenate(batches)
+    assert sorted(rows.tolist()) == list(range(1000))
+    spread = np.mean([lengths[b].max() - lengths[b].min() for b in batches])
+    assert spread < 40  # ~200 / 10 batches per bucket; random batches spread over ~180
+    again = bucketed_batches(lengths, 16, 10, np.random.default_rng(1))
+    assert all(np.array_equal(a, b) for a, b in zip(batches, again))
+    other = bucketed_batches(lengths, 16, 10, np.random.default_rng(2))
+    assert not all(np.array_equal(a, b) for a, b in zip(batches, other))
+
+
+def test_sorted_batches_and_collate():
+    ids = [np.array([5, 6]), np.array([7]), np.array([8, 9, 10])]
+    batches = sorted_batches(np.array([2, 1, 3]), batch_size=2)
+    assert [b.tolist() for b in batches] == [[2, 0], [1]]
+    tokens, lengths = collate(ids, batches[0])
+    assert tokens.tolist() == [[8, 9, 10], [5, 6, 0]] and lengths.tolist() == [3, 2]

@@ -1,0 +1,57 @@
+import numpy as np
+import pytest
+
+from textlstm.errors import CheckpointError
+from textlstm.recipe import TokenizerConfig, VocabConfig
+from textlstm.tokenize import build_tokenizer
+from textlstm.vocab import PAD, UNK, UNK_ID, Vocab, build_vocab
+
+
+def test_regex_tokenizer_splits_words_numbers_and_punctuation():
+    tokenize = build_tokenizer(TokenizerConfig())
+    assert tokenize("Don't panic: it's 42, OK?!") == [
+        "don't", "panic", ":", "it's", "42", ",", "ok", "?", "!"]
+
+
+def test_lowercase_off_and_truncation():
+    tokenize = build_tokenizer(TokenizerConfig(lowercase=False, max_length=3))
+    assert tokenize("The Quick brown fox") == ["The", "Quick", "brown"]
+    assert tokenize.batch(["A b c d", "", "x"]) == [["A", "b", "c"], [], ["x"]]
+
+
+def test_whitespace_tokenizer_keeps_pre_tokenized_text():
+    tokenize = build_tokenizer(TokenizerConfig(kind="whitespace"))
+    assert tokenize("it 's a  charming , film ") == ["it", "'s", "a", "charming", ",", "film"]
+
+
+def test_unicode_and_control_characters_do_not_break_tokenizing():
+    tokenize = build_tokenizer(TokenizerConfig())
+    assert tokenize("Naïve CAFÉ — 日本語!") == ["naïve", "café", "—", "日本語", "!"]
+    assert tokenize("\n\t ") == [] and tokenize("a\x00b") == ["a", "\x00", "b"]
+
+
+def test_vocab_orders_by_frequency_with_specials_first():
+    vocab = build_vocab([["b", "a", "b"], ["c", "b", "a"], ["d"]], VocabConfig(min_freq=1))
+    assert vocab.tokens == [PAD, UNK, "b", "a", "c", "d"]
+    assert list(vocab.encode(["a", "zzz"])) == [3, UNK_ID]
+
+
+def test_vocab_min_freq_and_max_size():
+    tokens = [["a"] * 5 + ["b"] * 3 + ["c"] * 2 + ["d"]]
+    assert build_vocab(tokens, VocabConfig(min_freq=2)).tokens == [PAD, UNK, "a", "b", "c"]
+    assert len(build_vocab([[f"w{i}" for i in range(50)]], VocabConfig(max_size=10))) == 10
+
+
+def test_empty_text_encodes_to_one_unknown_token():
+    vocab = Vocab([PAD, UNK, "x"])
+    encoded = vocab.encode([])
+    assert encoded.dtype == np.int64 and list(encoded) == [UNK_ID]
+
+
+def test_vocab_saves_and_loads(tmp_path):
+    vocab = build_vocab([["ünï", "code", "code"]], VocabConfig())
+    vocab.save(tmp_path / "v.json")
+    assert Vocab.load(tmp_path / "v.json").tokens == vocab.tokens
+    (tmp_path / "bad.json").write_text('{"tokens": ["a"]}')
+    with pytest.raises(CheckpointError, match="not a valid vocabulary file"):
+        Vocab.load(tmp_path / "bad.json")

@@ -1,0 +1,89 @@
+import json
+
+import pytest
+
+from conftest import write_label_folders, write_recipe
+from textlstm import Events, Predictor, evaluate, load_recipe, train
+from textlstm.errors import DataError, RecipeError
+
+
+def test_run_folder_describes_itself(trained_run):
+    names = sorted(p.name for p in trained_run.iterdir())
+    assert {"model.safetensors", "recipe.toml", "vocab.json", "labels.json", "meta.json",
+            "metrics.jsonl"} <= set(names)
+    meta = json.loads((trained_run / "meta.json").read_text())
+    assert meta["format_version"] == 1 and meta["seed"] == 7 and meta["name"] == "tiny"
+    assert meta["split_rows"] == {"train": 48, "validation": 16, "test": 16}
+    assert len(meta["data_fingerprint"]) == 32 and meta["torch"]
+    lines = (trained_run / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 3 and json.loads(lines[-1])["epoch"] == 3
+    assert json.loads((trained_run / "labels.json").read_text()) == ["neg", "pos"]
+    assert (trained_run.parent / "latest").resolve() == trained_run.resolve()
+    assert not list(trained_run.parent.glob("*.partial"))
+
+
+def test_save_and_load_reproduce_the_validation_metrics(trained_run):
+    meta = json.loads((trained_run / "meta.json").read_text())
+    again = evaluate(trained_run, split="validation", device="cpu").report
+    assert again.accuracy == meta["validation"]["accuracy"]
+    assert again.loss == pytest.approx(meta["validation"]["validation_loss"], abs=1e-6)
+
+
+def test_same_seed_gives_identical_metrics(tmp_path, recipe_path):
+    first = train(load_recipe(recipe_path), tmp_path / "a", device="cpu")
+    second = train(load_recipe(recipe_path), tmp_path / "b", device="cpu")
+    assert [(e.train_loss, e.validation_loss, e.accuracy) for e in first.epochs] == \
+           [(e.train_loss, e.validation_loss, e.accuracy) for e in second.epochs]
+    texts = ["great superb film", "awful boring plot", ""]
+    assert [p.scores for p in Predictor.load(first.run_dir, "cpu").predict(texts)] == \
+           [p.scores for p in Predictor.load(second.run_dir, "cpu").predict(texts)]
+
+
+def test_it_learns_a_separable_task(tmp_path):
+    corpus = write_label_folders(tmp_path / "c", per_class=60)
+    recipe = load_recipe(write_recipe(tmp_path / "r.toml", corpus),
+                         ["train.epochs=6", "model.cell=gru", "model.pooling=attention",
+                          "model.num_layers=2", "train.class_weights=\"balanced\""])
+    result = train(recipe, tmp_path / "runs", device="cpu")
+    assert max(e.accuracy for e in result.epochs) >= 0.9
+    assert evaluate(result.run_dir, split="test", device="cpu").report.accuracy >= 0.9
+    assert Predictor.load(result.run_dir, "cpu").predict(["superb wonderful film"])[0].label == "pos"
+
+
+def test_early_stopping_keeps_the_best_epoch(tmp_path, recipe_path):
+    recipe = load_recipe(recipe_path, ["train.epochs=6", "train.patience=1", "train.lr=1e-9"])
+    result = train(recipe, tmp_path / "runs", device="cpu")
+    assert result.stopped == "early_stopping"
+    assert len(result.epochs) == 2 and result.best_epoch == 1
+    assert json.loads((result.run_dir / "meta.json").read_text())["best_epoch"] == 1
+
+
+def test_ctrl_c_keeps_the_best_weights_so_far(tmp_path, recipe_path):
+    class StopAfterTwo(Events):
+        def epoch_end(self, result):
+            if result.epoch == 2:
+                raise KeyboardInterrupt
+
+    result = train(load_recipe(recipe_path), tmp_path / "runs", device="cpu", events=StopAfterTwo())
+    assert result.stopped == "interrupted" and len(result.epochs) == 2
+    assert (result.run_dir / "model.safetensors").is_file()
+
+
+def test_interrupt_before_any_epoch_leaves_nothing(tmp_path, recipe_path):
+    class StopAtOnce(Events):
+        def batch_end(self, loss, tokens):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(load_recipe(recipe_path), tmp_path / "runs", device="cpu", events=StopAtOnce())
+    assert list((tmp_path / "runs" / "tiny").iterdir()) == []
+
+
+def test_bad_input_creates_no_run_folder(tmp_path, corpus):
+    recipe = load_recipe(write_recipe(tmp_path / "w.toml", corpus), ["train.class_weights={nope = 2.0}"])
+    with pytest.raises(RecipeError, match=r"train.class_weights: unknown label 'nope'; labels are neg, pos"):
+        train(recipe, tmp_path / "runs", device="cpu")
+    missing = load_recipe(write_recipe(tmp_path / "m.toml", tmp_path / "missing-folder"))
+    with pytest.raises(DataError, match="dataset path does not exist"):
+        train(missing, tmp_path / "runs", device="cpu")
+    assert not (tmp_path / "runs").exists()

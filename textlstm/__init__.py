@@ -1,0 +1,35 @@
+"""textlstm: LSTM text classification from TOML recipes.
+
+    import textlstm
+    recipe = textlstm.load_recipe("recipes/bbc-news.toml")
+    result = textlstm.train(recipe)
+    report = textlstm.evaluate(result.run_dir, split="test").report
+    predictions = textlstm.Predictor.load(result.run_dir).predict(["Shares rose sharply today"])
+
+Names are imported on first use, so ``import textlstm`` (and ``textlstm --help``) stays fast.
+"""
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "load_recipe": "textlstm.recipe", "Recipe": "textlstm.recipe",
+    "train": "textlstm.training", "TrainResult": "textlstm.training", "Events": "textlstm.training",
+    "evaluate": "textlstm.evaluation", "Evaluation": "textlstm.evaluation",
+    "Predictor": "textlstm.predict", "Prediction": "textlstm.predict",
+    "summarize": "textlstm.summary", "load_splits": "textlstm.data",
+    "TextLSTMError": "textlstm.errors", "RecipeError": "textlstm.errors",
+    "DataError": "textlstm.errors", "CheckpointError": "textlstm.errors",
+}
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'textlstm' has no attribute {name!r}")
+    value = getattr(import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,53 @@
+"""Token ids in, padded batches out.
+
+Training batches are length-bucketed: the data is shuffled, cut into buckets of ``bucket_size``
+batches, each bucket is sorted by length and cut into batches, and the batch order is shuffled
+again. Each batch then holds texts of similar length, so almost no compute goes to padding, while
+which texts share a batch still changes every epoch.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from textlstm.vocab import PAD_ID
+
+
+def lengths_of(ids: Sequence[np.ndarray]) -> np.ndarray:
+    return np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+
+
+def bucketed_batches(lengths: np.ndarray, batch_size: int, bucket_size: int,
+                     rng: np.random.Generator) -> list[np.ndarray]:
+    order = rng.permutation(len(lengths))
+    span = batch_size * bucket_size
+    batches: list[np.ndarray] = []
+    for start in range(0, len(order), span):
+        bucket = order[start:start + span]
+        bucket = bucket[np.argsort(lengths[bucket], kind="stable")]
+        batches.extend(bucket[i:i + batch_size] for i in range(0, len(bucket), batch_size))
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def sorted_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Longest first, for evaluation and prediction (callers restore the input order)."""
+    order = np.argsort(-lengths, kind="stable")
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def collate(ids: Sequence[np.ndarray], rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad the selected rows: tokens (batch, max_len) and lengths (batch,)."""
+    lengths = np.fromiter((len(ids[r]) for r in rows), dtype=np.int64, count=len(rows))
+    tokens = np.full((len(rows), int(lengths.max())), PAD_ID, dtype=np.int64)
+    for i, r in enumerate(rows):
+        tokens[i, : lengths[i]] = ids[r]
+    return torch.from_numpy(tokens), torch.from_numpy(lengths)
+
+
+def iterate(ids: Sequence[np.ndarray], batches: list[np.ndarray]
+            ) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
+    for rows in batches:
+        tokens, lengths = collate(ids, rows)
+        yield rows, tokens, lengths

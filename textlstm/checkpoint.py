@@ -1,0 +1,162 @@
+"""Run folders: written so that only a finished run looks complete, loaded strictly.
+
+A run is trained into ``<name>/<stamp>.partial/`` and renamed to ``<name>/<stamp>/`` once every
+file is written, ``meta.json`` last. Weights are safetensors; nothing here unpickles.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from textlstm.errors import CheckpointError, RecipeError
+from textlstm.model import LSTMClassifier
+from textlstm.recipe import Recipe, load_recipe
+from textlstm.tokenize import Tokenizer, build_tokenizer
+from textlstm.vocab import Vocab
+
+FORMAT_VERSION = 1
+FILES = ("model.safetensors", "recipe.toml", "vocab.json", "labels.json", "meta.json")
+PARTIAL = ".partial"
+
+
+@dataclass
+class Loaded:
+    run_dir: Path
+    recipe: Recipe
+    vocab: Vocab
+    labels: list[str]
+    meta: dict[str, Any]
+    model: LSTMClassifier
+    tokenizer: Tokenizer
+
+
+def reserve_run_dir(out_dir: str | Path, name: str) -> Path:
+    """Create a new, empty ``<out>/<name>/<stamp>.partial`` folder; never reuses a name."""
+    parent = Path(out_dir) / name
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CheckpointError(f"{parent}: cannot create the output folder ({exc.strerror})") from None
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    for attempt in range(1000):
+        candidate = stamp if attempt == 0 else f"{stamp}-{attempt}"
+        if (parent / candidate).exists():
+            continue
+        try:
+            (parent / (candidate + PARTIAL)).mkdir()
+            return parent / (candidate + PARTIAL)
+        except FileExistsError:
+            continue
+    raise CheckpointError(f"{parent}: could not find a free run folder name")
+
+
+def finalize(partial: Path) -> Path:
+    """Give the finished run its final name and point ``<name>/latest`` at it."""
+    final = partial.with_name(partial.name.removesuffix(PARTIAL))
+    os.replace(partial, final)  # the name is ours: reserve_run_dir saw it free
+    link = final.parent / "latest"
+    tmp = final.parent / f".latest-{os.getpid()}"
+    try:
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(final.name)
+        os.replace(tmp, link)
+    except OSError:  # a file system without symlinks: the run itself is complete
+        tmp.unlink(missing_ok=True)
+    return final
+
+
+def discard(partial: Path) -> None:
+    shutil.rmtree(partial, ignore_errors=True)
+
+
+def versions() -> dict[str, str]:
+    from textlstm import __version__
+
+    return {"textlstm": __version__, "torch": torch.__version__,
+            "python": platform.python_version()}
+
+
+def save(run_dir: Path, model: LSTMClassifier, state: dict[str, torch.Tensor], recipe: Recipe,
+         vocab: Vocab, labels: list[str], meta: dict[str, Any]) -> None:
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().cpu().contiguous() for k, v in state.items()},
+              str(run_dir / "model.safetensors"), metadata={"format": "textlstm"})
+    (run_dir / "recipe.toml").write_text(recipe.to_toml(), encoding="utf-8")
+    vocab.save(run_dir / "vocab.json")
+    (run_dir / "labels.json").write_text(json.dumps(labels, ensure_ascii=False), encoding="utf-8")
+    full = {"format_version": FORMAT_VERSION, **versions(), **meta,
+            "vocab_size": len(vocab), "num_classes": len(labels),
+            "num_parameters": sum(p.numel() for p in model.parameters())}
+    (run_dir / "meta.json").write_text(json.dumps(full, indent=2), encoding="utf-8")
+
+
+def load(run_dir: str | Path, device: torch.device | str = "cpu") -> Loaded:
+    run = Path(run_dir)
+    if not run.is_dir():
+        hint = " (a .partial folder is a run that did not finish)" if run.name.endswith(PARTIAL) else ""
+        raise CheckpointError(f"{run}: run folder not found{hint}")
+    if run.name.endswith(PARTIAL):
+        raise CheckpointError(f"{run}: this run did not finish; train again or use a finished run")
+    missing = [name for name in FILES if not (run / name).is_file()]
+    if missing:
+        raise CheckpointError(f"{run}: not a complete run folder: missing {', '.join(missing)}")
+    meta = _read_json(run / "meta.json", dict)
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(f"{run / 'meta.json'}: unknown format_version "
+                              f"{meta.get('format_version')!r}; this textlstm reads version "
+                              f"{FORMAT_VERSION}")
+    labels = _read_json(run / "labels.json", list)
+    if len(labels) < 2 or not all(isinstance(x, str) for x in labels):
+        raise CheckpointError(f"{run / 'labels.json'}: expected a list of at least two label names")
+    try:
+        recipe = load_recipe(run / "recipe.toml")
+    except RecipeError as exc:
+        raise CheckpointError(*exc.lines) from None
+    vocab = Vocab.load(run / "vocab.json")
+    model = LSTMClassifier(recipe.model, len(vocab), len(labels))
+    model.load_state_dict(_read_weights(run / "model.safetensors", model))
+    model.to(device).eval()
+    return Loaded(run, recipe, vocab, labels, meta, model, build_tokenizer(recipe.tokenizer))
+
+
+def _read_json(path: Path, kind: type) -> Any:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(value, kind):
+        raise CheckpointError(f"{path}: expected a JSON {kind.__name__}")
+    return value
+
+
+def _read_weights(path: Path, model: LSTMClassifier) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({exc}); "
+                              "the file is truncated or damaged: train again") from None
+    expected = model.state_dict()
+    problems = [name for name in expected if name not in state]
+    problems += [name for name in state if name not in expected]
+    if problems:
+        raise CheckpointError(f"{path}: weights do not match the run's recipe "
+                              f"(unexpected or missing: {', '.join(problems[:3])})")
+    for name, tensor in expected.items():
+        if state[name].shape != tensor.shape:
+            raise CheckpointError(f"{path}: weight '{name}' has shape {tuple(state[name].shape)} "
+                                  f"but the recipe, vocab.json and labels.json need "
+                                  f"{tuple(tensor.shape)}; the run folder's files do not belong "
+                                  "together")
+    return state

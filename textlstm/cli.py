@@ -1,0 +1,233 @@
+"""The ``textlstm`` command: thin Typer shims over the library, with rich output.
+
+Heavy imports (torch, datasets) happen inside the commands so ``textlstm --help`` stays fast.
+Every TextLSTMError becomes one red line per problem on stderr and exit code 2.
+"""
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Callable, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from textlstm.errors import TextLSTMError
+
+app = typer.Typer(help="LSTM text classification from TOML recipes.", no_args_is_help=True,
+                  add_completion=False, pretty_exceptions_enable=False)
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+Overrides = Annotated[Optional[list[str]], typer.Option(
+    "--set", help="Override a recipe key, e.g. --set model.hidden_size=256 (repeatable).")]
+DataDir = Annotated[Optional[Path], typer.Option(
+    "--data-dir", envvar="TEXTLSTM_DATA_DIR",
+    help="Root of local dataset mirrors: <root>/<hub id> is used instead of the hub.")]
+Device = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
+
+
+def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Input errors: one red line each and exit 2. Ctrl-C: one line and exit 130."""
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except TextLSTMError as exc:
+            for line in exc.lines:
+                err.print(f"[red]error:[/red] {line}", soft_wrap=True, markup=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err.print("[yellow]interrupted[/yellow]")
+            raise typer.Exit(130) from None
+    return wrapper
+
+
+@app.command()
+@guarded
+def train(recipe: Annotated[Path, typer.Argument(help="Recipe .toml file.")],
+          overrides: Overrides = None, data_dir: DataDir = None, device: Device = "auto",
+          out_dir: Annotated[Path, typer.Option("--out", help="Parent folder of run folders.")] = Path("runs"),
+          ) -> None:
+    """Train a model from a recipe; writes a run folder under --out/<recipe name>/."""
+    from textlstm.recipe import load_recipe
+    from textlstm.training import train as train_model
+
+    loaded = load_recipe(recipe, overrides)
+    out.print(f"[bold]training[/bold] {loaded.name} from {recipe}")
+    with TrainProgress(loaded.train.metric) as events:
+        result = train_model(loaded, out_dir, data_dir, device, events)
+    best = result.epochs[result.best_epoch - 1]
+    out.print(f"[green]done[/green] in {result.seconds:.0f}s ({result.stopped.replace('_', ' ')}); "
+              f"best epoch {result.best_epoch}: validation accuracy {best.accuracy:.2%}, "
+              f"macro-F1 {best.macro_f1:.2%}")
+    out.print(f"run folder: [bold]{result.run_dir}[/bold]")
+    out.print(f"next: textlstm evaluate {result.run_dir} --split test")
+
+
+@app.command()
+@guarded
+def check(recipe: Annotated[Path, typer.Argument(help="Recipe .toml file.")],
+          overrides: Overrides = None, data_dir: DataDir = None) -> None:
+    """Validate a recipe, print it resolved and summarize its data, without training."""
+    from rich.syntax import Syntax
+
+    from textlstm.recipe import load_recipe
+    from textlstm.summary import PERCENTILES, summarize
+
+    loaded = load_recipe(recipe, overrides)
+    out.print(f"[green]ok[/green] {recipe} is valid; resolved recipe:")
+    out.print(Syntax(loaded.to_toml(), "toml", theme="ansi_dark", background_color="default"))
+    summary = summarize(loaded, data_dir)
+    for note in summary.notes:
+        out.print(f"note: {note}")
+    counts = Table("label", *[s.name for s in summary.splits], title=f"data: {summary.source}",
+                   title_justify="left")
+    counts.add_row("[bold]rows[/bold]", *[f"{s.rows:,}" for s in summary.splits])
+    for label in summary.labels:
+        counts.add_row(label, *[f"{s.label_counts[label]:,}" for s in summary.splits])
+    out.print(counts)
+    lengths = Table("split", *["max" if p == 100 else f"p{p}" for p in PERCENTILES],
+                    f"> max_length ({loaded.tokenizer.max_length})",
+                    title="text length in tokens (before truncation)", title_justify="left")
+    for s in summary.splits:
+        lengths.add_row(s.name, *[f"{s.length_percentiles[p]:,}" for p in PERCENTILES],
+                        f"{s.truncated_share:.1%}")
+    out.print(lengths)
+
+
+@app.command()
+@guarded
+def evaluate(run: Annotated[Path, typer.Argument(help="A finished run folder.")],
+             split: Annotated[str, typer.Option(help="Split to evaluate on.")] = "test",
+             data: Annotated[Optional[str], typer.Option(
+                 help="Other labelled data: hub id, folder or .csv/.tsv/.jsonl/.parquet file.")] = None,
+             text_column: Annotated[Optional[str], typer.Option(help="Text column in --data.")] = None,
+             label_column: Annotated[Optional[str], typer.Option(help="Label column in --data.")] = None,
+             data_dir: DataDir = None, device: Device = "auto") -> None:
+    """Accuracy, macro-F1, per-class scores and the confusion matrix of a run."""
+    from textlstm.evaluation import evaluate as evaluate_run
+
+    result = evaluate_run(run, split, data, data_dir, device, text_column, label_column)
+    for note in result.notes:
+        out.print(f"note: {note}")
+    rep = result.report
+    out.print(f"[bold]{result.name}[/bold]: {rep.rows:,} rows, accuracy [bold]{rep.accuracy:.2%}"
+              f"[/bold], macro-F1 [bold]{rep.macro_f1:.2%}[/bold], loss {rep.loss:.4f}")
+    scores = Table("label", "precision", "recall", "F1", "support", title="per class",
+                   title_justify="left")
+    for row in rep.per_class:
+        scores.add_row(row.label, f"{row.precision:.3f}", f"{row.recall:.3f}", f"{row.f1:.3f}",
+                       f"{row.support:,}")
+    out.print(scores)
+    matrix = Table("true \\ predicted", *rep.labels, title="confusion matrix", title_justify="left")
+    for label, counts in zip(rep.labels, rep.confusion):
+        matrix.add_row(label, *[f"{c:,}" for c in counts])
+    out.print(matrix)
+    out.print(f"report: {result.json_path}\nconfusion plot: {result.plot_path}")
+
+
+@app.command()
+@guarded
+def predict(run: Annotated[Path, typer.Argument(help="A finished run folder.")],
+            inputs: Annotated[list[str], typer.Argument(
+                help="Files to classify: .txt (a text per line), .csv/.tsv, .jsonl, or - for stdin.")],
+            output: Annotated[Optional[Path], typer.Option(
+                "-o", "--output", help="Write here (.jsonl, .csv or .tsv) instead of stdout.")] = None,
+            text_column: Annotated[str, typer.Option(help="Text column of .csv/.tsv input.")] = "text",
+            text_key: Annotated[str, typer.Option(help="Text key of .jsonl input.")] = "text",
+            top_k: Annotated[Optional[int], typer.Option(
+                min=1, help="Keep only the k likeliest classes in the output.")] = None,
+            batch_size: Annotated[int, typer.Option(min=1)] = 256,
+            device: Device = "auto") -> None:
+    """Classify texts; one output record per input text, in input order."""
+    from textlstm.errors import DataError
+    from textlstm.predict import OUTPUT_FORMATS, PredictionWriter, Predictor, read_inputs
+
+    fmt = "jsonl"
+    if output is not None:
+        fmt = OUTPUT_FORMATS.get(output.suffix.lower(), "")
+        if not fmt:
+            raise DataError(f"{output}: unknown output type; use .jsonl, .csv or .tsv")
+        if output.is_dir():
+            raise DataError(f"{output}: is a folder; give an output file name")
+    predictor = Predictor.load(run, device)
+    for name in inputs:  # fail on a bad input before writing anything
+        next(iter(read_inputs(name, text_column, text_key)), None) if name != "-" else None
+    texts = (text for name in inputs for text in read_inputs(name, text_column, text_key))
+    target = output.with_name(output.name + ".partial") if output else None
+    handle = open(target, "w", encoding="utf-8", newline="") if target else sys.stdout
+    count = 0
+    try:
+        writer = PredictionWriter(handle, fmt, predictor.labels, top_k)
+        for prediction in predictor.predict_stream(texts, batch_size):
+            writer.write(prediction)
+            count += 1
+    except BaseException:
+        if target:
+            handle.close()
+            target.unlink(missing_ok=True)
+        raise
+    if target and output:
+        handle.close()
+        target.replace(output)
+        err.print(f"wrote {count:,} predictions to {output}")
+
+
+class TrainProgress:
+    """Draws a progress bar per epoch and a table row after each one."""
+
+    def __init__(self, metric: str) -> None:
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                   TimeRemainingColumn)
+
+        self.metric = metric
+        self.progress = Progress(
+            TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[speed]:,.0f} tok/s"),
+            TimeRemainingColumn(), console=out, transient=True)
+        self.task: Any = None
+        self.header_shown = False
+
+    def __enter__(self) -> "TrainProgress":
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.__exit__(*exc)
+
+    def message(self, text: str) -> None:
+        self.progress.console.print(text)
+
+    def epoch_start(self, epoch: int, epochs: int, batches: int) -> None:
+        import time
+
+        if not self.header_shown:
+            self.progress.console.print(
+                "[bold]epoch  train loss  val loss  val acc  val macro-F1   tok/s    time[/bold]")
+            self.header_shown = True
+        self.started, self.tokens, self.loss = time.perf_counter(), 0, None
+        self.task = self.progress.add_task("train", total=batches, epoch=f"{epoch}/{epochs}",
+                                           loss=0.0, speed=0.0)
+
+    def batch_end(self, loss: float, tokens: int) -> None:
+        import time
+
+        self.tokens += tokens
+        self.loss = loss if self.loss is None else 0.95 * self.loss + 0.05 * loss
+        speed = self.tokens / max(time.perf_counter() - self.started, 1e-9)
+        self.progress.update(self.task, advance=1, loss=self.loss, speed=speed)
+
+    def epoch_end(self, result: Any) -> None:
+        self.progress.remove_task(self.task)
+        star = " [green]*[/green]" if result.best else ""
+        self.progress.console.print(
+            f"{result.epoch:>5}  {result.train_loss:>10.4f}  {result.validation_loss:>8.4f}  "
+            f"{result.accuracy:>7.2%}  {result.macro_f1:>12.2%}  {result.tokens_per_second:>7,.0f}"
+            f"  {result.seconds:>5.0f}s{star}")
+
+
+def main() -> None:
+    app()

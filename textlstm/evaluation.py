@@ -1,0 +1,105 @@
+"""Evaluation of a finished run on one of its splits or on other labelled data.
+
+Writes ``eval-<name>.json`` (the full report) and ``eval-<name>-confusion.png`` into the run
+folder and returns the report.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from textlstm import checkpoint
+from textlstm.data import column, label_names, load_raw, load_splits, normalize
+from textlstm.errors import DataError
+from textlstm.metrics import Report, report
+from textlstm.predict import logits_for
+from textlstm.runtime import pick_device
+
+
+@dataclass
+class Evaluation:
+    report: Report
+    name: str  # the split, or the data file's stem
+    json_path: Path
+    plot_path: Path
+    notes: list[str]
+
+
+def evaluate(run_dir: str | Path, split: str = "test", data: str | None = None,
+             data_dir: str | Path | None = None, device: str = "auto",
+             text_column: str | list[str] | None = None, label_column: str | None = None,
+             batch_size: int | None = None) -> Evaluation:
+    target = pick_device(device)
+    loaded = checkpoint.load(run_dir, target)
+    recipe = loaded.recipe
+    cfg = recipe.data.model_copy(update={
+        k: v for k, v in {"text": text_column, "label": label_column}.items() if v is not None})
+    notes: list[str] = []
+    if data is None:
+        splits = load_splits(cfg, data_dir, recipe.seed)
+        notes += splits.notes
+        if split not in splits.names:
+            raise DataError(f"{splits.source}: no '{split}' split to evaluate on (splits: "
+                            f"{', '.join(splits.names)}); pass --split or --data")
+        if splits.labels != loaded.labels:
+            raise DataError(f"{splits.source}: labels {splits.labels} differ from the run's "
+                            f"{loaded.labels}")
+        if splits.fingerprint() != loaded.meta.get("data_fingerprint"):
+            notes.append("the data differ from what this run was trained on")
+        dataset, name = splits[split], split
+    else:
+        raw, source, notes, _ = load_raw(data, cfg.config, data_dir, Path.cwd())
+        chosen = split if split in raw else (next(iter(raw)) if len(raw) == 1 else None)
+        if chosen is None:
+            raise DataError(f"{source}: no '{split}' split (splits: {', '.join(raw)}); pass --split")
+        label_names(raw[chosen], cfg.label, source, chosen)  # checks the label column exists
+        dataset = normalize(raw[chosen], cfg, loaded.labels, source, chosen, notes)
+        name = Path(data).stem if Path(data).suffix else data.replace("/", "_")
+        if chosen != "train" or len(raw) > 1:
+            name = f"{name}-{chosen}"
+    if len(dataset) == 0:
+        raise DataError(f"{name}: no labelled rows to evaluate on")
+    tokens = loaded.tokenizer.batch(column(dataset, "text"))
+    ids = loaded.vocab.encode_batch(tokens)
+    logits = logits_for(loaded.model, ids, batch_size or recipe.train.eval_batch_size, target)
+    truth = np.asarray(column(dataset, "label"))
+    loss = float(torch.nn.functional.cross_entropy(torch.from_numpy(logits),
+                                                   torch.from_numpy(truth)))
+    result = report(truth, logits.argmax(axis=1), loaded.labels, loss)
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name)
+    json_path = loaded.run_dir / f"eval-{safe}.json"
+    plot_path = loaded.run_dir / f"eval-{safe}-confusion.png"
+    _write_json(json_path, {"run": str(loaded.run_dir), "evaluated_on": name, "notes": notes,
+                            **result.to_dict()})
+    plot_confusion(result, plot_path, f"{loaded.recipe.name}: {name}")
+    return Evaluation(result, name, json_path, plot_path, notes)
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2), encoding="utf-8")
+    tmp.replace(path)
+
+
+def plot_confusion(result: Report, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    size = max(4.0, 0.8 * len(result.labels) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ConfusionMatrixDisplay(np.asarray(result.confusion), display_labels=result.labels).plot(
+        ax=ax, cmap="Blues", colorbar=False, xticks_rotation=45)
+    ax.set_title(f"{title}  (accuracy {result.accuracy:.2%})")
+    fig.tight_layout()
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)

@@ -1,0 +1,179 @@
+"""Prediction: a finished run folder in, labels and probabilities out.
+
+Texts are processed in chunks: each chunk is sorted by length into batches (little padding), run
+under ``torch.inference_mode``, and put back in input order, so output order always matches input
+order and memory stays flat however long the input is.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+import torch
+
+from textlstm.batching import iterate, lengths_of, sorted_batches
+from textlstm.errors import DataError
+from textlstm.model import LSTMClassifier
+
+CHUNK = 8192
+INPUT_FORMATS = {".txt": "lines", ".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl"}
+OUTPUT_FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv"}
+
+
+def logits_for(model: LSTMClassifier, ids: Sequence[np.ndarray], batch_size: int,
+               device: torch.device) -> np.ndarray:
+    """Logits (rows, num_classes) in input order."""
+    was_training = model.training
+    model.eval()
+    out = np.zeros((len(ids), model.head.out_features), dtype=np.float32)
+    with torch.inference_mode():
+        for rows, tokens, lengths in iterate(ids, sorted_batches(lengths_of(ids), batch_size)):
+            out[rows] = model(tokens.to(device), lengths.to(device)).float().cpu().numpy()
+    model.train(was_training)
+    return out
+
+
+@dataclass
+class Prediction:
+    label: str
+    score: float
+    scores: dict[str, float]
+
+
+class Predictor:
+    """``Predictor.load(run_dir).predict(["a text", ...])`` -> list of Prediction."""
+
+    def __init__(self, loaded) -> None:
+        self.loaded = loaded
+        self.labels: list[str] = loaded.labels
+        self.device = next(loaded.model.parameters()).device
+
+    @classmethod
+    def load(cls, run_dir: str | Path, device: str = "auto") -> "Predictor":
+        from textlstm.checkpoint import load
+        from textlstm.runtime import pick_device
+
+        return cls(load(run_dir, pick_device(device)))
+
+    def probabilities(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
+        tokens = self.loaded.tokenizer.batch(texts)
+        ids = self.loaded.vocab.encode_batch(tokens)
+        logits = logits_for(self.loaded.model, ids, batch_size, self.device)
+        return torch.from_numpy(logits).softmax(dim=1).numpy()
+
+    def predict(self, texts: Sequence[str], batch_size: int = 256) -> list[Prediction]:
+        return list(self.predict_stream(texts, batch_size))
+
+    def predict_stream(self, texts: Iterable[str], batch_size: int = 256,
+                       chunk: int = CHUNK) -> Iterator[Prediction]:
+        iterator = iter(texts)
+        while block := list(islice(iterator, chunk)):
+            probs = self.probabilities(block, batch_size)
+            best = probs.argmax(axis=1)
+            for row, index in zip(probs, best):
+                yield Prediction(self.labels[index], float(row[index]),
+                                 {label: float(p) for label, p in zip(self.labels, row)})
+
+
+# --- input and output files --------------------------------------------------------------------
+
+def read_inputs(path: str, text_column: str = "text", text_key: str = "text") -> Iterator[str]:
+    """Texts from a .txt (one per line), .csv/.tsv (a column), .jsonl (a key) file, or ``-``."""
+    if path == "-":
+        yield from _lines(sys.stdin.buffer, "<stdin>")
+        return
+    file = Path(path)
+    if file.is_dir():
+        raise DataError(f"{path}: is a folder; give a .txt, .csv, .tsv or .jsonl file")
+    if not file.is_file():
+        raise DataError(f"{path}: input file not found")
+    if file.stat().st_size == 0:
+        raise DataError(f"{path}: the input file is empty")
+    with open(file, "rb") as handle:
+        if b"\x00" in handle.read(8192):
+            raise DataError(f"{path}: looks like a binary file, not text; give a .txt, .csv, "
+                            ".tsv or .jsonl file")
+    kind = INPUT_FORMATS.get(file.suffix.lower(), "lines")
+    with open(file, "rb") as handle:
+        if kind == "lines":
+            yield from _lines(handle, path)
+        elif kind == "jsonl":
+            yield from _jsonl(handle, path, text_key)
+        else:
+            yield from _table(handle, path, text_column, "\t" if kind == "tsv" else ",")
+
+
+def _lines(handle: IO[bytes], name: str) -> Iterator[str]:
+    for raw in handle:
+        yield raw.rstrip(b"\n").rstrip(b"\r").decode("utf-8", errors="replace")
+
+
+def _jsonl(handle: IO[bytes], name: str, key: str) -> Iterator[str]:
+    for number, raw in enumerate(handle, start=1):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw.decode("utf-8", errors="replace"))
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{name}:{number}: not valid JSON ({exc.msg}); fix or remove that line") from None
+        if not isinstance(record, dict) or key not in record:
+            raise DataError(f"{name}:{number}: no key '{key}'; pass --text-key")
+        value = record[key]
+        yield "" if value is None else str(value)
+
+
+def _table(handle: IO[bytes], name: str, column: str, delimiter: str) -> Iterator[str]:
+    text = io.TextIOWrapper(handle, encoding="utf-8", errors="replace", newline="")
+    reader = csv.reader(text, delimiter=delimiter)
+    header = next(reader, None)
+    if not header or column not in header:
+        raise DataError(f"{name}: no column '{column}' (columns: {', '.join(header or [])}); "
+                        "pass --text-column")
+    index = header.index(column)
+    for row in reader:
+        if not row:
+            continue
+        if len(row) != len(header):
+            raise DataError(f"{name}:{reader.line_num}: expected {len(header)} fields, found "
+                            f"{len(row)}; fix the quoting on that row")
+        yield row[index]
+
+
+class PredictionWriter:
+    """Writes predictions as JSONL (default), CSV or TSV; ``top_k`` keeps the k likeliest."""
+
+    def __init__(self, handle: IO[str], fmt: str, labels: list[str], top_k: int | None) -> None:
+        self.handle, self.fmt, self.top_k = handle, fmt, top_k
+        self.csv = None
+        if fmt in ("csv", "tsv"):
+            self.csv = csv.writer(handle, delimiter="\t" if fmt == "tsv" else ",",
+                                  lineterminator="\n")
+            if top_k:
+                header = [f"{kind}_{i}" for i in range(1, top_k + 1) for kind in ("label", "score")]
+            else:
+                header = [f"p_{label}" for label in labels]
+            self.csv.writerow(["label", "score", *header])
+
+    def write(self, prediction: Prediction) -> None:
+        scores = prediction.scores
+        if self.top_k:
+            ranked = sorted(scores.items(), key=lambda kv: -kv[1])[: self.top_k]
+            scores = dict(ranked)
+        if self.csv is None:
+            record = {"label": prediction.label, "score": round(prediction.score, 6),
+                      "scores": {k: round(v, 6) for k, v in scores.items()}}
+            self.handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+        elif self.top_k:
+            self.csv.writerow([prediction.label, f"{prediction.score:.6f}",
+                               *[x for kv in scores.items() for x in (kv[0], f"{kv[1]:.6f}")]])
+        else:
+            self.csv.writerow([prediction.label, f"{prediction.score:.6f}",
+                               *[f"{v:.6f}" for v in scores.values()]])

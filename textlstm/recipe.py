@@ -1,0 +1,250 @@
+"""Recipes: TOML files validated completely on load, every default filled in.
+
+The schema below is the one place where defaults live. ``load_recipe`` collects every problem
+(unknown key, wrong type, out-of-range value, unknown choice) and raises them together, one line
+each, naming the file and the dotted key.
+"""
+from __future__ import annotations
+
+import difflib
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from textlstm.errors import RecipeError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class DataConfig(_Section):
+    dataset: str = Field(description="hub id, local folder or file, or pkg:<package>/<path>")
+    config: str | None = None
+    text: str | list[str] = "text"
+    label: str = "label"
+    train_split: str = "train"
+    validation_split: str = "validation"
+    test_split: str = "test"
+    validation_fraction: float = Field(0.1, gt=0.0, lt=0.5)
+    # carved from train only when the dataset has no test split; 0 means report no test split
+    test_fraction: float = Field(0.0, ge=0.0, lt=0.5)
+
+    @field_validator("text")
+    @classmethod
+    def _text_not_empty(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list) and not value:
+            raise ValueError("give at least one column")
+        return value
+
+
+class TokenizerConfig(_Section):
+    kind: Literal["regex", "whitespace"] = "regex"
+    lowercase: bool = True
+    max_length: int = Field(400, ge=1, le=100_000)
+
+
+class VocabConfig(_Section):
+    min_freq: int = Field(1, ge=1)
+    max_size: int = Field(30_000, ge=10)
+
+
+class ModelConfig(_Section):
+    cell: Literal["lstm", "gru"] = "lstm"
+    embedding_dim: int = Field(128, ge=1, le=4096)
+    hidden_size: int = Field(128, ge=1, le=4096)
+    num_layers: int = Field(1, ge=1, le=8)
+    bidirectional: bool = True
+    pooling: Literal["last", "mean", "max", "attention"] = "max"
+    embedding_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    dropout: float = Field(0.3, ge=0.0, lt=1.0)
+
+
+class TrainConfig(_Section):
+    epochs: int = Field(5, ge=1, le=1000)
+    batch_size: int = Field(64, ge=1, le=65_536)
+    eval_batch_size: int = Field(256, ge=1, le=65_536)
+    lr: float = Field(2e-3, gt=0.0, le=10.0)
+    weight_decay: float = Field(0.01, ge=0.0)
+    schedule: Literal["linear", "constant"] = "linear"
+    warmup_fraction: float = Field(0.05, ge=0.0, lt=1.0)
+    clip_grad_norm: float = Field(1.0, ge=0.0)
+    patience: int = Field(2, ge=0)
+    metric: Literal["accuracy", "macro_f1"] = "accuracy"
+    class_weights: Literal["none", "balanced"] | dict[str, float] = "none"
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    bucket_size: int = Field(100, ge=1, description="batches per length bucket when shuffling")
+
+
+class Recipe(_Section):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)
+    seed: int = Field(13, ge=0, le=2**32 - 1)
+    data: DataConfig
+    tokenizer: TokenizerConfig = TokenizerConfig()
+    vocab: VocabConfig = VocabConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    source: str = Field("", exclude=True, description="the file the recipe came from")
+
+    def to_toml(self) -> str:
+        return tomli_w.dumps(_drop_none(self.model_dump(mode="json")))
+
+    def resolve_path(self, value: str) -> str:
+        """A relative path in a recipe is relative to the recipe file, when that file exists."""
+        if not self.source or Path(value).is_absolute():
+            return value
+        candidate = Path(self.source).parent / value
+        return str(candidate) if candidate.exists() else value
+
+
+def _drop_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    return value
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Read, override and validate a recipe; raises RecipeError with every problem found."""
+    path = Path(path)
+    label = str(path)
+    try:
+        raw_bytes = path.read_bytes()
+    except FileNotFoundError:
+        raise RecipeError(f"{label}: recipe file not found") from None
+    except IsADirectoryError:
+        raise RecipeError(f"{label}: is a directory; give a recipe .toml file") from None
+    except OSError as exc:
+        raise RecipeError(f"{label}: cannot read recipe ({exc.strerror})") from None
+    try:
+        raw = tomllib.loads(raw_bytes.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise RecipeError(f"{label}: not UTF-8 text; save the recipe as UTF-8") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise RecipeError(f"{label}: TOML syntax error: {exc}") from None
+    return recipe_from_dict(raw, label, overrides)
+
+
+def recipe_from_dict(raw: dict[str, Any], label: str = "<recipe>",
+                     overrides: list[str] | None = None) -> Recipe:
+    raw = _deep_copy(raw)
+    problems = [apply_override(raw, item, label) for item in overrides or []]
+    problems = [p for p in problems if p]
+    overridden = {item.partition("=")[0].strip() for item in overrides or []}
+    try:
+        recipe = Recipe.model_validate({**raw, "source": label if label != "<recipe>" else ""})
+    except ValidationError as exc:
+        by_key: dict[str, str] = {}
+        for error in exc.errors():
+            key, line = _describe(error, raw, label, overridden)
+            by_key.setdefault(key, line)  # a union reports each member; the first says enough
+        raise RecipeError(*problems, *by_key.values()) from None
+    if problems:
+        raise RecipeError(*problems)
+    return recipe
+
+
+def _deep_copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _deep_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_deep_copy(v) for v in value]
+    return value
+
+
+def apply_override(raw: dict[str, Any], item: str, label: str) -> str | None:
+    """Apply one ``dotted.key=value`` override in place; returns a problem line or None.
+
+    The value is read as a TOML value (``256``, ``true``, ``[1, 2]``, ``"x"``); anything that is not
+    valid TOML is taken as a plain string, so ``--set data.dataset=imdb`` works unquoted.
+    """
+    key, sep, text = item.partition("=")
+    key = key.strip()
+    if not sep or not key or not re.fullmatch(r"[A-Za-z0-9_.-]+", key):
+        return f"--set {item}: expected KEY=VALUE, e.g. --set model.hidden_size=256"
+    try:
+        value = tomllib.loads(f"v = {text.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text.strip()
+    parts = key.split(".")
+    node: Any = raw
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            return f"--set {key}: '{part}' is not a section"
+    node[parts[-1]] = value
+    return None
+
+
+_TYPE_HINTS = {
+    "int_type": "expected an integer", "int_parsing": "expected an integer",
+    "int_from_float": "expected an integer", "float_type": "expected a number",
+    "float_parsing": "expected a number", "bool_type": "expected true or false",
+    "bool_parsing": "expected true or false", "string_type": "expected a string",
+    "list_type": "expected a list", "dict_type": "expected a table",
+    "model_type": "expected a table", "model_attributes_type": "expected a table",
+}
+
+
+def _describe(error: dict[str, Any], raw: dict[str, Any], label: str,
+              overridden: set[str]) -> tuple[str, str]:
+    loc = [str(part) for part in error["loc"] if not _is_union_tag(part)]
+    key = ".".join(loc)
+    where = "--set" if key in overridden else label
+    return key, f"{where}: {key}: {_problem(error, raw, loc)}"
+
+
+def _problem(error: dict[str, Any], raw: dict[str, Any], loc: list[str]) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return f"unknown key{_suggest(loc)}"
+    if kind == "missing":
+        return f"required key is missing"
+    if kind == "literal_error":
+        expected = error.get("ctx", {}).get("expected", "")
+        return f"unknown choice {_value_at(raw, loc)!r}; expected one of {expected}"
+    if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        return f"{_value_at(raw, loc)!r} is out of range; {error['msg'].lower()}"
+    if kind == "string_pattern_mismatch":
+        return (f"{_value_at(raw, loc)!r} is not allowed; use letters, digits, "
+                "'.', '_' or '-', starting with a letter or digit")
+    hint = _TYPE_HINTS.get(kind, error["msg"].removeprefix("Value error, "))
+    return f"{hint}, got {_value_at(raw, loc)!r}"
+
+
+def _is_union_tag(part: Any) -> bool:
+    # pydantic adds the union member it tried (e.g. 'str', "literal['none','balanced']") to locs
+    return isinstance(part, str) and (part in {"str", "list[str]", "dict[str,float]"}
+                                      or part.startswith(("literal[", "function-")))
+
+
+def _value_at(raw: dict[str, Any], loc: list[str]) -> Any:
+    node: Any = raw
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return None
+    return node
+
+
+def _suggest(loc: list[str]) -> str:
+    section: type[BaseModel] = Recipe
+    for part in loc[:-1]:
+        field = section.model_fields.get(part)
+        annotation = getattr(field, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return ""
+        section = annotation
+    names = [n for n in section.model_fields if n != "source"]
+    close = difflib.get_close_matches(loc[-1], names, n=1, cutoff=0.6)
+    if close:
+        return f" (did you mean '{close[0]}'?)"
+    return f"; valid keys: {', '.join(names)}"
+
+

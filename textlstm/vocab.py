@@ -1,0 +1,64 @@
+"""Word vocabularies: ``<pad>`` = 0, ``<unk>`` = 1, then tokens by falling frequency."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from textlstm.errors import CheckpointError
+from textlstm.recipe import VocabConfig
+
+PAD, UNK = "<pad>", "<unk>"
+PAD_ID, UNK_ID = 0, 1
+
+
+class Vocab:
+    def __init__(self, tokens: list[str]) -> None:
+        if tokens[:2] != [PAD, UNK] or len(set(tokens)) != len(tokens):
+            raise ValueError("a vocabulary starts with <pad>, <unk> and has no repeats")
+        self.tokens = tokens
+        self.index = {token: i for i, token in enumerate(tokens)}
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def encode(self, tokens: list[str]) -> np.ndarray:
+        """Token ids; an empty text becomes a single <unk> so every sequence has a step."""
+        get = self.index.get
+        ids = [get(token, UNK_ID) for token in tokens] or [UNK_ID]
+        return np.asarray(ids, dtype=np.int64)
+
+    def encode_batch(self, batch: Iterable[list[str]]) -> list[np.ndarray]:
+        return [self.encode(tokens) for tokens in batch]
+
+    def to_json(self) -> str:
+        return json.dumps({"format": "textlstm-vocab", "version": 1, "tokens": self.tokens},
+                          ensure_ascii=False)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json(), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Vocab":
+        try:
+            raw = json.loads(Path(path).read_text(encoding="utf-8"))
+            tokens = raw["tokens"]
+            if raw.get("format") != "textlstm-vocab" or not isinstance(tokens, list):
+                raise ValueError("not a textlstm vocabulary")
+            return cls([str(t) for t in tokens])
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"{path}: not a valid vocabulary file ({exc})") from None
+
+
+def build_vocab(tokenized: Iterable[list[str]], cfg: VocabConfig) -> Vocab:
+    counts: Counter[str] = Counter()
+    for tokens in tokenized:
+        counts.update(tokens)
+    counts.pop(PAD, None)
+    counts.pop(UNK, None)
+    kept = [t for t, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+            if n >= cfg.min_freq]
+    return Vocab([PAD, UNK] + kept[: cfg.max_size - 2])
