@@ -115,8 +115,9 @@ def load(run_dir: str | Path, device: torch.device | str = "cpu") -> Loaded:
                               f"{meta.get('format_version')!r}; this textlstm reads version "
                               f"{FORMAT_VERSION}")
     labels = _read_json(run / "labels.json", list)
-    if len(labels) < 2 or not all(isinstance(x, str) for x in labels):
-        raise CheckpointError(f"{run / 'labels.json'}: expected a list of at least two label names")
+    if len(labels) < 2 or not all(isinstance(x, str) for x in labels) or len(set(labels)) != len(labels):
+        raise CheckpointError(f"{run / 'labels.json'}: expected a list of at least two distinct "
+                              "label names")
     try:
         recipe = load_recipe(run / "recipe.toml")
     except RecipeError as exc:

@@ -6,6 +6,7 @@ Every TextLSTMError becomes one red line per problem on stderr and exit code 2.
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Callable, Optional
@@ -42,6 +43,9 @@ def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/yellow]")
             raise typer.Exit(130) from None
+        except BrokenPipeError:  # e.g. `textlstm predict RUN in.txt | head`
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(141) from None
     return wrapper
 
 
@@ -154,8 +158,9 @@ def predict(run: Annotated[Path, typer.Argument(help="A finished run folder.")],
         if output.is_dir():
             raise DataError(f"{output}: is a folder; give an output file name")
     predictor = Predictor.load(run, device)
-    for name in inputs:  # fail on a bad input before writing anything
-        next(iter(read_inputs(name, text_column, text_key)), None) if name != "-" else None
+    for name in inputs:  # a bad input file fails here, before anything is written
+        if name != "-":
+            next(read_inputs(name, text_column, text_key), None)
     texts = (text for name in inputs for text in read_inputs(name, text_column, text_key))
     target = output.with_name(output.name + ".partial") if output else None
     handle = open(target, "w", encoding="utf-8", newline="") if target else sys.stdout

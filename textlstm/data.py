@@ -111,6 +111,9 @@ def finish_splits(splits: dict[str, Any], labels: list[str], source: str, notes:
         train, splits["validation"] = _carve(train, share, seed, source, "validation")
         notes.append(f"validation split carved from train: {len(splits['validation'])} rows "
                      f"({cfg.validation_fraction:.0%}, stratified, seed {seed})")
+    if len(Counter(column(train, "label"))) < 2:
+        raise DataError(f"{source}: after carving validation/test splits the train split has a "
+                        "single class; add data or lower data.validation_fraction/test_fraction")
     splits["train"] = train
     order = [name for name in ("train", "validation", "test") if name in splits]
     return Splits(datasets.DatasetDict({name: splits[name] for name in order}), labels, source,
@@ -158,7 +161,8 @@ def _quiet_datasets() -> None:
     import datasets
 
     datasets.disable_progress_bars()
-    datasets.logging.set_verbosity_error()
+    # it logs a parse failure before raising it; the raised error is reported, once, by us
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)
 
 
 def _looks_like_path(dataset: str) -> bool:
@@ -258,9 +262,9 @@ def read_text_folder(path: Path, notes: list[str]) -> Any | None:
         if not label_dirs:
             return None
         layout = {"train": label_dirs}
-    names = sorted({d.name for dirs in layout.values() for d in dirs})
+    # labels stay folder names (strings): the train split alone decides which classes exist
     features = datasets.Features({"text": datasets.Value("string"),
-                                  "label": datasets.ClassLabel(names=names)})
+                                  "label": datasets.Value("string")})
     replaced = 0
     splits = {}
     for split, dirs in layout.items():
@@ -273,7 +277,7 @@ def read_text_folder(path: Path, notes: list[str]) -> Any | None:
                 except UnicodeDecodeError:
                     texts.append(raw.decode("utf-8", errors="replace"))
                     replaced += 1
-                labels.append(names.index(label_dir.name))
+                labels.append(label_dir.name)
         splits["validation" if split in ("valid", "dev") else split] = datasets.Dataset.from_dict(
             {"text": texts, "label": labels}, features=features)
     if replaced:
@@ -298,13 +302,15 @@ def label_names(ds: Any, name: str, source: str, split: str) -> list[str]:
     feature = ds.features[name]
     if isinstance(feature, datasets.ClassLabel):
         return list(feature.names)
-    values = {v for v in column(ds, name) if v is not None and v != -1 and v != ""}
-    if any(isinstance(v, (list, dict, float)) and not float(v).is_integer() if isinstance(v, float)
-           else isinstance(v, (list, dict)) for v in values):
-        raise DataError(f"{source}: label column '{name}' must hold class names or integer ids")
-    if all(isinstance(v, (int, float)) for v in values):
+    raw = [v for v in column(ds, name) if v is not None and v != -1 and v != ""]
+    if any(isinstance(v, (list, dict)) or (isinstance(v, float) and not v.is_integer())
+           for v in raw):
+        raise DataError(f"{source}: label column '{name}' must hold one class name or integer id "
+                        "per row (lists, tables and fractions are not labels)")
+    values = set(raw)
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
         return [str(int(v)) for v in sorted(values)]
-    return sorted(str(v) for v in values)
+    return sorted({str(v) for v in values})
 
 
 def normalize(ds: Any, cfg: DataConfig, labels: list[str], source: str, split: str,
@@ -350,6 +356,8 @@ def _label_name(value: Any, own_names: list[str] | None) -> str | None:
         return None
     if own_names is not None:
         return own_names[value]
+    if isinstance(value, bool):
+        return str(value)
     if isinstance(value, float):
         return str(int(value)) if value.is_integer() else None
     return str(value)

@@ -131,20 +131,25 @@ def _jsonl(handle: IO[bytes], name: str, key: str) -> Iterator[str]:
 
 
 def _table(handle: IO[bytes], name: str, column: str, delimiter: str) -> Iterator[str]:
-    text = io.TextIOWrapper(handle, encoding="utf-8", errors="replace", newline="")
+    # utf-8-sig: spreadsheet programs start CSV files with a byte-order mark
+    text = io.TextIOWrapper(handle, encoding="utf-8-sig", errors="replace", newline="")
+    csv.field_size_limit(2**31 - 1)  # one long document per field is normal here
     reader = csv.reader(text, delimiter=delimiter)
-    header = next(reader, None)
-    if not header or column not in header:
-        raise DataError(f"{name}: no column '{column}' (columns: {', '.join(header or [])}); "
-                        "pass --text-column")
-    index = header.index(column)
-    for row in reader:
-        if not row:
-            continue
-        if len(row) != len(header):
-            raise DataError(f"{name}:{reader.line_num}: expected {len(header)} fields, found "
-                            f"{len(row)}; fix the quoting on that row")
-        yield row[index]
+    try:
+        header = next(reader, None)
+        if not header or column not in header:
+            raise DataError(f"{name}: no column '{column}' (columns: {', '.join(header or [])}); "
+                            "pass --text-column")
+        index = header.index(column)
+        for row in reader:
+            if not row:
+                continue
+            if len(row) != len(header):
+                raise DataError(f"{name}:{reader.line_num}: expected {len(header)} fields, found "
+                                f"{len(row)}; fix the quoting on that row")
+            yield row[index]
+    except csv.Error as exc:
+        raise DataError(f"{name}:{reader.line_num}: cannot parse this row ({exc})") from None
 
 
 class PredictionWriter:
