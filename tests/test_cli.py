@@ -131,3 +131,25 @@ def test_real_process_exit_code_and_no_traceback(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip() == f"error: {bad}: model.hiden_size: unknown key (did you mean 'hidden_size'?)"
     assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_evaluate_on_other_data(trained_run, tmp_path):
+    data = tmp_path / "extra.csv"
+    data.write_text("review,sentiment\nsuperb lovely film,pos\nawful dull plot,neg\n"
+                    "great wonderful story,pos\n", encoding="utf-8")
+    result = invoke("evaluate", trained_run, "--data", data, "--text-column", "review",
+                    "--label-column", "sentiment")
+    assert result.exit_code == 0, result.output
+    assert "extra: 3 rows, accuracy" in result.stdout
+    assert json.loads((trained_run / "eval-extra.json").read_text())["rows"] == 3
+    (trained_run / "eval-extra.json").unlink()
+    (trained_run / "eval-extra-confusion.png").unlink()
+
+    data.write_text("review,sentiment\nsuperb film,pos\nso-so film,mixed\n", encoding="utf-8")
+    result = invoke("evaluate", trained_run, "--data", data, "--text-column", "review",
+                    "--label-column", "sentiment")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        f"error: {data}: split 'train' has labels not in the training labels: 'mixed' (1 rows); "
+        "known labels: neg, pos")
+    assert not (trained_run / "eval-extra.json").exists()
