@@ -87,3 +87,14 @@ def test_bad_input_creates_no_run_folder(tmp_path, corpus):
     with pytest.raises(DataError, match="dataset path does not exist"):
         train(missing, tmp_path / "runs", device="cpu")
     assert not (tmp_path / "runs").exists()
+
+
+def test_evaluate_finds_the_mirror_the_run_was_trained_from(tmp_path):
+    root = tmp_path / "mirror"
+    write_label_folders(root / "someone" / "reviews")
+    recipe = load_recipe(write_recipe(tmp_path / "r.toml", "someone/reviews"))
+    with pytest.raises(DataError, match="--data-dir"):
+        train(recipe, tmp_path / "runs", device="cpu")  # no mirror given: the hub is offline
+    result = train(recipe, tmp_path / "runs", data_dir=root, device="cpu")
+    assert json.loads((result.run_dir / "meta.json").read_text())["data_dir"] == str(root.resolve())
+    assert evaluate(result.run_dir, split="test", device="cpu").report.rows == 16

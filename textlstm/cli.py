@@ -68,7 +68,8 @@ def train(recipe: Annotated[Path, typer.Argument(help="Recipe .toml file.")],
               f"best epoch {result.best_epoch}: validation accuracy {best.accuracy:.2%}, "
               f"macro-F1 {best.macro_f1:.2%}")
     out.print(f"run folder: [bold]{result.run_dir}[/bold]")
-    out.print(f"next: textlstm evaluate {result.run_dir} --split test")
+    split = "test" if "test" in result.splits else "validation"
+    out.print(f"next: textlstm evaluate {result.run_dir} --split {split}")
 
 
 @app.command()

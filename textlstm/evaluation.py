@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from textlstm import checkpoint
-from textlstm.data import column, label_names, load_raw, load_splits, normalize
+from textlstm.data import column, data_root, label_names, load_raw, load_splits, normalize
 from textlstm.errors import DataError
 from textlstm.metrics import Report, report
 from textlstm.predict import logits_for
@@ -40,6 +40,8 @@ def evaluate(run_dir: str | Path, split: str = "test", data: str | None = None,
     cfg = recipe.data.model_copy(update={
         k: v for k, v in {"text": text_column, "label": label_column}.items() if v is not None})
     notes: list[str] = []
+    if data_root(data_dir) is None:
+        data_dir = loaded.meta.get("data_dir")  # the mirror the run was trained from, if any
     if data is None:
         splits = load_splits(cfg, data_dir, recipe.seed)
         notes += splits.notes

@@ -18,7 +18,7 @@ from torch import nn
 
 from textlstm import checkpoint
 from textlstm.batching import bucketed_batches, iterate, lengths_of
-from textlstm.data import Splits, column, load_splits
+from textlstm.data import Splits, column, data_root, load_splits
 from textlstm.errors import RecipeError, TextLSTMError
 from textlstm.metrics import quick_scores
 from textlstm.model import LSTMClassifier
@@ -51,6 +51,7 @@ class TrainResult:
     epochs: list[EpochResult]
     stopped: str  # "completed" | "early_stopping" | "interrupted"
     seconds: float
+    splits: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
 
@@ -207,6 +208,7 @@ def train(recipe: Recipe, out_dir: str | Path = "runs", data_dir: str | Path | N
     seconds = time.perf_counter() - started
     meta = {"name": recipe.name, "seed": recipe.seed, "device": str(target),
             "data_source": splits.source, "data_fingerprint": splits.fingerprint(),
+            "data_dir": _mirror_root(recipe, data_dir),
             "split_rows": {name: len(splits[name]) for name in splits.names},
             "metric": cfg.metric, "best_epoch": best_epoch, "stopped": stopped,
             "validation": asdict(history[best_epoch - 1]), "train_seconds": round(seconds, 2),
@@ -217,4 +219,12 @@ def train(recipe: Recipe, out_dir: str | Path = "runs", data_dir: str | Path | N
     checkpoint.save(run_dir, model, best_state, recipe, prepared.vocab, splits.labels, meta)
     final = checkpoint.finalize(run_dir)
     return TrainResult(final, cfg.metric, best_epoch, best_value, history, stopped, seconds,
-                       splits.notes)
+                       splits.names, splits.notes)
+
+
+def _mirror_root(recipe: Recipe, data_dir: str | Path | None) -> str | None:
+    """The mirror root the data came from, so evaluate can find it again without --data-dir."""
+    root = data_root(data_dir)
+    if root is None or not (root / recipe.data.dataset).exists():
+        return None
+    return str(root.resolve())
