@@ -195,26 +195,26 @@ class TrainProgress:
             TextColumn("loss {task.fields[loss]:.4f}"), TextColumn("{task.fields[speed]:,.0f} tok/s"),
             TimeRemainingColumn(), console=out, transient=True)
         self.task: Any = None
-        self.header_shown = False
+        self.started = False
 
     def __enter__(self) -> "TrainProgress":
-        self.progress.__enter__()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self.progress.__exit__(*exc)
+        if self.started:
+            self.progress.stop()
 
     def message(self, text: str) -> None:
-        self.progress.console.print(text)
+        out.print(text)
 
     def epoch_start(self, epoch: int, epochs: int, batches: int) -> None:
         import time
 
-        if not self.header_shown:
-            self.progress.console.print(
-                "[bold]epoch  train loss  val loss  val acc  val macro-F1   tok/s    time[/bold]")
-            self.header_shown = True
-        self.started, self.tokens, self.loss = time.perf_counter(), 0, None
+        if not self.started:  # started late, so an input error is not preceded by a live display
+            out.print("[bold]epoch  train loss  val loss  val acc  val macro-F1   tok/s    time[/bold]")
+            self.progress.start()
+            self.started = True
+        self.epoch_began, self.tokens, self.loss = time.perf_counter(), 0, None
         self.task = self.progress.add_task("train", total=batches, epoch=f"{epoch}/{epochs}",
                                            loss=0.0, speed=0.0)
 
@@ -223,13 +223,13 @@ class TrainProgress:
 
         self.tokens += tokens
         self.loss = loss if self.loss is None else 0.95 * self.loss + 0.05 * loss
-        speed = self.tokens / max(time.perf_counter() - self.started, 1e-9)
+        speed = self.tokens / max(time.perf_counter() - self.epoch_began, 1e-9)
         self.progress.update(self.task, advance=1, loss=self.loss, speed=speed)
 
     def epoch_end(self, result: Any) -> None:
         self.progress.remove_task(self.task)
         star = " [green]*[/green]" if result.best else ""
-        self.progress.console.print(
+        out.print(
             f"{result.epoch:>5}  {result.train_loss:>10.4f}  {result.validation_loss:>8.4f}  "
             f"{result.accuracy:>7.2%}  {result.macro_f1:>12.2%}  {result.tokens_per_second:>7,.0f}"
             f"  {result.seconds:>5.0f}s{star}")

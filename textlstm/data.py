@@ -160,9 +160,13 @@ def _quiet_datasets() -> None:
     """The library never prints: switch off the progress bars that `datasets` draws."""
     import datasets
 
+    import huggingface_hub
+
     datasets.disable_progress_bars()
-    # it logs a parse failure before raising it; the raised error is reported, once, by us
+    # both log failures (a parse error, each retry to reach the hub) before raising them; the
+    # raised error is reported, once, by us
     datasets.logging.set_verbosity(datasets.logging.CRITICAL)
+    huggingface_hub.utils.logging.set_verbosity(datasets.logging.CRITICAL)
 
 
 def _looks_like_path(dataset: str) -> bool:
