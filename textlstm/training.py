@@ -145,7 +145,7 @@ def train(recipe: Recipe, out_dir: str | Path = "runs", data_dir: str | Path | N
 
     run_dir = checkpoint.reserve_run_dir(out_dir, recipe.name)
     history: list[EpochResult] = []
-    best_value, best_epoch, best_state = -math.inf, 0, None
+    best_value, best_loss, best_epoch, best_state = -math.inf, math.inf, 0, None
     stopped = "completed"
     try:
         for epoch in range(1, cfg.epochs + 1):
@@ -179,12 +179,14 @@ def train(recipe: Recipe, out_dir: str | Path = "runs", data_dir: str | Path | N
                 torch.from_numpy(val_logits), torch.from_numpy(val_labels)))
             accuracy, macro_f1 = quick_scores(val_labels, val_logits.argmax(1), len(splits.labels))
             value = accuracy if cfg.metric == "accuracy" else macro_f1
+            # a tie on the metric (common on small validation sets) goes to a clearly lower loss
+            better = value > best_value or (value == best_value and val_loss < best_loss - 1e-4)
             result = EpochResult(epoch, total_loss / max(total_rows, 1), val_loss, accuracy,
                                  macro_f1, scheduler.get_last_lr()[0],
                                  time.perf_counter() - tick, total_tokens / train_seconds,
-                                 best=value > best_value)
-            if result.best:
-                best_value, best_epoch = value, epoch
+                                 best=better)
+            if better:
+                best_value, best_loss, best_epoch = value, val_loss, epoch
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             history.append(result)
             with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as log:
