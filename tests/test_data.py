@@ -545,3 +545,18 @@ def test_fingerprint_is_stable_and_changes_with_one_text(tmp_path):
     file = root / "pos" / "003.txt"
     file.write_text(file.read_text(encoding="utf-8") + " Really.", encoding="utf-8")
     assert load(root, seed=4).fingerprint() != first
+
+
+@pytest.mark.parametrize("name, body", [
+    ("d.csv", b"text,label\n" + b"".join(b"good film %d,pos\nbad film %d,neg\n" % (i, i) for i in range(10))
+     + b"caf\xe9 lovely,pos\n"),
+    ("d.jsonl", b"".join(b'{"text": "good %d", "label": "pos"}\n{"text": "bad %d", "label": "neg"}\n'
+                         % (i, i) for i in range(10)) + b'{"text": "caf\xe9 lovely", "label": "pos"}\n'),
+])
+def test_data_files_with_non_utf8_bytes_are_read_with_replacement(tmp_path, name, body):
+    path = tmp_path / name
+    path.write_bytes(body)
+    splits = load(path)
+    texts = [t for n in splits.names for t in splits[n]["text"][:]]
+    assert "caf\ufffd lovely" in texts and len(texts) == 21
+    assert f"{name}: 1 line(s) were not valid UTF-8; decoded with replacement characters" in splits.notes

@@ -3,8 +3,8 @@ and a ClassLabel ``label`` column, split into train / validation / test.
 
 Where the raw data comes from is ``textlstm.sources``'s job.
 
-Policies, stated once: files that are not valid UTF-8 are decoded with replacement characters and
-counted; rows whose text or label is missing are skipped and counted; labels of -1 (hidden test
+Policies, stated once: text files and data-file lines that are not valid UTF-8 are decoded with
+replacement characters and counted; rows whose text or label is missing are skipped and counted; labels of -1 (hidden test
 labels on the hub) count as missing; a split left without labelled rows is dropped, with a note.
 """
 from __future__ import annotations

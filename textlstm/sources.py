@@ -9,6 +9,7 @@ decoded with replacement characters and counted in the notes.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -104,7 +105,7 @@ def load_local(path: Path, config: str | None, notes: list[str]) -> Any:
     import datasets
 
     if path.is_file():
-        return load_file(path)
+        return load_file(path, notes)
     if not path.is_dir():
         raise DataError(f"{path}: not a file or folder")
     folder = read_text_folder(path, notes)
@@ -119,7 +120,7 @@ def load_local(path: Path, config: str | None, notes: list[str]) -> Any:
         raise DataError(f"{path}: cannot load this folder as a dataset: {_first_line(exc)}") from None
 
 
-def load_file(path: Path) -> Any:
+def load_file(path: Path, notes: list[str]) -> Any:
     import datasets
 
     suffix = path.suffix.lower()
@@ -129,11 +130,59 @@ def load_file(path: Path) -> Any:
     if path.stat().st_size == 0:
         raise DataError(f"{path}: the file is empty")
     options: dict[str, Any] = {"delimiter": "\t"} if suffix == ".tsv" else {}
+    bad_lines = _non_utf8_lines(path) if FILE_FORMATS[suffix] != "parquet" else 0
     try:
-        return datasets.load_dataset(FILE_FORMATS[suffix], data_files={"train": str(path)},
-                                     **options)
+        if bad_lines and FILE_FORMATS[suffix] == "json":  # its reader has no replace mode
+            text = path.read_bytes().decode("utf-8", errors="replace")
+            dataset = _json_dataset(text, suffix, path)
+        else:
+            if bad_lines:
+                options["encoding_errors"] = "replace"
+            dataset = datasets.load_dataset(FILE_FORMATS[suffix],
+                                            data_files={"train": str(path)}, **options)
+    except DataError:
+        raise
     except Exception as exc:  # parsers raise many types; each one is the file's fault
         raise DataError(f"{path}: cannot read as {suffix[1:]}: {_first_line(exc)}") from None
+    if bad_lines:
+        notes.append(f"{path.name}: {bad_lines} line(s) were not valid UTF-8; decoded with "
+                     "replacement characters")
+    return dataset
+
+
+def _non_utf8_lines(path: Path) -> int:
+    raw = path.read_bytes()
+    try:
+        raw.decode("utf-8")
+        return 0
+    except UnicodeDecodeError:
+        return sum(1 for line in raw.split(b"\n") if not _is_utf8(line))
+
+
+def _is_utf8(line: bytes) -> bool:
+    try:
+        line.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
+def _json_dataset(text: str, suffix: str, path: Path) -> Any:
+    import datasets
+
+    if suffix == ".json":
+        records = json.loads(text)
+    else:
+        records = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise DataError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise DataError(f"{path}: expected one JSON object per line")
+    return datasets.DatasetDict({"train": datasets.Dataset.from_list(records)})
 
 
 def _first_line(exc: BaseException) -> str:
