@@ -55,3 +55,21 @@ def test_vocab_saves_and_loads(tmp_path):
     (tmp_path / "bad.json").write_text('{"tokens": ["a"]}')
     with pytest.raises(CheckpointError, match="not a valid vocabulary file"):
         Vocab.load(tmp_path / "bad.json")
+
+
+@pytest.mark.parametrize("truncation, expected", [
+    ("head", ["a", "b", "c", "d"]),
+    ("tail", ["g", "h", "i", "j"]),
+    ("head+tail", ["a", "b", "i", "j"]),
+])
+def test_truncation_keeps_the_chosen_part(truncation, expected):
+    tokenize = build_tokenizer(TokenizerConfig(max_length=4, truncation=truncation))
+    assert tokenize("a b c d e f g h i j") == expected
+    assert tokenize("x y") == ["x", "y"]  # short texts are untouched
+
+
+def test_strip_html_drops_tags_but_not_comparisons():
+    text = "Great film.<br /><br />Loved it, 3 < 5 and <i>really</i> fun"
+    assert build_tokenizer(TokenizerConfig(strip_html=True))(text) == [
+        "great", "film", ".", "loved", "it", ",", "3", "<", "5", "and", "really", "fun"]
+    assert "br" in build_tokenizer(TokenizerConfig())(text)

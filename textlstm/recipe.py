@@ -46,6 +46,9 @@ class TokenizerConfig(_Section):
     kind: Literal["regex", "whitespace"] = "regex"
     lowercase: bool = True
     max_length: int = Field(400, ge=1, le=100_000)
+    # which tokens a long text keeps: its start, its end, or half of each (reviews end on a verdict)
+    truncation: Literal["head", "tail", "head+tail"] = "head"
+    strip_html: bool = False  # drop tags such as IMDB's <br /> before tokenizing
 
 
 class VocabConfig(_Section):
