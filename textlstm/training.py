@@ -77,14 +77,15 @@ class Prepared:
 
 def prepare(recipe: Recipe, data_dir: str | Path | None = None, events: Events | None = None
             ) -> Prepared:
-    """Load the splits, tokenize them, build the vocabulary on train and encode every split."""
+    """Load the splits, build the vocabulary on train, and encode train and validation."""
     events = events or Events()
     base = Path(recipe.source).parent if recipe.source else None
     splits = load_splits(recipe.data, data_dir, recipe.seed, base)
     for note in splits.notes:
         events.message(note)
     tokenizer = build_tokenizer(recipe.tokenizer)
-    tokens = {name: tokenizer.batch(column(splits[name], "text")) for name in splits.names}
+    # the test split is left alone: `evaluate` reads it from the finished run
+    tokens = {name: tokenizer.batch(column(splits[name], "text")) for name in ("train", "validation")}
     vocab = build_vocab(tokens["train"], recipe.vocab)
     ids = {name: vocab.encode_batch(batch) for name, batch in tokens.items()}
     empty = sum(len(t) == 0 for t in tokens["train"])
