@@ -12,6 +12,9 @@ os.environ.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME":
                    "HF_DATASETS_CACHE": os.path.join(_CACHE, "datasets"),
                    "TOKENIZERS_PARALLELISM": "false"})
 os.environ.pop("TEXTLSTM_DATA_DIR", None)
+# textlstm's own preprocessing cache and vocabulary store: throwaway folders too
+os.environ.update({"TEXTLSTM_CACHE": os.path.join(_CACHE, "textlstm"),
+                   "TEXTLSTM_VOCAB_DIR": os.path.join(_CACHE, "vocab")})
 
 import pytest  # noqa: E402
 

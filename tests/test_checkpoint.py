@@ -279,7 +279,7 @@ def test_save_finalize_load_round_trip(tmp_path, trained_run):
     loaded = checkpoint.load(trained_run, device="cpu")
     partial = checkpoint.reserve_run_dir(tmp_path, "copy")
     extra = {key: loaded.meta[key] for key in ("vocab_size",) if key in loaded.meta}
-    checkpoint.save(partial, loaded.model, loaded.model.state_dict(), loaded.recipe, loaded.vocab,
+    checkpoint.save(partial, loaded.model, loaded.model.state_dict(), loaded.recipe, loaded.encoder,
                     loaded.labels, extra)
     with pytest.raises(CheckpointError):  # not finished yet
         checkpoint.load(partial)

@@ -19,7 +19,8 @@ import torch
 from textlstm.errors import CheckpointError, RecipeError
 from textlstm.model import LSTMClassifier
 from textlstm.recipe import Recipe, load_recipe
-from textlstm.tokenize import Tokenizer, build_tokenizer
+from textlstm.encoder import Encoder
+from textlstm.tokenize import Tokenizer
 from textlstm.vocab import Vocab
 
 FORMAT_VERSION = 1
@@ -35,7 +36,11 @@ class Loaded:
     labels: list[str]
     meta: dict[str, Any]
     model: LSTMClassifier
-    tokenizer: Tokenizer
+    encoder: Encoder
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return self.encoder.tokenizer  # type: ignore[return-value]
 
 
 def reserve_run_dir(out_dir: str | Path, name: str) -> Path:
@@ -85,13 +90,14 @@ def versions() -> dict[str, str]:
 
 
 def save(run_dir: Path, model: LSTMClassifier, state: dict[str, torch.Tensor], recipe: Recipe,
-         vocab: Vocab, labels: list[str], meta: dict[str, Any]) -> None:
+         encoder: Encoder, labels: list[str], meta: dict[str, Any]) -> None:
     from safetensors.torch import save_file
 
     save_file({k: v.detach().cpu().contiguous() for k, v in state.items()},
               str(run_dir / "model.safetensors"), metadata={"format": "textlstm"})
     (run_dir / "recipe.toml").write_text(recipe.to_toml(), encoding="utf-8")
-    vocab.save(run_dir / "vocab.json")
+    encoder.save(run_dir)
+    vocab = encoder.vocab
     (run_dir / "labels.json").write_text(json.dumps(labels, ensure_ascii=False), encoding="utf-8")
     full = {"format_version": FORMAT_VERSION, **versions(), **meta,
             "vocab_size": len(vocab), "num_classes": len(labels),
@@ -122,11 +128,12 @@ def load(run_dir: str | Path, device: torch.device | str = "cpu") -> Loaded:
         recipe = load_recipe(run / "recipe.toml")
     except RecipeError as exc:
         raise CheckpointError(*exc.lines) from None
-    vocab = Vocab.load(run / "vocab.json")
+    encoder = Encoder.load(run, recipe.tokenizer)
+    vocab = encoder.vocab
     model = LSTMClassifier(recipe.model, len(vocab), len(labels))
     model.load_state_dict(_read_weights(run / "model.safetensors", model))
     model.to(device).eval()
-    return Loaded(run, recipe, vocab, labels, meta, model, build_tokenizer(recipe.tokenizer))
+    return Loaded(run, recipe, vocab, labels, meta, model, encoder)
 
 
 def _read_json(path: Path, kind: type) -> Any:

@@ -28,6 +28,21 @@ DataDir = Annotated[Optional[Path], typer.Option(
     "--data-dir", envvar="TEXTLSTM_DATA_DIR",
     help="Root of local dataset mirrors: <root>/<hub id> is used instead of the hub.")]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
+VocabDir = Annotated[Optional[Path], typer.Option(
+    "--vocab-dir", envvar="TEXTLSTM_VOCAB_DIR",
+    help="Where `textlstm vocab` keeps vocabularies and training looks for them [default: vocab].")]
+CacheDir = Annotated[Optional[Path], typer.Option(
+    "--cache-dir", envvar="TEXTLSTM_CACHE",
+    help="Preprocessing cache (token ids, vocabularies) [default: ~/.cache/textlstm].")]
+NoCache = Annotated[bool, typer.Option(
+    "--no-cache", help="Neither read nor write the preprocessing cache.")]
+
+
+def _options(vocab_dir: Path | None, cache_dir: Path | None, no_cache: bool) -> Any:
+    from textlstm.preprocess import Options, default_cache_dir, default_vocab_dir
+
+    return Options(vocab_dir=vocab_dir or default_vocab_dir(),
+                   cache_dir=None if no_cache else cache_dir or default_cache_dir())
 
 
 def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -54,6 +69,7 @@ def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
 def train(recipe: Annotated[Path, typer.Argument(help="Recipe .toml file.")],
           overrides: Overrides = None, data_dir: DataDir = None, device: Device = "auto",
           out_dir: Annotated[Path, typer.Option("--out", help="Parent folder of run folders.")] = Path("runs"),
+          vocab_dir: VocabDir = None, cache_dir: CacheDir = None, no_cache: NoCache = False,
           ) -> None:
     """Train a model from a recipe; writes a run folder under --out/<recipe name>/."""
     from textlstm.recipe import load_recipe
@@ -62,12 +78,13 @@ def train(recipe: Annotated[Path, typer.Argument(help="Recipe .toml file.")],
     loaded = load_recipe(recipe, overrides)
     out.print(f"[bold]training[/bold] {loaded.name} from {recipe}")
     with TrainProgress(loaded.train.metric) as events:
-        result = train_model(loaded, out_dir, data_dir, device, events)
+        result = train_model(loaded, out_dir, data_dir, device, events,
+                             _options(vocab_dir, cache_dir, no_cache))
     best = result.epochs[result.best_epoch - 1]
     out.print(f"[green]done[/green] in {result.seconds:.0f}s ({result.stopped.replace('_', ' ')}); "
               f"best epoch {result.best_epoch}: validation accuracy {best.accuracy:.2%}, "
               f"macro-F1 {best.macro_f1:.2%}")
-    out.print(f"run folder: [bold]{result.run_dir}[/bold]")
+    out.print(f"run folder: [bold]{result.run_dir}[/bold]", soft_wrap=True)
     split = "test" if "test" in result.splits else "validation"
     out.print(f"next: textlstm evaluate {result.run_dir} --split {split}")
 
@@ -96,11 +113,36 @@ def check(recipe: Annotated[Path, typer.Argument(help="Recipe .toml file.")],
     out.print(counts)
     lengths = Table("split", *["max" if p == 100 else f"p{p}" for p in PERCENTILES],
                     f"> max_length ({loaded.tokenizer.max_length})",
-                    title="text length in tokens (before truncation)", title_justify="left")
+                    title=f"text length in {summary.unit} (before truncation)", title_justify="left")
     for s in summary.splits:
         lengths.add_row(s.name, *[f"{s.length_percentiles[p]:,}" for p in PERCENTILES],
                         f"{s.truncated_share:.1%}")
     out.print(lengths)
+
+
+@app.command()
+@guarded
+def vocab(recipe: Annotated[Path, typer.Argument(help="Recipe .toml file.")],
+          overrides: Overrides = None, data_dir: DataDir = None, vocab_dir: VocabDir = None,
+          cache_dir: CacheDir = None, no_cache: NoCache = False,
+          top: Annotated[int, typer.Option(help="How many frequent tokens to show.")] = 20) -> None:
+    """Build a recipe's vocabulary (or subword tokenizer) into --vocab-dir for runs to reuse."""
+    from textlstm.recipe import load_recipe
+    from textlstm.summary import build_vocabulary
+
+    loaded = load_recipe(recipe, overrides)
+    summary = build_vocabulary(loaded, data_dir, _options(vocab_dir, cache_dir, no_cache), top)
+    for message in summary.messages:
+        out.print(f"note: {message}", soft_wrap=True, markup=False)
+    action = "wrote" if summary.written else "up to date:" if loaded.vocab.path is None else "pinned:"
+    out.print(f"[green]{action}[/green] [bold]{summary.path}[/bold]", soft_wrap=True)
+    out.print(f"{summary.kind} vocabulary: {summary.size:,} entries; {summary.train_tokens:,} "
+              f"training tokens; {summary.validation_oov:.2%} of validation tokens are "
+              "out of vocabulary (<unk>)")
+    table = Table("token", "count", title=f"most frequent training tokens", title_justify="left")
+    for token, count in summary.top:
+        table.add_row(repr(token)[1:-1], f"{count:,}")
+    out.print(table)
 
 
 @app.command()
@@ -205,7 +247,7 @@ class TrainProgress:
             self.progress.stop()
 
     def message(self, text: str) -> None:
-        out.print(text)
+        out.print(text, soft_wrap=True, markup=False)
 
     def epoch_start(self, epoch: int, epochs: int, batches: int) -> None:
         import time

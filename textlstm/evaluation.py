@@ -66,8 +66,7 @@ def evaluate(run_dir: str | Path, split: str = "test", data: str | None = None,
             name = f"{name}-{chosen}"
     if len(dataset) == 0:
         raise DataError(f"{name}: no labelled rows to evaluate on")
-    tokens = loaded.tokenizer.batch(column(dataset, "text"))
-    ids = loaded.vocab.encode_batch(tokens)
+    ids = loaded.encoder.encode(column(dataset, "text"))
     logits = logits_for(loaded.model, ids, batch_size or recipe.train.eval_batch_size, target)
     truth = np.asarray(column(dataset, "label"))
     loss = float(torch.nn.functional.cross_entropy(torch.from_numpy(logits),

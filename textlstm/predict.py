@@ -64,8 +64,7 @@ class Predictor:
         return cls(load(run_dir, pick_device(device)))
 
     def probabilities(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
-        tokens = self.loaded.tokenizer.batch(texts)
-        ids = self.loaded.vocab.encode_batch(tokens)
+        ids = self.loaded.encoder.encode(texts)
         logits = logits_for(self.loaded.model, ids, batch_size, self.device)
         return torch.from_numpy(logits).softmax(dim=1).numpy()
 

@@ -42,18 +42,32 @@ class DataConfig(_Section):
         return value
 
 
+SUBWORD_KINDS = ("bpe", "wordpiece", "unigram")
+
+
 class TokenizerConfig(_Section):
-    kind: Literal["regex", "whitespace"] = "regex"
+    kind: Literal["regex", "whitespace", "spacy", "bpe", "wordpiece", "unigram"] = "regex"
     lowercase: bool = True
     max_length: int = Field(400, ge=1, le=100_000)
     # which tokens a long text keeps: its start, its end, or half of each (reviews end on a verdict)
     truncation: Literal["head", "tail", "head+tail"] = "head"
     strip_html: bool = False  # drop tags such as IMDB's <br /> before tokenizing
+    language: str = Field("en", pattern=r"^[a-z]{2,3}$", description="spacy: spacy.blank(language)")
+    vocab_size: int = Field(8000, ge=50, le=1_000_000, description="bpe, wordpiece, unigram")
+    min_frequency: int = Field(2, ge=1, description="bpe, wordpiece: pairs seen fewer times stay apart")
+
+    @property
+    def subword(self) -> bool:
+        return self.kind in SUBWORD_KINDS
 
 
 class VocabConfig(_Section):
     min_freq: int = Field(1, ge=1)
     max_size: int = Field(30_000, ge=10)
+    path: str | None = Field(None, description="use this vocabulary file instead of building one")
+    vectors: str | None = Field(None, description="GloVe, word2vec or fastText text file (.gz too)")
+    vectors_only: bool = False  # keep only words that have a pretrained vector
+    freeze_embeddings: bool = False  # keep the pretrained vectors fixed while training
 
 
 class ModelConfig(_Section):
@@ -145,9 +159,45 @@ def recipe_from_dict(raw: dict[str, Any], label: str = "<recipe>",
             key, line = _describe(error, raw, label, overridden)
             by_key.setdefault(key, line)  # a union reports each member; the first says enough
         raise RecipeError(*problems, *by_key.values()) from None
+    problems += _cross_checks(recipe, label, overridden)
     if problems:
         raise RecipeError(*problems)
     return recipe
+
+
+# keys that only mean something for some tokenizer kinds: (section, key) -> kinds that use it
+_KIND_KEYS = {("tokenizer", "language"): ("spacy",),
+              ("tokenizer", "vocab_size"): SUBWORD_KINDS,
+              ("tokenizer", "min_frequency"): ("bpe", "wordpiece"),
+              ("vocab", "min_freq"): ("regex", "whitespace", "spacy"),
+              ("vocab", "max_size"): ("regex", "whitespace", "spacy")}
+_SUBWORD_HINT = {"min_freq": "tokenizer.min_frequency", "max_size": "tokenizer.vocab_size"}
+
+
+def _cross_checks(recipe: Recipe, label: str, overridden: set[str]) -> list[str]:
+    """Keys that are valid alone but contradict each other. A key left at its default never
+    counts (a resolved recipe, as saved in a run folder, spells out every default)."""
+    problems = []
+    kind = recipe.tokenizer.kind
+    for (section, key), kinds in _KIND_KEYS.items():
+        part = getattr(recipe, section)
+        if kind in kinds or getattr(part, key) == type(part).model_fields[key].default:
+            continue
+        dotted = f"{section}.{key}"
+        where = "--set" if dotted in overridden else label
+        hint = (f"; for {kind} set {_SUBWORD_HINT[key]}" if key in _SUBWORD_HINT
+                else "; remove it or change tokenizer.kind")
+        problems.append(f"{where}: {dotted}: not used by tokenizer.kind = '{kind}' (only by "
+                        f"{', '.join(kinds)}){hint}")
+    vocab = recipe.vocab
+    for key in ("vectors_only", "freeze_embeddings"):
+        if getattr(vocab, key) and vocab.vectors is None:
+            where = "--set" if f"vocab.{key}" in overridden else label
+            problems.append(f"{where}: vocab.{key}: needs vocab.vectors (a pretrained vectors file)")
+    if vocab.vectors_only and vocab.path is not None:
+        problems.append(f"{label}: vocab.vectors_only: a pinned vocab.path is used as it is; "
+                        "remove one of the two")
+    return problems
 
 
 def _deep_copy(value: Any) -> Any:

@@ -1,19 +1,24 @@
-"""Tokenizers: text -> list of tokens, truncated to ``max_length``.
+"""Word tokenizers: text -> list of tokens, truncated to ``max_length``.
 
-Every kind sits behind the same small interface (``__call__`` for one text, ``batch`` for many) and
-is chosen from a closed dict by the recipe's ``[tokenizer] kind``; new kinds add an entry there.
+Every word kind sits behind the same small interface (``batch`` for many texts, ``__call__`` for
+one) and is chosen from a closed dict by the recipe's ``[tokenizer] kind``. Subword kinds (bpe,
+wordpiece, unigram) are trained on data first and live in ``subword.py``; ``encoder.py`` puts
+either kind together with its vocabulary.
 """
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from typing import Protocol
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol, TypeVar
 
+from textlstm.errors import RecipeError
 from textlstm.recipe import TokenizerConfig
 
 # words (keeping inner apostrophes: don't, o'clock), numbers, and each other symbol on its own
 WORD_PATTERN = re.compile(r"\w+(?:['’]\w+)*|[^\w\s]")
 TAG_PATTERN = re.compile(r"<[^<>]{0,200}>")
+
+S = TypeVar("S", bound=Sequence[Any])
 
 
 class Tokenizer(Protocol):
@@ -24,55 +29,94 @@ class Tokenizer(Protocol):
     def batch(self, texts: Iterable[str]) -> list[list[str]]: ...
 
 
+def truncate(tokens: S, limit: int, mode: str) -> S:
+    """Keep ``limit`` tokens: the first ones (head), the last ones (tail) or half of each."""
+    if len(tokens) <= limit:
+        return tokens
+    if mode == "head":
+        return tokens[:limit]  # type: ignore[return-value]
+    if mode == "tail":
+        return tokens[len(tokens) - limit:]  # type: ignore[return-value]
+    head = limit // 2
+    tail = tokens[len(tokens) - (limit - head):]
+    if isinstance(tokens, list):
+        return tokens[:head] + tail  # type: ignore[return-value]
+    import numpy as np
+    return np.concatenate([tokens[:head], tail])  # type: ignore[return-value]
+
+
+def clean(texts: Iterable[str], cfg: TokenizerConfig) -> Iterable[str]:
+    """The text-level steps every kind shares: HTML tags out, then lower case."""
+    if cfg.strip_html:
+        texts = (TAG_PATTERN.sub(" ", text) for text in texts)
+    if cfg.lowercase:
+        texts = (text.lower() for text in texts)
+    return texts
+
+
 class RegexTokenizer:
     """Words, numbers and punctuation, by one compiled regular expression."""
 
-    def __init__(self, lowercase: bool = True, max_length: int = 400, truncation: str = "head",
-                 strip_html: bool = False) -> None:
-        self.lowercase = lowercase
-        self.max_length = max_length
-        self.truncation = truncation
-        self.strip_html = strip_html
-        self._findall = WORD_PATTERN.findall
+    def __init__(self, cfg: TokenizerConfig) -> None:
+        self.cfg = cfg
+        self.max_length = cfg.max_length
+        self._split = WORD_PATTERN.findall
 
     def __call__(self, text: str) -> list[str]:
         return self.batch([text])[0]
 
     def batch(self, texts: Iterable[str]) -> list[list[str]]:
-        findall, limit, cut = self._findall, self.max_length, self._cut
-        if self.strip_html:
-            texts = (TAG_PATTERN.sub(" ", text) for text in texts)
-        if self.lowercase:
-            texts = (text.lower() for text in texts)
-        if self.truncation == "head":  # the common case, kept to one slice
-            return [findall(text)[:limit] for text in texts]
-        return [cut(findall(text)) for text in texts]
-
-    def _cut(self, tokens: list[str]) -> list[str]:
-        limit = self.max_length
-        if len(tokens) <= limit:
-            return tokens
-        if self.truncation == "tail":
-            return tokens[-limit:]
-        head = limit // 2
-        return tokens[:head] + tokens[len(tokens) - (limit - head):]
+        split, limit, mode = self._split, self.max_length, self.cfg.truncation
+        if mode == "head":  # the common case, kept to one slice
+            return [split(text)[:limit] for text in clean(texts, self.cfg)]
+        return [truncate(split(text), limit, mode) for text in clean(texts, self.cfg)]
 
 
 class WhitespaceTokenizer(RegexTokenizer):
     """Splits on runs of white space only: for text that is already tokenized (e.g. SST-2)."""
 
-    def __init__(self, lowercase: bool = True, max_length: int = 400, truncation: str = "head",
-                 strip_html: bool = False) -> None:
-        super().__init__(lowercase, max_length, truncation, strip_html)
-        self._findall = str.split  # type: ignore[assignment]
+    def __init__(self, cfg: TokenizerConfig) -> None:
+        super().__init__(cfg)
+        self._split = str.split  # type: ignore[assignment]
+
+
+class SpacyTokenizer(RegexTokenizer):
+    """spaCy's rule-based tokenizer for ``language`` (``spacy.blank``: no model to download)."""
+
+    def __init__(self, cfg: TokenizerConfig) -> None:
+        super().__init__(cfg)
+        self.nlp = blank_spacy(cfg.language)
+
+    def batch(self, texts: Iterable[str]) -> list[list[str]]:
+        # case is kept for spaCy's exception rules ("Don't" -> "Do", "n't") and lowered after
+        texts = (TAG_PATTERN.sub(" ", t) for t in texts) if self.cfg.strip_html else texts
+        lower, limit, mode = self.cfg.lowercase, self.max_length, self.cfg.truncation
+        out = []
+        for doc in self.nlp.pipe(texts, batch_size=256):
+            words = [t.lower_ if lower else t.text for t in doc if not t.is_space]
+            out.append(truncate(words, limit, mode))
+        return out
+
+
+def blank_spacy(language: str) -> Any:
+    import spacy
+
+    try:
+        return spacy.blank(language)
+    except (ImportError, ValueError, KeyError):
+        raise RecipeError(f"tokenizer.language: spaCy has no language '{language}'; use an ISO "
+                          "code spaCy knows, e.g. en, de, fr, es, nl, it, pt") from None
 
 
 TOKENIZERS: dict[str, type[RegexTokenizer]] = {
     "regex": RegexTokenizer,
     "whitespace": WhitespaceTokenizer,
+    "spacy": SpacyTokenizer,
 }
 
 
 def build_tokenizer(cfg: TokenizerConfig) -> Tokenizer:
-    return TOKENIZERS[cfg.kind](lowercase=cfg.lowercase, max_length=cfg.max_length,
-                                truncation=cfg.truncation, strip_html=cfg.strip_html)
+    """A word tokenizer; subword kinds need training data, see ``encoder.fit_encoder``."""
+    if cfg.kind not in TOKENIZERS:
+        raise ValueError(f"{cfg.kind} is a subword kind: build it with encoder.fit_encoder")
+    return TOKENIZERS[cfg.kind](cfg)

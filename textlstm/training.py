@@ -25,8 +25,9 @@ from textlstm.model import LSTMClassifier
 from textlstm.predict import logits_for
 from textlstm.recipe import Recipe, TrainConfig
 from textlstm.runtime import pick_device, seed_everything
-from textlstm.tokenize import Tokenizer, build_tokenizer
-from textlstm.vocab import Vocab, build_vocab
+from textlstm.encoder import Encoder
+from textlstm.preprocess import Options, Preprocessed, preprocess, vectors_file
+from textlstm.vocab import Vocab
 
 
 @dataclass
@@ -70,28 +71,31 @@ class Events:
 @dataclass
 class Prepared:
     splits: Splits
-    tokenizer: Tokenizer
-    vocab: Vocab
+    encoder: Encoder
     ids: dict[str, list[np.ndarray]]
+    preprocessed: Preprocessed
+
+    @property
+    def vocab(self) -> Vocab:
+        return self.encoder.vocab
 
 
-def prepare(recipe: Recipe, data_dir: str | Path | None = None, events: Events | None = None
-            ) -> Prepared:
-    """Load the splits, build the vocabulary on train, and encode train and validation."""
+def prepare(recipe: Recipe, data_dir: str | Path | None = None, events: Events | None = None,
+            options: Options | None = None) -> Prepared:
+    """Load the splits, then get the vocabulary and the train and validation ids (reused or built)."""
     events = events or Events()
+    vectors_file(recipe)  # a wrong vectors file fails before any data is read
     base = Path(recipe.source).parent if recipe.source else None
     splits = load_splits(recipe.data, data_dir, recipe.seed, base)
     for note in splits.notes:
         events.message(note)
-    tokenizer = build_tokenizer(recipe.tokenizer)
     # the test split is left alone: `evaluate` reads it from the finished run
-    tokens = {name: tokenizer.batch(column(splits[name], "text")) for name in ("train", "validation")}
-    vocab = build_vocab(tokens["train"], recipe.vocab)
-    ids = {name: vocab.encode_batch(batch) for name, batch in tokens.items()}
-    empty = sum(len(t) == 0 for t in tokens["train"])
-    if empty:
-        events.message(f"train: {empty} text(s) have no tokens; each is read as one <unk>")
-    return Prepared(splits, tokenizer, vocab, ids)
+    texts = {name: column(splits[name], "text") for name in ("train", "validation")}
+    messages: list[str] = []
+    done = preprocess(recipe, texts, options, messages)
+    for message in messages:
+        events.message(message)
+    return Prepared(splits, done.encoder, done.ids, done)
 
 
 def class_weights(cfg: TrainConfig, labels: list[np.ndarray] | np.ndarray, names: list[str],
@@ -122,20 +126,26 @@ def lr_schedule(cfg: TrainConfig, total_steps: int):
 
 
 def train(recipe: Recipe, out_dir: str | Path = "runs", data_dir: str | Path | None = None,
-          device: str = "auto", events: Events | None = None) -> TrainResult:
+          device: str = "auto", events: Events | None = None, options: Options | None = None
+          ) -> TrainResult:
     events = events or Events()
     started = time.perf_counter()
     target = pick_device(device)
     rng = seed_everything(recipe.seed)
-    prepared = prepare(recipe, data_dir, events)
+    prepared = prepare(recipe, data_dir, events, options)
     splits, cfg = prepared.splits, recipe.train
     train_labels = np.asarray(column(splits["train"], "label"))
     val_labels = np.asarray(column(splits["validation"], "label"))
     weights = class_weights(cfg, train_labels, splits.labels, recipe.source)
-    model = LSTMClassifier(recipe.model, len(prepared.vocab), len(splits.labels)).to(target)
+    model = LSTMClassifier(recipe.model, len(prepared.vocab), len(splits.labels))
+    if prepared.preprocessed.embedding is not None:
+        with torch.no_grad():
+            model.embedding.weight.copy_(torch.from_numpy(prepared.preprocessed.embedding))
+        model.embedding.weight.requires_grad_(not recipe.vocab.freeze_embeddings)
+    model.to(target)
     criterion = nn.CrossEntropyLoss(weight=None if weights is None else weights.to(target),
                                     label_smoothing=cfg.label_smoothing)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
     train_ids, val_ids = prepared.ids["train"], prepared.ids["validation"]
     train_lengths = lengths_of(train_ids)
     steps_per_epoch = math.ceil(len(train_ids) / cfg.batch_size)
@@ -213,13 +223,17 @@ def train(recipe: Recipe, out_dir: str | Path = "runs", data_dir: str | Path | N
             "data_source": splits.source, "data_fingerprint": splits.fingerprint(),
             "data_dir": _mirror_root(recipe, data_dir),
             "split_rows": {name: len(splits[name]) for name in splits.names},
+            "vocabulary": {"origin": prepared.preprocessed.vocab_origin,
+                           "key": prepared.preprocessed.vocab_key,
+                           "vectors_coverage": (asdict(prepared.preprocessed.coverage)
+                                                if prepared.preprocessed.coverage else None)},
             "metric": cfg.metric, "best_epoch": best_epoch, "stopped": stopped,
             "validation": asdict(history[best_epoch - 1]), "train_seconds": round(seconds, 2),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     if splits.local_path:  # the saved recipe must find the data from inside the run folder too
         recipe = recipe.model_copy(update={
             "data": recipe.data.model_copy(update={"dataset": splits.local_path})})
-    checkpoint.save(run_dir, model, best_state, recipe, prepared.vocab, splits.labels, meta)
+    checkpoint.save(run_dir, model, best_state, recipe, prepared.encoder, splits.labels, meta)
     final = checkpoint.finalize(run_dir)
     return TrainResult(final, cfg.metric, best_epoch, best_value, history, stopped, seconds,
                        splits.names, splits.notes)

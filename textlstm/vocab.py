@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -34,12 +35,13 @@ class Vocab:
     def encode_batch(self, batch: Iterable[list[str]]) -> list[np.ndarray]:
         return [self.encode(tokens) for tokens in batch]
 
-    def to_json(self) -> str:
-        return json.dumps({"format": "textlstm-vocab", "version": 1, "tokens": self.tokens},
-                          ensure_ascii=False)
+    def to_json(self, **about: Any) -> str:
+        """``about`` (e.g. the tokenizer settings) is stored beside the tokens for people to read."""
+        return json.dumps({"format": "textlstm-vocab", "version": 1, **about,
+                           "tokens": self.tokens}, ensure_ascii=False)
 
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_json(), encoding="utf-8")
+    def save(self, path: str | Path, **about: Any) -> None:
+        Path(path).write_text(self.to_json(**about), encoding="utf-8")
 
     @classmethod
     def load(cls, path: str | Path) -> "Vocab":
@@ -57,8 +59,13 @@ def build_vocab(tokenized: Iterable[list[str]], cfg: VocabConfig) -> Vocab:
     counts: Counter[str] = Counter()
     for tokens in tokenized:
         counts.update(tokens)
-    counts.pop(PAD, None)
-    counts.pop(UNK, None)
+    return vocab_from_counts(counts, cfg)
+
+
+def vocab_from_counts(counts: Mapping[str, int], cfg: VocabConfig,
+                      keep: Callable[[str], bool] | None = None) -> Vocab:
+    """Tokens seen at least ``min_freq`` times (and passing ``keep``), most frequent first;
+    ties go in code-point order so the same counts always give the same ids."""
     kept = [t for t, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-            if n >= cfg.min_freq]
+            if n >= cfg.min_freq and t not in (PAD, UNK) and (keep is None or keep(t))]
     return Vocab([PAD, UNK] + kept[: cfg.max_size - 2])

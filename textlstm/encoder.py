@@ -1,0 +1,192 @@
+"""Text -> token ids: a tokenizer and its vocabulary, fitted together, saved together.
+
+Word kinds (regex, whitespace, spacy) count tokens on the train split and keep a ``Vocab``; subword
+kinds train a Hugging Face tokenizer whose own vocabulary is the ``Vocab``. Large inputs are
+tokenized on every core: word kinds in forked worker processes that return counts or id arrays
+(cheap to send back), subword kinds in the tokenizers library's own Rust threads.
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from textlstm.errors import CheckpointError
+from textlstm.recipe import TokenizerConfig, VocabConfig
+from textlstm.subword import (SubwordTokenizer, load_subword, subword_kind, subword_vocab,
+                              train_subword)
+from textlstm.tokenize import Tokenizer, build_tokenizer
+from textlstm.vocab import UNK_ID, Vocab, vocab_from_counts
+
+CHUNK = 2048  # texts per unit of work
+PARALLEL_MIN_CHARS = 2_000_000  # below this, starting worker processes costs more than it saves
+SUBWORD_FILE = "tokenizer.json"
+
+
+def cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+@dataclass
+class Encoder:
+    cfg: TokenizerConfig
+    vocab: Vocab
+    tokenizer: Tokenizer | SubwordTokenizer
+
+    @property
+    def subword(self) -> bool:
+        return isinstance(self.tokenizer, SubwordTokenizer)
+
+    def tokens(self, texts: Sequence[str]) -> list[list[str]]:
+        """Token strings, as the model sees them (before the vocabulary maps them to ids)."""
+        return self.tokenizer.batch(texts)
+
+    def encode(self, texts: Sequence[str], workers: int | None = None) -> list[np.ndarray]:
+        """One int64 id array per text; a text with no tokens is a single <unk>."""
+        if isinstance(self.tokenizer, SubwordTokenizer):
+            return self.tokenizer.encode(texts)
+        parts = _map_chunks(_encode_chunk, (self.tokenizer, self.vocab.index), texts, workers)
+        ids: list[np.ndarray] = []
+        for lengths, flat in parts:
+            ids.extend(np.split(flat, np.cumsum(lengths)[:-1]) if len(lengths) else [])
+        return ids
+
+    def save(self, run_dir: Path) -> None:
+        self.vocab.save(run_dir / "vocab.json", tokenizer=self.cfg.kind)
+        if isinstance(self.tokenizer, SubwordTokenizer):
+            self.tokenizer.hf.save(str(run_dir / SUBWORD_FILE))
+
+    @classmethod
+    def load(cls, run_dir: Path, cfg: TokenizerConfig) -> "Encoder":
+        vocab = Vocab.load(run_dir / "vocab.json")
+        if not cfg.subword:
+            return cls(cfg, vocab, build_tokenizer(cfg))
+        if not (run_dir / SUBWORD_FILE).is_file():
+            raise CheckpointError(f"{run_dir}: not a complete run folder: missing {SUBWORD_FILE}")
+        encoder = cls.from_subword(cfg, load_subword(run_dir / SUBWORD_FILE), run_dir / SUBWORD_FILE)
+        if encoder.vocab.tokens != vocab.tokens:
+            raise CheckpointError(f"{run_dir}: {SUBWORD_FILE} and vocab.json do not match; the "
+                                  "run folder's files do not belong together")
+        return encoder
+
+    @classmethod
+    def from_subword(cls, cfg: TokenizerConfig, hf: Any, source: Path | str) -> "Encoder":
+        kind = subword_kind(hf)
+        if kind != cfg.kind:
+            raise CheckpointError(f"{source}: is a {kind} tokenizer but tokenizer.kind is "
+                                  f"'{cfg.kind}'")
+        return cls(cfg, subword_vocab(hf), SubwordTokenizer(cfg, hf))
+
+
+def fit_encoder(tok_cfg: TokenizerConfig, vocab_cfg: VocabConfig, texts: Sequence[str],
+                keep: Callable[[Counter[str]], Callable[[str], bool]] | None = None,
+                workers: int | None = None) -> tuple[Encoder, Counter[str]]:
+    """Train the tokenizer (subword) or count tokens (word kinds) on ``texts``.
+
+    ``keep`` sees the token counts and returns a filter for the vocabulary (pretrained vectors
+    use it to keep only words that have a vector). Returns the encoder and the token counts
+    (empty for subword kinds, whose trainer counts internally).
+    """
+    if tok_cfg.subword:
+        hf = train_subword(tok_cfg, texts)
+        return Encoder(tok_cfg, subword_vocab(hf), SubwordTokenizer(tok_cfg, hf)), Counter()
+    tokenizer = build_tokenizer(tok_cfg)
+    counts: Counter[str] = Counter()
+    for part in _map_chunks(_count_chunk, tokenizer, texts, workers):
+        counts.update(part)
+    vocab = vocab_from_counts(counts, vocab_cfg, keep(counts) if keep else None)
+    return Encoder(tok_cfg, vocab, tokenizer), counts
+
+
+def read_vocab_file(path: Path, cfg: TokenizerConfig) -> Encoder:
+    """A vocabulary file from ``vocab/`` or ``[vocab] path``: ours (word kinds) or a tokenizer
+    JSON (subword kinds); a file of the wrong family is an error naming both."""
+    try:
+        head = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: vocabulary file not found") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path}: not a valid vocabulary file ({exc})") from None
+    is_word = isinstance(head, dict) and head.get("format") == "textlstm-vocab"
+    if is_word and cfg.subword:
+        raise CheckpointError(f"{path}: is a word vocabulary but tokenizer.kind is '{cfg.kind}'; "
+                              f"give a {cfg.kind} tokenizer JSON (made by `textlstm vocab`)")
+    if is_word:
+        return Encoder(cfg, Vocab.load(path), build_tokenizer(cfg))
+    if not cfg.subword:
+        raise CheckpointError(f"{path}: is not a textlstm word vocabulary (tokenizer.kind is "
+                              f"'{cfg.kind}'); build one with `textlstm vocab`")
+    return Encoder.from_subword(cfg, load_subword(path), path)
+
+
+def write_vocab_file(encoder: Encoder, path: Path, **about: Any) -> None:
+    """Atomically: a half-written file must never be picked up as a matching vocabulary."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        if isinstance(encoder.tokenizer, SubwordTokenizer):
+            encoder.tokenizer.hf.save(str(tmp))
+        else:
+            encoder.vocab.save(tmp, tokenizer=encoder.cfg.kind, **about)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# ---- worker processes -----------------------------------------------------------------------
+
+_SHARED: tuple[Any, Sequence[str]] | None = None  # (state, texts), inherited by forked workers
+
+
+def _count_chunk(tokenizer: Tokenizer, texts: Sequence[str]) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for tokens in tokenizer.batch(texts):
+        counts.update(tokens)
+    return counts
+
+
+def _encode_chunk(state: tuple[Tokenizer, dict[str, int]], texts: Sequence[str]
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    tokenizer, index = state
+    get = index.get
+    batch = [[get(t, UNK_ID) for t in tokens] or [UNK_ID] for tokens in tokenizer.batch(texts)]
+    lengths = np.fromiter(map(len, batch), np.int64, len(batch))
+    flat = np.fromiter((i for ids in batch for i in ids), np.int64, int(lengths.sum()))
+    return lengths, flat
+
+
+def _run_range(job: tuple[Callable[[Any, Sequence[str]], Any], int, int]) -> Any:
+    work, lo, hi = job
+    assert _SHARED is not None
+    state, texts = _SHARED
+    return work(state, texts[lo:hi])
+
+
+def _map_chunks(work: Callable[[Any, Sequence[str]], Any], state: Any, texts: Sequence[str],
+                workers: int | None) -> list[Any]:
+    """``work(state, chunk)`` for each chunk of texts, in order, on up to ``workers`` cores.
+
+    Workers are forked, so they inherit ``state`` and the texts instead of receiving copies;
+    each gets only a (start, stop) range and sends back a small result.
+    """
+    global _SHARED
+    ranges = [(lo, min(lo + CHUNK, len(texts))) for lo in range(0, len(texts), CHUNK)]
+    workers = min(cores() if workers is None else workers, len(ranges))
+    if workers <= 1 or sum(map(len, texts)) < PARALLEL_MIN_CHARS \
+            or "fork" not in multiprocessing.get_all_start_methods():
+        return [work(state, texts[lo:hi]) for lo, hi in ranges]
+    _SHARED = (state, texts)
+    try:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            return pool.map(_run_range, [(work, lo, hi) for lo, hi in ranges], chunksize=1)
+    finally:
+        _SHARED = None

@@ -1,0 +1,252 @@
+"""Texts -> token ids, paid for once: the vocabulary store (``vocab/``) and the preprocessing cache.
+
+The vocabulary comes from, in order: ``[vocab] path`` (pinned); ``<vocab_dir>/<name>-<kind>-<key>.json``
+(written by ``textlstm vocab``); the cache; or it is built on the train split. ``key`` is a
+fingerprint of the train texts and the tokenizer and vocabulary settings. Encoded splits are kept
+in the cache as Arrow files written by ``datasets``, keyed by the split's texts and the exact
+tokenizer + vocabulary, so a second run of a recipe (or a tuning trial) skips tokenization.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from textlstm.encoder import Encoder, fit_encoder, read_vocab_file, write_vocab_file
+from textlstm.errors import CheckpointError, RecipeError
+from textlstm.recipe import Recipe
+from textlstm.subword import SubwordTokenizer
+from textlstm.vectors import Coverage, VectorFile, coverage, embedding_matrix, inspect, read_vectors
+
+
+def default_cache_dir() -> Path:
+    if os.environ.get("TEXTLSTM_CACHE"):
+        return Path(os.environ["TEXTLSTM_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "textlstm"
+
+
+def default_vocab_dir() -> Path:
+    return Path(os.environ.get("TEXTLSTM_VOCAB_DIR") or "vocab")
+
+
+@dataclass
+class Options:
+    """Where preprocessing looks and writes. ``cache_dir=None`` turns the cache off."""
+    vocab_dir: Path | None = field(default_factory=default_vocab_dir)
+    cache_dir: Path | None = field(default_factory=default_cache_dir)
+    workers: int | None = None  # None: every core
+
+
+@dataclass
+class Preprocessed:
+    encoder: Encoder
+    ids: dict[str, list[np.ndarray]]
+    vocab_key: str
+    vocab_origin: str  # "built", "cache", or the file it was read from
+    cached: list[str]  # splits whose ids came from the cache
+    embedding: np.ndarray | None = None  # initial embedding from pretrained vectors
+    coverage: Coverage | None = None
+
+
+def digest(*parts: str | bytes) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        data = part.encode("utf-8", "surrogatepass") if isinstance(part, str) else part
+        h.update(len(data).to_bytes(8, "little"))
+        h.update(data)
+    return h.hexdigest()
+
+
+def texts_fingerprint(texts: Sequence[str]) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for text in texts:
+        h.update(text.encode("utf-8", "surrogatepass"))
+        h.update(b"\x00")
+    return h.hexdigest()
+
+
+def file_identity(path: Path) -> str:
+    stat = path.stat()
+    return f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def vocab_key(recipe: Recipe, train_fingerprint: str, vectors: VectorFile | None) -> str:
+    settings: dict[str, Any] = {"tokenizer": recipe.tokenizer.model_dump(mode="json"),
+                                "vocab": recipe.vocab.model_dump(
+                                    mode="json", include={"min_freq", "max_size", "vectors_only"})}
+    if recipe.vocab.vectors_only and vectors is not None:
+        settings["vectors"] = file_identity(vectors.path)
+    return digest(train_fingerprint, json.dumps(settings, sort_keys=True))
+
+
+def vocab_filename(recipe: Recipe, key: str) -> str:
+    return f"{recipe.name}-{recipe.tokenizer.kind}-{key[:12]}.json"
+
+
+def encoder_key(encoder: Encoder) -> str:
+    """Everything that decides the ids a text gets."""
+    table = (encoder.tokenizer.hf.to_str() if isinstance(encoder.tokenizer, SubwordTokenizer)
+             else json.dumps(encoder.vocab.tokens, ensure_ascii=False))
+    return digest(json.dumps(encoder.cfg.model_dump(mode="json"), sort_keys=True), table)
+
+
+def vectors_file(recipe: Recipe) -> VectorFile | None:
+    """The vectors file's format and dimension, checked against the model before any work."""
+    if recipe.vocab.vectors is None:
+        return None
+    where = recipe.source or "<recipe>"
+    vf = inspect(Path(recipe.resolve_path(recipe.vocab.vectors)), where)
+    if vf.dim != recipe.model.embedding_dim:
+        raise RecipeError(f"{where}: vocab.vectors: {vf.path} holds {vf.dim}-dimensional vectors "
+                          f"but model.embedding_dim is {recipe.model.embedding_dim}; set "
+                          f"model.embedding_dim = {vf.dim}")
+    return vf
+
+
+def preprocess(recipe: Recipe, texts: dict[str, Sequence[str]], options: Options | None = None,
+               messages: list[str] | None = None) -> Preprocessed:
+    """Vocabulary (reused or built on ``texts['train']``) and ids for every split in ``texts``."""
+    options = options or Options()
+    messages = messages if messages is not None else []
+    vf = vectors_file(recipe)
+    fingerprints = {name: texts_fingerprint(split) for name, split in texts.items()}
+    key = vocab_key(recipe, fingerprints["train"], vf)
+    encoder, origin, found = _vocabulary(recipe, texts["train"], key, vf, options)
+    messages.append(f"vocabulary: {len(encoder.vocab):,} entries, "
+                    + ("built on the train split" if origin == "built" else
+                       "reused from the preprocessing cache" if origin == "cache" else
+                       f"reused from {origin}"))
+    ids, cached = {}, []
+    ekey = encoder_key(encoder)
+    for name, split in texts.items():
+        ids[name], hit = _ids(encoder, split, digest(fingerprints[name], ekey), options)
+        if hit:
+            cached.append(name)
+    if cached:
+        messages.append(f"token ids of {', '.join(cached)} read from the cache "
+                        f"({options.cache_dir}); tokenization skipped")
+    result = Preprocessed(encoder, ids, key, origin, cached)
+    if vf is not None:
+        _attach_vectors(result, recipe, vf, found, ekey, options, messages)
+    return result
+
+
+def _vocabulary(recipe: Recipe, train: Sequence[str], key: str, vf: VectorFile | None,
+                options: Options) -> tuple[Encoder, str, dict[str, np.ndarray] | None]:
+    cfg = recipe.tokenizer
+    if recipe.vocab.path is not None:
+        path = Path(recipe.resolve_path(recipe.vocab.path))
+        try:
+            return read_vocab_file(path, cfg), str(path), None
+        except CheckpointError as exc:
+            raise RecipeError(*(f"{recipe.source or '<recipe>'}: vocab.path: {line}"
+                                for line in exc.lines)) from None
+    if options.vocab_dir is not None and (options.vocab_dir / vocab_filename(recipe, key)).is_file():
+        path = options.vocab_dir / vocab_filename(recipe, key)
+        return read_vocab_file(path, cfg), str(path), None
+    cached = options.cache_dir / "vocab" / f"{key}.json" if options.cache_dir else None
+    if cached is not None and cached.is_file():
+        try:
+            return read_vocab_file(cached, cfg), "cache", None
+        except CheckpointError:
+            pass  # a damaged cache entry is rebuilt below
+    found: dict[str, np.ndarray] = {}
+
+    def with_vectors(counts: Any) -> Any:
+        assert vf is not None
+        found.update(read_vectors(vf, set(counts), cfg.lowercase)[0])
+        return found.__contains__
+
+    encoder, _ = fit_encoder(cfg, recipe.vocab, train,
+                             keep=with_vectors if recipe.vocab.vectors_only else None,
+                             workers=options.workers)
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        write_vocab_file(encoder, cached)
+    return encoder, "built", found or None
+
+
+def _ids(encoder: Encoder, texts: Sequence[str], key: str, options: Options
+         ) -> tuple[list[np.ndarray], bool]:
+    folder = options.cache_dir / "ids" / key if options.cache_dir else None
+    if folder is not None and folder.is_dir():
+        try:
+            return load_ids(folder, len(texts)), True
+        except Exception:  # noqa: BLE001 - any damage to a cache entry means: rebuild it
+            shutil.rmtree(folder, ignore_errors=True)
+    ids = encoder.encode(texts, options.workers)
+    if folder is not None:
+        save_ids(folder, ids)
+    return ids, False
+
+
+def save_ids(folder: Path, ids: Sequence[np.ndarray]) -> None:
+    """One Arrow file (list<int32> column ``ids``) via ``datasets``, renamed into place when whole."""
+    import datasets
+    import pyarrow as pa
+    from datasets.table import InMemoryTable
+
+    lengths = np.fromiter(map(len, ids), np.int64, len(ids))
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
+    values = np.concatenate(list(ids)).astype(np.int32) if ids else np.zeros(0, np.int32)
+    table = pa.table({"ids": pa.ListArray.from_arrays(pa.array(offsets), pa.array(values))})
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
+    try:
+        datasets.Dataset(InMemoryTable(table)).save_to_disk(str(tmp))
+        os.replace(tmp, folder)
+    except OSError:  # another process finished the same entry first: theirs is as good
+        pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_ids(folder: Path, rows: int) -> list[np.ndarray]:
+    import datasets
+
+    column = datasets.load_from_disk(str(folder)).data.column("ids").combine_chunks()
+    if len(column) != rows:
+        raise ValueError(f"{folder}: {len(column)} rows, expected {rows}")
+    offsets = column.offsets.to_numpy()
+    values = column.values.to_numpy(zero_copy_only=False)
+    return np.split(values, offsets[1:-1]) if rows else []
+
+
+def _attach_vectors(result: Preprocessed, recipe: Recipe, vf: VectorFile,
+                    found: dict[str, np.ndarray] | None, ekey: str, options: Options,
+                    messages: list[str]) -> None:
+    vocab = result.encoder.vocab
+    store = (options.cache_dir / "vectors" / f"{digest(file_identity(vf.path), ekey)}.npz"
+             if options.cache_dir else None)
+    skipped = 0
+    if found is None and store is not None and store.is_file():
+        with np.load(store) as saved:
+            found = {vocab.tokens[i]: row for i, row in zip(saved["rows"], saved["vectors"])}
+            skipped = int(saved["skipped"])
+    if found is None:
+        found, skipped = read_vectors(vf, set(vocab.tokens), recipe.tokenizer.lowercase)
+        if store is not None:
+            rows = [i for i, t in enumerate(vocab.tokens) if t in found]
+            store.parent.mkdir(parents=True, exist_ok=True)
+            tmp = store.with_name(f".{store.stem}.{os.getpid()}.tmp.npz")
+            np.savez(tmp, rows=np.array(rows, dtype=np.int64), skipped=np.array(skipped),
+                     vectors=np.stack([found[vocab.tokens[i]] for i in rows]) if rows
+                     else np.zeros((0, vf.dim), np.float32))
+            os.replace(tmp, store)
+    matrix, mask = embedding_matrix(vocab, found, vf.dim, np.random.default_rng(recipe.seed))
+    train_ids = result.ids["train"]
+    counts = np.bincount(np.concatenate(train_ids), minlength=len(vocab)) if train_ids \
+        else np.zeros(len(vocab), np.int64)
+    result.embedding, result.coverage = matrix, coverage(mask, counts, skipped)
+    cov = result.coverage
+    messages.append(f"vectors: {cov.found:,} of {len(vocab) - 2:,} vocabulary words "
+                    f"({cov.vocab_share:.1%}) and {cov.token_share:.1%} of training tokens have a "
+                    f"pretrained vector in {vf.path.name}"
+                    + (f"; {skipped:,} malformed line(s) skipped" if skipped else ""))

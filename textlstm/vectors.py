@@ -1,0 +1,123 @@
+"""Pretrained word vectors in text form: GloVe, word2vec and fastText (.txt/.vec, plain or .gz).
+
+A word2vec/fastText file starts with a "count dim" header line; GloVe has none: the first line
+decides. The file is streamed line by line and only the words asked for are parsed and kept, so a
+400,000-word file costs little more memory than the rows the vocabulary needs.
+"""
+from __future__ import annotations
+
+import gzip
+import io
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+
+from textlstm.errors import RecipeError
+from textlstm.vocab import PAD_ID, Vocab
+
+
+@dataclass
+class VectorFile:
+    path: Path
+    dim: int
+    header: bool  # a word2vec/fastText "count dim" first line
+
+
+@dataclass
+class Coverage:
+    vocab_share: float  # vocabulary entries (beyond <pad>, <unk>) that got a pretrained vector
+    token_share: float  # training tokens whose word got a pretrained vector
+    found: int
+    skipped_lines: int
+
+
+def _open(path: Path) -> IO[str]:
+    raw: IO[bytes] = gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+    return io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="\n")
+
+
+def inspect(path: Path, where: str) -> VectorFile:
+    """Read the first line only: dimension and format, or one clear error line."""
+    key = f"{where}: vocab.vectors: {path}"
+    try:
+        with _open(path) as stream:
+            first = stream.readline()
+    except FileNotFoundError:
+        raise RecipeError(f"{key}: file not found") from None
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise RecipeError(f"{key}: cannot read ({exc})") from None
+    if "\ufffd" in first[:50] or "\x00" in first:
+        raise RecipeError(f"{key}: not a text vectors file (binary word2vec .bin files are not "
+                          "read; convert to the text format)")
+    parts = first.rstrip("\n").rstrip().split(" ")
+    if len(parts) == 2 and all(p.isdigit() for p in parts):
+        return VectorFile(path, int(parts[1]), header=True)
+    if len(parts) < 2:
+        raise RecipeError(f"{key}: expected 'word v1 v2 ...' lines or a 'count dim' header; "
+                          "the first line is neither")
+    return VectorFile(path, len(parts) - 1, header=False)
+
+
+def _lines(vf: VectorFile) -> Iterator[tuple[str, str]]:
+    with _open(vf.path) as stream:
+        if vf.header:
+            stream.readline()
+        for line in stream:
+            word, sep, rest = line.partition(" ")
+            if sep:
+                yield word, rest
+
+
+def read_vectors(vf: VectorFile, wanted: Collection[str], lowercase: bool
+                 ) -> tuple[dict[str, np.ndarray], int]:
+    """Vectors for the ``wanted`` words; with ``lowercase``, "The" serves "the" when the file has
+    no "the" of its own. Returns the vectors and the number of malformed lines skipped."""
+    found: dict[str, np.ndarray] = {}
+    exact: set[str] = set()
+    skipped = 0
+    for word, rest in _lines(vf):
+        if word in wanted:
+            target = word
+        elif lowercase and (low := word.lower()) in wanted and low not in exact and low not in found:
+            target = low
+        else:
+            continue
+        try:
+            values = np.array(rest.split(), dtype=np.float32)
+        except ValueError:
+            values = None
+        if values is None or values.shape != (vf.dim,):
+            skipped += 1
+            continue
+        found[target] = values
+        if target == word:
+            exact.add(word)
+    return found, skipped
+
+
+def embedding_matrix(vocab: Vocab, found: dict[str, np.ndarray], dim: int,
+                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(vocab_size, dim) initial embedding and a mask of the rows that came from the file.
+
+    Rows without a vector are drawn at the pretrained vectors' own scale, so they neither drown
+    nor vanish next to them; the <pad> row is zero.
+    """
+    mask = np.array([token in found for token in vocab.tokens])
+    scale = float(np.std(np.stack(list(found.values())))) if found else 1.0
+    matrix = rng.normal(0.0, scale or 1.0, size=(len(vocab), dim)).astype(np.float32)
+    for i, token in enumerate(vocab.tokens):
+        if mask[i]:
+            matrix[i] = found[token]
+    matrix[PAD_ID] = 0.0
+    return matrix, mask
+
+
+def coverage(mask: np.ndarray, token_counts: np.ndarray, skipped: int) -> Coverage:
+    """``token_counts[i]``: how often vocabulary id i occurs in the training ids."""
+    words = mask[2:]
+    total = float(token_counts.sum()) or 1.0
+    return Coverage(float(words.mean()) if len(words) else 0.0,
+                    float(token_counts[mask].sum()) / total, int(words.sum()), skipped)
