@@ -73,3 +73,46 @@ def test_strip_html_drops_tags_but_not_comparisons():
     assert build_tokenizer(TokenizerConfig(strip_html=True))(text) == [
         "great", "film", ".", "loved", "it", ",", "3", "<", "5", "and", "really", "fun"]
     assert "br" in build_tokenizer(TokenizerConfig())(text)
+
+
+ALPHABET = "ab_Z9 \t\n'’'.,!-<>/éÉ日本\u0301\u00a0\u2028\x1c\x00\ud800🙂𝔘😀İΣ"
+
+
+def random_texts(seed: int, count: int = 300) -> list[str]:
+    import random
+    rng = random.Random(seed)
+    return ["".join(rng.choice(ALPHABET) for _ in range(rng.randint(0, 40))) for _ in range(count)]
+
+
+@pytest.mark.parametrize("kind", ["regex", "whitespace"])
+@pytest.mark.parametrize("lowercase", [True, False])
+def test_vectorised_scan_finds_exactly_the_regex_tokens(kind, lowercase):
+    """The numpy scanner (used for ids) and the plain regex / str.split (used for strings) agree
+    on awkward text: apostrophes in every position, astral and combining characters, surrogates."""
+    from textlstm.scan import hash_strings
+
+    tokenizer = build_tokenizer(TokenizerConfig(kind=kind, lowercase=lowercase, max_length=100_000))
+    for seed in range(5):
+        texts = random_texts(seed) + ["", "  ", "don't o'clock 'quoted' a''b a'b'c rock’n’roll"]
+        expected = tokenizer.batch(texts)
+        scan = tokenizer.scan(texts)
+        assert scan.counts.tolist() == [len(t) for t in expected]
+        found = [scan.joined[s:e] for s, e in zip(scan.starts.tolist(), scan.ends.tolist())]
+        assert found == [token for tokens in expected for token in tokens]
+        flat = [token for tokens in expected for token in tokens]
+        assert scan.hashes.tolist() == hash_strings(flat).tolist()
+
+
+@pytest.mark.parametrize("truncation", ["head", "tail", "head+tail"])
+def test_vectorised_encoding_equals_token_by_token_lookup(truncation):
+    from textlstm.encoder import fit_encoder
+
+    texts = random_texts(9, 500)
+    cfg = TokenizerConfig(max_length=7, truncation=truncation)
+    encoder, counts = fit_encoder(cfg, VocabConfig(max_size=40), texts)
+    tokenizer = build_tokenizer(cfg)
+    reference = build_vocab(tokenizer.batch(texts), VocabConfig(max_size=40))
+    assert encoder.vocab.tokens == reference.tokens
+    assert counts == __import__("collections").Counter(t for ts in tokenizer.batch(texts) for t in ts)
+    for ids, tokens in zip(encoder.encode(texts), tokenizer.batch(texts)):
+        assert ids.tolist() == reference.encode(tokens).tolist()

@@ -18,8 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from textlstm.batching import split_by_lengths
 from textlstm.errors import CheckpointError
 from textlstm.recipe import TokenizerConfig, VocabConfig
+from textlstm.scan import HashLookup, warm_up
 from textlstm.subword import (SubwordTokenizer, load_subword, subword_kind, subword_vocab,
                               train_subword)
 from textlstm.tokenize import Tokenizer, build_tokenizer
@@ -55,10 +57,15 @@ class Encoder:
         """One int64 id array per text; a text with no tokens is a single <unk>."""
         if isinstance(self.tokenizer, SubwordTokenizer):
             return self.tokenizer.encode(texts)
-        parts = _map_chunks(_encode_chunk, (self.tokenizer, self.vocab.index), texts, workers)
+        if getattr(self.tokenizer, "scan", None) is not None:
+            state: Any = (self.tokenizer, HashLookup(self.vocab.tokens, UNK_ID))
+            warm_up(_longest_chunk(texts))
+            parts = _map_chunks(_encode_scan, state, texts, workers)
+        else:
+            parts = _map_chunks(_encode_chunk, (self.tokenizer, self.vocab.index), texts, workers)
         ids: list[np.ndarray] = []
         for lengths, flat in parts:
-            ids.extend(np.split(flat, np.cumsum(lengths)[:-1]) if len(lengths) else [])
+            ids.extend(split_by_lengths(flat, lengths))
         return ids
 
     def save(self, run_dir: Path) -> None:
@@ -102,7 +109,11 @@ def fit_encoder(tok_cfg: TokenizerConfig, vocab_cfg: VocabConfig, texts: Sequenc
         return Encoder(tok_cfg, subword_vocab(hf), SubwordTokenizer(tok_cfg, hf)), Counter()
     tokenizer = build_tokenizer(tok_cfg)
     counts: Counter[str] = Counter()
-    for part in _map_chunks(_count_chunk, tokenizer, texts, workers):
+    work = _count_chunk
+    if getattr(tokenizer, "scan", None) is not None:
+        work = _count_scan
+        warm_up(_longest_chunk(texts))
+    for part in _map_chunks(work, tokenizer, texts, workers):
         counts.update(part)
     vocab = vocab_from_counts(counts, vocab_cfg, keep(counts) if keep else None)
     return Encoder(tok_cfg, vocab, tokenizer), counts
@@ -154,6 +165,25 @@ def _count_chunk(tokenizer: Tokenizer, texts: Sequence[str]) -> Counter[str]:
     return counts
 
 
+def _count_scan(tokenizer: Any, texts: Sequence[str]) -> dict[str, int]:
+    scan = tokenizer.scan(texts)
+    mask, _ = scan.keep(tokenizer.max_length, tokenizer.cfg.truncation)
+    return scan.counter(mask)
+
+
+def _encode_scan(state: tuple[Any, HashLookup], texts: Sequence[str]
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    tokenizer, lookup = state
+    scan = tokenizer.scan(texts)
+    mask, lengths = scan.keep(tokenizer.max_length, tokenizer.cfg.truncation)
+    flat = lookup(scan.hashes[mask]).astype(np.int32)  # half the bytes to send back
+    empty = np.flatnonzero(lengths == 0)
+    if len(empty):  # a text with no tokens is read as one <unk>
+        flat = np.insert(flat, (np.cumsum(lengths) - lengths)[empty], UNK_ID)
+        lengths = np.where(lengths == 0, 1, lengths)
+    return lengths, flat
+
+
 def _encode_chunk(state: tuple[Tokenizer, dict[str, int]], texts: Sequence[str]
                   ) -> tuple[np.ndarray, np.ndarray]:
     tokenizer, index = state
@@ -162,6 +192,12 @@ def _encode_chunk(state: tuple[Tokenizer, dict[str, int]], texts: Sequence[str]
     lengths = np.fromiter(map(len, batch), np.int64, len(batch))
     flat = np.fromiter((i for ids in batch for i in ids), np.int64, int(lengths.sum()))
     return lengths, flat
+
+
+def _longest_chunk(texts: Sequence[str]) -> int:
+    lengths = np.fromiter(map(len, texts), np.int64, len(texts)) + 1
+    return max((int(lengths[lo:lo + CHUNK].sum()) for lo in range(0, len(texts), CHUNK)),
+               default=0)
 
 
 def _run_range(job: tuple[Callable[[Any, Sequence[str]], Any], int, int]) -> Any:

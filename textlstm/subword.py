@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from textlstm.batching import split_by_lengths
 from textlstm.errors import CheckpointError
 from textlstm.recipe import TokenizerConfig
 from textlstm.tokenize import TAG_PATTERN, WORD_PATTERN, truncate
@@ -102,4 +103,4 @@ class SubwordTokenizer:
         limit, mode = self.max_length, self.cfg.truncation
         unk = np.array([UNK_ID], dtype=np.int64)
         return [truncate(ids, limit, mode) if len(ids) else unk
-                for ids in np.split(flat, np.cumsum(lengths)[:-1])] if len(encodings) else []
+                for ids in split_by_lengths(flat, lengths)]

@@ -72,6 +72,13 @@ class RegexTokenizer:
         return [truncate(split(text), limit, mode) for text in clean(texts, self.cfg)]
 
 
+    def scan(self, texts: Sequence[str]) -> Any:
+        """The same tokens as ``batch``, found for all texts at once (see ``scan.py``)."""
+        from textlstm.scan import Scan
+
+        return Scan(list(clean(texts, self.cfg)), whitespace_only=self._split is str.split)
+
+
 class WhitespaceTokenizer(RegexTokenizer):
     """Splits on runs of white space only: for text that is already tokenized (e.g. SST-2)."""
 
@@ -86,6 +93,8 @@ class SpacyTokenizer(RegexTokenizer):
     def __init__(self, cfg: TokenizerConfig) -> None:
         super().__init__(cfg)
         self.nlp = blank_spacy(cfg.language)
+
+    scan = None  # type: ignore[assignment]  # spaCy's rules are not a one-character rule
 
     def batch(self, texts: Iterable[str]) -> list[list[str]]:
         # case is kept for spaCy's exception rules ("Don't" -> "Do", "n't") and lowered after
