@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 RUN := $(BIN)/textlstm
 
-.PHONY: setup demo test clean
+.PHONY: setup demo test bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,15 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# Benchmarks need real data: DATA (or TEXTLSTM_DATA_DIR) is a root holding stanfordnlp/imdb
+DATA ?= $(TEXTLSTM_DATA_DIR)
+bench: setup
+	@test -n "$(DATA)" -a -d "$(DATA)/stanfordnlp/imdb" || { echo "make bench needs the IMDB \
+	mirror: make bench DATA=<root holding stanfordnlp/imdb> (see bench/README.md)"; exit 2; }
+	$(BIN)/python bench/tokenization.py "$(DATA)"
+	$(BIN)/python bench/vectors.py
+	$(BIN)/python bench/packing.py "$(DATA)"
 
 clean:
 	rm -rf $(VENV) runs

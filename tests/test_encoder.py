@@ -240,3 +240,10 @@ def test_read_vocab_file_rejects_damaged_files(tmp_path):
     bad.write_bytes(b"\xff\xfe not json")
     with pytest.raises(CheckpointError, match="not a valid vocabulary file"):
         read_vocab_file(bad, TokenizerConfig())
+
+
+def test_check_measures_subword_recipes_in_words(recipe_path):
+    result = CliRunner().invoke(app, ["check", str(with_kind(recipe_path, "bpe"))],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "text length in words (before truncation)" in result.stdout
