@@ -79,14 +79,15 @@ def test_parallel_encoding_equals_serial(monkeypatch, kind):
     assert all(a.tolist() == b.tolist() for a, b in zip(serial, parallel))
 
 
-@pytest.mark.parametrize("kind", ["spacy", "bpe", "wordpiece", "unigram"])
+@pytest.mark.parametrize("kind", ["regex", "whitespace", "spacy", "bpe", "wordpiece", "unigram"])
 def test_each_kind_trains_saves_and_predicts_end_to_end(tmp_path, recipe_path, kind):
-    extra = "vocab_size = 60\n" if kind != "spacy" else ""
+    extra = "vocab_size = 60\n" if kind in ("bpe", "wordpiece", "unigram") else ""
     recipe = load_recipe(with_kind(recipe_path, kind, extra))
     result = train(recipe, tmp_path / "runs", device="cpu")
     loaded = load(result.run_dir)
-    assert loaded.encoder.cfg.kind == kind and loaded.encoder.subword == (kind != "spacy")
-    assert (result.run_dir / "tokenizer.json").is_file() == (kind != "spacy")
+    subword = kind in ("bpe", "wordpiece", "unigram")
+    assert loaded.encoder.cfg.kind == kind and loaded.encoder.subword == subword
+    assert (result.run_dir / "tokenizer.json").is_file() == subword
     from textlstm.predict import Predictor
     probs = Predictor(loaded).probabilities(["superb lovely film", "awful dull film"])
     assert probs.shape == (2, 2) and np.allclose(probs.sum(1), 1.0)

@@ -95,6 +95,7 @@ def test_embedding_starts_from_vectors_and_coverage_is_reported(tmp_path, corpus
     great = torch.tensor([0.5 + i / 100 for i in range(16)])
     assert torch.allclose(weight[vocab.index["great"]], great, atol=1e-4)  # frozen: unchanged
     assert torch.all(weight[0] == 0)
+    assert loaded.recipe.vocab.vectors == str((tmp_path / "vectors.txt").resolve())
     coverage = json.loads((result.run_dir / "meta.json").read_text())["vocabulary"]["vectors_coverage"]
     assert coverage["found"] == 5 and 0 < coverage["vocab_share"] < 1 and 0 < coverage["token_share"] < 1
 

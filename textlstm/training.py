@@ -230,13 +230,23 @@ def train(recipe: Recipe, out_dir: str | Path = "runs", data_dir: str | Path | N
             "metric": cfg.metric, "best_epoch": best_epoch, "stopped": stopped,
             "validation": asdict(history[best_epoch - 1]), "train_seconds": round(seconds, 2),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    if splits.local_path:  # the saved recipe must find the data from inside the run folder too
-        recipe = recipe.model_copy(update={
-            "data": recipe.data.model_copy(update={"dataset": splits.local_path})})
+    recipe = _portable(recipe, splits)
     checkpoint.save(run_dir, model, best_state, recipe, prepared.encoder, splits.labels, meta)
     final = checkpoint.finalize(run_dir)
     return TrainResult(final, cfg.metric, best_epoch, best_value, history, stopped, seconds,
                        splits.names, splits.notes)
+
+
+def _portable(recipe: Recipe, splits: Splits) -> Recipe:
+    """The recipe as saved in the run folder: local paths made absolute, so they still point at
+    the same files when the recipe is read from inside the run folder."""
+    if splits.local_path:
+        recipe = recipe.model_copy(update={
+            "data": recipe.data.model_copy(update={"dataset": splits.local_path})})
+    paths = {key: str(Path(recipe.resolve_path(value)).resolve())
+             for key in ("path", "vectors") if (value := getattr(recipe.vocab, key)) is not None}
+    return recipe.model_copy(update={"vocab": recipe.vocab.model_copy(update=paths)}) if paths \
+        else recipe
 
 
 def _mirror_root(recipe: Recipe, data_dir: str | Path | None) -> str | None:
