@@ -112,9 +112,6 @@ def test_subword_run_with_a_foreign_tokenizer_json_fails_to_load(tmp_path, recip
 @pytest.mark.parametrize("line, message", [
     ('[tokenizer]\nkind = "regex"\nvocab_size = 500\n',
      "tokenizer.vocab_size: not used by tokenizer.kind = 'regex' (only by bpe, wordpiece, unigram)"),
-    ('[tokenizer]\nkind = "bpe"\n[vocab]\nmax_size = 500\n',
-     "vocab.max_size: not used by tokenizer.kind = 'bpe' (only by regex, whitespace, spacy); "
-     "for bpe set tokenizer.vocab_size"),
     ('[tokenizer]\nkind = "unigram"\nmin_frequency = 5\n',
      "tokenizer.min_frequency: not used by tokenizer.kind = 'unigram'"),
     ('[tokenizer]\nlanguage = "de"\n', "tokenizer.language: not used by tokenizer.kind = 'regex'"),
