@@ -89,6 +89,42 @@ def versions() -> dict[str, str]:
             "python": platform.python_version()}
 
 
+def save_identity(run_dir: Path, recipe: Recipe, encoder: Encoder, labels: list[str]) -> None:
+    """The files that say what a run is, written when it starts so that it can be resumed."""
+    (run_dir / "recipe.toml").write_text(recipe.to_toml(), encoding="utf-8")
+    encoder.save(run_dir)
+    (run_dir / "labels.json").write_text(json.dumps(labels, ensure_ascii=False), encoding="utf-8")
+
+
+def check_identity(run_dir: Path, encoder: Encoder, labels: list[str]) -> None:
+    """A resumed run must see the labels and vocabulary it started with."""
+    saved_labels = _read_json(run_dir / "labels.json", list)
+    saved_vocab = Vocab.load(run_dir / "vocab.json")
+    if saved_labels != labels or saved_vocab.tokens != encoder.vocab.tokens:
+        what = "labels" if saved_labels != labels else "vocabulary"
+        raise CheckpointError(f"{run_dir}: the data now gives a different {what} than when this "
+                              "run started; it cannot be resumed: train it again")
+
+
+def reopen(run_dir: str | Path) -> Path:
+    """The ``.partial`` folder to resume in: a killed run's own, or an interrupted run's (which
+    goes back to ``.partial`` until it finishes again)."""
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise CheckpointError(f"{run}: run folder not found")
+    if run.name == "latest" or run.is_symlink():
+        run = run.resolve()
+    if run.name.endswith(PARTIAL):
+        return run
+    meta = _read_json(run / "meta.json", dict) if (run / "meta.json").is_file() else {}
+    if meta.get("stopped") != "interrupted":
+        raise CheckpointError(f"{run}: this run finished ({meta.get('stopped', 'unknown')}); only "
+                              "a killed (.partial) or interrupted run can be resumed")
+    partial = run.with_name(run.name + PARTIAL)
+    os.replace(run, partial)
+    return partial
+
+
 def save(run_dir: Path, model: LSTMClassifier, state: dict[str, torch.Tensor], recipe: Recipe,
          encoder: Encoder, labels: list[str], meta: dict[str, Any]) -> None:
     from safetensors.torch import save_file

@@ -66,20 +66,34 @@ def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
 
 @app.command()
 @guarded
-def train(recipe: Annotated[Path, typer.Argument(help="Recipe .toml file.")],
+def train(recipe: Annotated[Optional[Path], typer.Argument(help="Recipe .toml file.")] = None,
           overrides: Overrides = None, data_dir: DataDir = None, device: Device = "auto",
           out_dir: Annotated[Path, typer.Option("--out", help="Parent folder of run folders.")] = Path("runs"),
           vocab_dir: VocabDir = None, cache_dir: CacheDir = None, no_cache: NoCache = False,
+          resume: Annotated[Optional[Path], typer.Option(
+              "--resume", help="Continue a killed (.partial) or interrupted run folder.")] = None,
           ) -> None:
     """Train a model from a recipe; writes a run folder under --out/<recipe name>/."""
+    from textlstm.errors import TextLSTMError
     from textlstm.recipe import load_recipe
+    from textlstm.training import resume as resume_run
     from textlstm.training import train as train_model
 
-    loaded = load_recipe(recipe, overrides)
-    out.print(f"[bold]training[/bold] {loaded.name} from {recipe}")
-    with TrainProgress(loaded.train.metric) as events:
-        result = train_model(loaded, out_dir, data_dir, device, events,
-                             _options(vocab_dir, cache_dir, no_cache))
+    options = _options(vocab_dir, cache_dir, no_cache)
+    if (recipe is None) == (resume is None):
+        raise TextLSTMError("train: give a recipe file, or --resume RUN_FOLDER (not both)")
+    if resume is not None:
+        if overrides:
+            raise TextLSTMError("--set: a resumed run keeps the recipe it started with")
+        out.print(f"[bold]resuming[/bold] {resume}")
+        with TrainProgress("accuracy") as events:
+            result = resume_run(resume, data_dir, device, events, options)
+    else:
+        assert recipe is not None
+        loaded = load_recipe(recipe, overrides)
+        out.print(f"[bold]training[/bold] {loaded.name} from {recipe}")
+        with TrainProgress(loaded.train.metric) as events:
+            result = train_model(loaded, out_dir, data_dir, device, events, options)
     best = result.epochs[result.best_epoch - 1]
     out.print(f"[green]done[/green] in {result.seconds:.0f}s ({result.stopped.replace('_', ' ')}); "
               f"best epoch {result.best_epoch}: validation accuracy {best.accuracy:.2%}, "

@@ -19,11 +19,13 @@ from torch import nn
 from textlstm import checkpoint
 from textlstm.batching import bucketed_batches, iterate, lengths_of
 from textlstm.data import Splits, column, data_root, load_splits
-from textlstm.errors import RecipeError, TextLSTMError
+from textlstm.errors import CheckpointError, RecipeError, TextLSTMError
 from textlstm.metrics import quick_scores
 from textlstm.model import LSTMClassifier
 from textlstm.predict import logits_for
-from textlstm.recipe import Recipe, TrainConfig
+from textlstm.recipe import Recipe, TrainConfig, load_recipe
+from textlstm.resume import FILE as RESUME_FILE
+from textlstm.resume import TrainState, load_state, restore, save_state
 from textlstm.runtime import pick_device, seed_everything
 from textlstm.encoder import Encoder
 from textlstm.preprocess import Options, Preprocessed, preprocess, vectors_file
@@ -125,14 +127,18 @@ def lr_schedule(cfg: TrainConfig, total_steps: int):
     return factor
 
 
-def train(recipe: Recipe, out_dir: str | Path = "runs", data_dir: str | Path | None = None,
-          device: str = "auto", events: Events | None = None, options: Options | None = None
-          ) -> TrainResult:
-    events = events or Events()
-    started = time.perf_counter()
-    target = pick_device(device)
-    rng = seed_everything(recipe.seed)
-    prepared = prepare(recipe, data_dir, events, options)
+@dataclass
+class _Setup:
+    """The model and everything that updates it, built the same way for a new or resumed run."""
+    model: LSTMClassifier
+    criterion: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    train_labels: np.ndarray
+    val_labels: np.ndarray
+
+
+def _setup(recipe: Recipe, prepared: Prepared, target: torch.device) -> _Setup:
     splits, cfg = prepared.splits, recipe.train
     train_labels = np.asarray(column(splits["train"], "label"))
     val_labels = np.asarray(column(splits["validation"], "label"))
@@ -145,30 +151,92 @@ def train(recipe: Recipe, out_dir: str | Path = "runs", data_dir: str | Path | N
     model.to(target)
     criterion = nn.CrossEntropyLoss(weight=None if weights is None else weights.to(target),
                                     label_smoothing=cfg.label_smoothing)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
-    train_ids, val_ids = prepared.ids["train"], prepared.ids["validation"]
-    train_lengths = lengths_of(train_ids)
-    steps_per_epoch = math.ceil(len(train_ids) / cfg.batch_size)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
+                                  weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(len(prepared.ids["train"]) / cfg.batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_schedule(cfg, steps_per_epoch * cfg.epochs))
-    events.message(f"{len(prepared.vocab):,} words in the vocabulary; "
-                   f"{sum(p.numel() for p in model.parameters()):,} parameters; device {target}")
+    return _Setup(model, criterion, optimizer, scheduler, train_labels, val_labels)
 
+
+def train(recipe: Recipe, out_dir: str | Path = "runs", data_dir: str | Path | None = None,
+          device: str = "auto", events: Events | None = None, options: Options | None = None
+          ) -> TrainResult:
+    """Train a new run under ``out_dir/<name>/``; each epoch leaves a resumable checkpoint."""
+    events = events or Events()
+    target = pick_device(device)
+    rng = seed_everything(recipe.seed)
+    prepared = prepare(recipe, data_dir, events, options)
+    setup = _setup(recipe, prepared, target)
+    _describe(prepared, setup, target, events)
     run_dir = checkpoint.reserve_run_dir(out_dir, recipe.name)
-    history: list[EpochResult] = []
-    best_value, best_loss, best_epoch, best_state = -math.inf, math.inf, 0, None
+    try:  # what `--resume` reads back: the recipe, the vocabulary, the labels
+        checkpoint.save_identity(run_dir, _portable(recipe, prepared.splits), prepared.encoder,
+                                 prepared.splits.labels)
+    except BaseException:
+        checkpoint.discard(run_dir)
+        raise
+    state = TrainState(0, -math.inf, math.inf, 0, None, [], 0.0,
+                       str(Path(data_dir).resolve()) if data_dir else None)
+    return _epochs(recipe, prepared, setup, run_dir, state, rng, target, events, data_dir)
+
+
+def resume(run_dir: str | Path, data_dir: str | Path | None = None, device: str = "auto",
+           events: Events | None = None, options: Options | None = None) -> TrainResult:
+    """Continue a run that was killed or interrupted, from its last finished epoch.
+
+    With the same seed on the same device the result equals that of an uninterrupted run: the
+    model, optimizer, scheduler and every random generator continue from the saved state.
+    """
+    events = events or Events()
+    target = pick_device(device)
+    run = checkpoint.reopen(run_dir)
+    state, raw = load_state(run)
+    try:
+        recipe = load_recipe(run / "recipe.toml")
+    except RecipeError as exc:
+        raise CheckpointError(*exc.lines) from None
+    data_dir = data_dir or state.data_dir
+    rng = seed_everything(recipe.seed)
+    prepared = prepare(recipe, data_dir, events, options)
+    checkpoint.check_identity(run, prepared.encoder, prepared.splits.labels)
+    setup = _setup(recipe, prepared, target)
+    restore(raw, setup.model, setup.optimizer, setup.scheduler, rng)
+    with open(run / "metrics.jsonl", "w", encoding="utf-8") as log:  # drop a half-logged epoch
+        log.writelines(json.dumps(row) + "\n" for row in state.history)
+    events.message(f"resuming {run} after epoch {state.epoch} of {recipe.train.epochs}")
+    return _epochs(recipe, prepared, setup, run, state, rng, target, events, data_dir)
+
+
+def _describe(prepared: Prepared, setup: _Setup, target: torch.device, events: Events) -> None:
+    events.message(f"{len(prepared.vocab):,} words in the vocabulary; "
+                   f"{sum(p.numel() for p in setup.model.parameters()):,} parameters; "
+                   f"device {target}")
+
+
+def _epochs(recipe: Recipe, prepared: Prepared, setup: _Setup, run_dir: Path, state: TrainState,
+            rng: np.random.Generator, target: torch.device, events: Events,
+            data_dir: str | Path | None) -> TrainResult:
+    cfg, splits = recipe.train, prepared.splits
+    model, optimizer, scheduler = setup.model, setup.optimizer, setup.scheduler
+    train_ids, val_ids = prepared.ids["train"], prepared.ids["validation"]
+    train_lengths = lengths_of(train_ids)
+    history = [EpochResult(**row) for row in state.history]
     stopped = "completed"
     try:
-        for epoch in range(1, cfg.epochs + 1):
+        for epoch in range(state.epoch + 1, cfg.epochs + 1):
+            if cfg.patience and state.epoch - state.best_epoch >= cfg.patience:
+                stopped = "early_stopping"  # a resumed run that had already stopped early
+                break
             batches = bucketed_batches(train_lengths, cfg.batch_size, cfg.bucket_size, rng)
             events.epoch_start(epoch, cfg.epochs, len(batches))
             tick = time.perf_counter()
             model.train()
             total_loss, total_rows, total_tokens = 0.0, 0, 0
             for rows, tokens, lengths in iterate(train_ids, batches):
-                targets = torch.from_numpy(train_labels[rows]).to(target)
+                targets = torch.from_numpy(setup.train_labels[rows]).to(target)
                 logits = model(tokens.to(target), lengths.to(target))  # (batch, num_classes)
-                loss = criterion(logits, targets)
+                loss = setup.criterion(logits, targets)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.clip_grad_norm > 0:
@@ -178,7 +246,7 @@ def train(recipe: Recipe, out_dir: str | Path = "runs", data_dir: str | Path | N
                 value = loss.item()
                 if not math.isfinite(value):
                     raise TextLSTMError(f"the training loss became {value} in epoch {epoch}; "
-                                             "lower train.lr or raise train.clip_grad_norm")
+                                        "lower train.lr or raise train.clip_grad_norm")
                 count = int(lengths.sum())
                 total_loss += value * len(rows)
                 total_rows += len(rows)
@@ -187,38 +255,44 @@ def train(recipe: Recipe, out_dir: str | Path = "runs", data_dir: str | Path | N
             train_seconds = time.perf_counter() - tick
             val_logits = logits_for(model, val_ids, cfg.eval_batch_size, target)
             val_loss = float(nn.functional.cross_entropy(
-                torch.from_numpy(val_logits), torch.from_numpy(val_labels)))
-            accuracy, macro_f1 = quick_scores(val_labels, val_logits.argmax(1), len(splits.labels))
+                torch.from_numpy(val_logits), torch.from_numpy(setup.val_labels)))
+            accuracy, macro_f1 = quick_scores(setup.val_labels, val_logits.argmax(1),
+                                              len(splits.labels))
             value = accuracy if cfg.metric == "accuracy" else macro_f1
             # a tie on the metric (common on small validation sets) goes to a clearly lower loss
-            better = value > best_value or (value == best_value and val_loss < best_loss - 1e-4)
+            better = value > state.best_value or (value == state.best_value
+                                                  and val_loss < state.best_loss - 1e-4)
             result = EpochResult(epoch, total_loss / max(total_rows, 1), val_loss, accuracy,
                                  macro_f1, scheduler.get_last_lr()[0],
                                  time.perf_counter() - tick, total_tokens / train_seconds,
                                  best=better)
             if better:
-                best_value, best_loss, best_epoch = value, val_loss, epoch
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                state.best_value, state.best_loss, state.best_epoch = value, val_loss, epoch
+                state.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             history.append(result)
+            state.epoch, state.history = epoch, [asdict(r) for r in history]
             with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as log:
                 log.write(json.dumps(asdict(result)) + "\n")
+            state.seconds += time.perf_counter() - tick
+            save_state(run_dir, state, model, optimizer, scheduler, rng)
             events.epoch_end(result)
-            if cfg.patience and epoch - best_epoch >= cfg.patience and epoch < cfg.epochs:
+            if cfg.patience and epoch - state.best_epoch >= cfg.patience and epoch < cfg.epochs:
                 stopped = "early_stopping"
                 events.message(f"stopping early: no better validation {cfg.metric} for "
                                f"{cfg.patience} epoch(s)")
                 break
     except KeyboardInterrupt:
-        if best_state is None:
-            checkpoint.discard(run_dir)
+        if state.best_state is None:  # not one epoch finished, in this session or before
+            if not (run_dir / RESUME_FILE).exists():
+                checkpoint.discard(run_dir)
             raise
         stopped = "interrupted"
-        events.message(f"interrupted: keeping the best weights so far (epoch {best_epoch})")
     except BaseException:
-        checkpoint.discard(run_dir)
+        if not (run_dir / RESUME_FILE).exists():  # a run with a finished epoch stays resumable
+            checkpoint.discard(run_dir)
         raise
-    assert best_state is not None
-    seconds = time.perf_counter() - started
+    assert state.best_state is not None
+    seconds = state.seconds  # finished epochs only, over every session of this run
     meta = {"name": recipe.name, "seed": recipe.seed, "device": str(target),
             "data_source": splits.source, "data_fingerprint": splits.fingerprint(),
             "data_dir": _mirror_root(recipe, data_dir),
@@ -227,14 +301,19 @@ def train(recipe: Recipe, out_dir: str | Path = "runs", data_dir: str | Path | N
                            "key": prepared.preprocessed.vocab_key,
                            "vectors_coverage": (asdict(prepared.preprocessed.coverage)
                                                 if prepared.preprocessed.coverage else None)},
-            "metric": cfg.metric, "best_epoch": best_epoch, "stopped": stopped,
-            "validation": asdict(history[best_epoch - 1]), "train_seconds": round(seconds, 2),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    recipe = _portable(recipe, splits)
-    checkpoint.save(run_dir, model, best_state, recipe, prepared.encoder, splits.labels, meta)
+            "metric": cfg.metric, "best_epoch": state.best_epoch, "stopped": stopped,
+            "validation": asdict(history[state.best_epoch - 1]),
+            "train_seconds": round(seconds, 2), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    checkpoint.save(run_dir, model, state.best_state, _portable(recipe, splits), prepared.encoder,
+                    splits.labels, meta)
+    if stopped != "interrupted":
+        (run_dir / RESUME_FILE).unlink(missing_ok=True)  # finished: nothing left to resume
     final = checkpoint.finalize(run_dir)
-    return TrainResult(final, cfg.metric, best_epoch, best_value, history, stopped, seconds,
-                       splits.names, splits.notes)
+    if stopped == "interrupted":
+        events.message(f"interrupted: kept the best weights so far (epoch {state.best_epoch}) in "
+                       f"{final}; continue with: textlstm train --resume {final}")
+    return TrainResult(final, cfg.metric, state.best_epoch, state.best_value, history, stopped,
+                       seconds, splits.names, splits.notes)
 
 
 def _portable(recipe: Recipe, splits: Splits) -> Recipe:

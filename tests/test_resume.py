@@ -1,0 +1,135 @@
+"""Interruptions lose nothing: a run killed mid-epoch, or stopped with Ctrl-C, resumes to exactly
+the result of an uninterrupted run."""
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from textlstm.checkpoint import load
+from textlstm.errors import CheckpointError, TextLSTMError
+from textlstm.recipe import load_recipe
+from textlstm.resume import FILE
+from textlstm.training import Events, resume, train
+
+KILLER = """
+import os, signal, sys
+from textlstm.recipe import load_recipe
+from textlstm.training import Events, train
+
+class KillMidEpoch(Events):
+    epoch = batches = 0
+    def epoch_start(self, epoch, epochs, batches):
+        self.epoch, self.batches = epoch, 0
+    def batch_end(self, loss, tokens):
+        self.batches += 1
+        if self.epoch == int(sys.argv[3]) and self.batches == 3:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+train(load_recipe(sys.argv[1]), sys.argv[2], device="cpu", events=KillMidEpoch())
+"""
+
+
+class InterruptAt(Events):
+    def __init__(self, epoch: int) -> None:
+        self.at, self.epoch, self.batches, self.messages = epoch, 0, 0, []
+
+    def message(self, text):
+        self.messages.append(text)
+
+    def epoch_start(self, epoch, epochs, batches):
+        self.epoch, self.batches = epoch, 0
+
+    def batch_end(self, loss, tokens):
+        self.batches += 1
+        if self.epoch == self.at and self.batches == 3:
+            raise KeyboardInterrupt
+
+
+def metrics(run):
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in row.items() if k not in ("seconds", "tokens_per_second")}
+            for row in rows]
+
+
+def assert_same_run(a, b):
+    assert metrics(a) == metrics(b)
+    wa, wb = load(a).model.state_dict(), load(b).model.state_dict()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    meta_a, meta_b = (json.loads((r / "meta.json").read_text()) for r in (a, b))
+    assert meta_a["best_epoch"] == meta_b["best_epoch"] and meta_a["stopped"] == meta_b["stopped"]
+
+
+@pytest.fixture
+def reference(tmp_path, recipe_path):
+    return train(load_recipe(recipe_path), tmp_path / "reference", device="cpu").run_dir
+
+
+def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path, recipe_path,
+                                                                    reference):
+    killed = subprocess.run([sys.executable, "-c", KILLER, str(recipe_path),
+                             str(tmp_path / "runs"), "2"], capture_output=True, text=True)
+    assert killed.returncode == -9, killed.stderr
+    (partial,) = (tmp_path / "runs" / "tiny").glob("*.partial")
+    assert (partial / FILE).is_file() and len(metrics(partial)) == 1  # epoch 1 was saved
+    with pytest.raises(CheckpointError, match="did not finish"):
+        load(partial)
+
+    done = subprocess.run([sys.executable, "-m", "textlstm", "train", "--resume", str(partial),
+                           "--device", "cpu"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "resuming" in done.stdout and "after epoch 1 of 3" in done.stdout
+    final = partial.with_name(partial.name.removesuffix(".partial"))
+    assert final.is_dir() and not partial.exists() and not (final / FILE).exists()
+    assert (tmp_path / "runs" / "tiny" / "latest").resolve() == final
+    assert_same_run(final, reference)
+
+
+def test_ctrl_c_keeps_best_weights_and_the_run_resumes_exactly(tmp_path, recipe_path, reference):
+    events = InterruptAt(epoch=3)
+    stopped = train(load_recipe(recipe_path), tmp_path / "runs", device="cpu", events=events)
+    assert stopped.stopped == "interrupted" and stopped.best_epoch in (1, 2)
+    assert (stopped.run_dir / FILE).is_file() and load(stopped.run_dir).model is not None
+    assert any(f"textlstm train --resume {stopped.run_dir}" in m for m in events.messages)
+
+    result = resume(stopped.run_dir, device="cpu")
+    assert result.run_dir == stopped.run_dir and result.stopped == "completed"
+    assert [e.epoch for e in result.epochs] == [1, 2, 3]
+    assert_same_run(result.run_dir, reference)
+
+
+def test_ctrl_c_before_any_epoch_leaves_nothing(tmp_path, recipe_path):
+    with pytest.raises(KeyboardInterrupt):
+        train(load_recipe(recipe_path), tmp_path / "runs", device="cpu", events=InterruptAt(1))
+    assert list((tmp_path / "runs" / "tiny").iterdir()) == []
+
+
+def test_a_finished_run_or_a_foreign_folder_is_not_resumed(tmp_path, trained_run):
+    with pytest.raises(CheckpointError, match=r"this run finished \(completed\)"):
+        resume(trained_run, device="cpu")
+    empty = tmp_path / "x.partial"
+    empty.mkdir()
+    with pytest.raises(CheckpointError, match=f"no {FILE} here"):
+        resume(empty, device="cpu")
+    with pytest.raises(CheckpointError, match="run folder not found"):
+        resume(tmp_path / "nope", device="cpu")
+
+
+def test_damaged_resume_file_is_one_line(tmp_path, recipe_path):
+    events = InterruptAt(epoch=2)
+    run = train(load_recipe(recipe_path), tmp_path / "runs", device="cpu", events=events).run_dir
+    (run / FILE).write_bytes((run / FILE).read_bytes()[:100])
+    with pytest.raises(CheckpointError) as info:
+        resume(run, device="cpu")
+    assert len(info.value.lines) == 1 and "not a readable resume checkpoint" in info.value.lines[0]
+
+
+def test_cli_needs_a_recipe_or_resume_but_not_both(recipe_path, trained_run):
+    from typer.testing import CliRunner
+    from textlstm.cli import app
+
+    for args in ([], [str(recipe_path), "--resume", str(trained_run)]):
+        result = CliRunner().invoke(app, ["train", *args])
+        assert result.exit_code == 2
+        assert "give a recipe file, or --resume RUN_FOLDER (not both)" in result.output

@@ -1,0 +1,119 @@
+"""Resumable training state: one safetensors file per run, rewritten atomically after each epoch.
+
+``resume.safetensors`` holds the model, the best weights so far and the optimizer's tensors, with
+everything else (epoch, early-stopping state, history, scheduler, random generator states) as JSON
+in the file's metadata. Nothing is pickled. It is written to a temporary file in the run folder,
+fsynced, and renamed over the previous one, so a kill at any moment leaves either the previous
+epoch's state or the new one, never a torn file.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from textlstm.errors import CheckpointError
+
+FILE = "resume.safetensors"
+
+
+@dataclass
+class TrainState:
+    """Everything the epoch loop needs to continue exactly where it stopped."""
+    epoch: int  # the last finished epoch
+    best_value: float
+    best_loss: float
+    best_epoch: int
+    best_state: dict[str, torch.Tensor] | None
+    history: list[dict[str, Any]]
+    seconds: float  # training time spent so far, over every session of this run
+    data_dir: str | None
+
+
+def save_state(run_dir: Path, state: TrainState, model: torch.nn.Module,
+               optimizer: torch.optim.Optimizer, scheduler: Any, rng: np.random.Generator) -> None:
+    from safetensors.torch import save_file
+
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors.update({f"best.{k}": v for k, v in (state.best_state or {}).items()})
+    optim = optimizer.state_dict()
+    for index, values in optim["state"].items():
+        tensors.update({f"optimizer.{index}.{key}": value for key, value in values.items()})
+    tensors["rng.torch"] = torch.get_rng_state()
+    meta = {"epoch": state.epoch, "best_value": state.best_value, "best_loss": state.best_loss,
+            "best_epoch": state.best_epoch, "history": state.history, "seconds": state.seconds,
+            "data_dir": state.data_dir, "param_groups": optim["param_groups"],
+            "scheduler": scheduler.state_dict(), "rng_numpy": rng.bit_generator.state,
+            "rng_python": random.getstate()}
+    tmp = run_dir / f".{FILE}.{os.getpid()}.tmp"
+    try:
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp),
+                  metadata={"format": "textlstm-resume", "state": json.dumps(meta)})
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, run_dir / FILE)
+        _fsync_dir(run_dir)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def load_state(run_dir: Path) -> tuple[TrainState, dict[str, Any]]:
+    """The saved state and the raw parts ``restore`` needs; one clear line when unreadable."""
+    from safetensors import SafetensorError, safe_open
+
+    path = run_dir / FILE
+    if not path.is_file():
+        raise CheckpointError(f"{run_dir}: no {FILE} here, so this run cannot be resumed (only "
+                              "runs that finished at least one epoch can)")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            header = handle.metadata() or {}
+            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+        if header.get("format") != "textlstm-resume":
+            raise ValueError("not a textlstm resume file")
+        meta = json.loads(header["state"])
+    except (SafetensorError, OSError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{path}: not a readable resume checkpoint ({exc}); the file is "
+                              "damaged: train again") from None
+    best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
+    state = TrainState(meta["epoch"], meta["best_value"], meta["best_loss"], meta["best_epoch"],
+                       best or None, meta["history"], meta["seconds"], meta["data_dir"])
+    return state, {"tensors": tensors, **meta}
+
+
+def restore(raw: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+            scheduler: Any, rng: np.random.Generator) -> None:
+    tensors = raw["tensors"]
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    states: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("optimizer."):
+            _, index, name = key.split(".", 2)
+            states.setdefault(int(index), {})[name] = value
+    groups = [{**group, **({"betas": tuple(group["betas"])} if "betas" in group else {})}
+              for group in raw["param_groups"]]
+    optimizer.load_state_dict({"state": states, "param_groups": groups})
+    scheduler.load_state_dict(raw["scheduler"])
+    torch.set_rng_state(tensors["rng.torch"])
+    rng.bit_generator.state = raw["rng_numpy"]
+    version, internal, gauss = raw["rng_python"]
+    random.setstate((version, tuple(internal), gauss))
