@@ -512,9 +512,7 @@ def test_csv_with_a_ragged_row(tmp_path):
     path.write_text("text,label\ngood film,pos\nbad, film,neg,extra\ndull,neg\n", encoding="utf-8")
     with pytest.raises(DataError) as exc:
         load(path)
-    message = one_line(exc)
-    assert message.startswith(f"{path}: cannot read as csv: ")
-    assert "Expected 2 fields in line 3, saw 4" in message
+    assert one_line(exc) == f"{path}:3: 4 fields where the header has 2; quote fields that contain a comma"
 
 
 def test_jsonl_with_a_broken_line(tmp_path):
@@ -523,7 +521,7 @@ def test_jsonl_with_a_broken_line(tmp_path):
                     '{"text": "dull", "label": "neg"}\n', encoding="utf-8")
     with pytest.raises(DataError) as exc:
         load(path)
-    assert one_line(exc).startswith(f"{path}: cannot read as jsonl: ")
+    assert one_line(exc) == f"{path}:2: not valid JSON (Unterminated string starting at); fix or remove that line"
 
 
 def test_folder_without_data_files(tmp_path):

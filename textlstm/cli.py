@@ -210,10 +210,10 @@ def predict(run: Annotated[Path, typer.Argument(help="A finished run folder.")],
     fmt = "jsonl"
     if output is not None:
         fmt = OUTPUT_FORMATS.get(output.suffix.lower(), "")
-        if not fmt:
-            raise DataError(f"{output}: unknown output type; use .jsonl, .csv or .tsv")
         if output.is_dir():
             raise DataError(f"{output}: is a folder; give an output file name")
+        if not fmt:
+            raise DataError(f"{output}: unknown output type; use .jsonl, .csv or .tsv")
     predictor = Predictor.load(run, device)
     for name in inputs:  # a bad input file fails here, before anything is written
         if name != "-":
@@ -292,4 +292,23 @@ class TrainProgress:
 
 
 def main() -> None:
-    app()
+    """Usage errors (an unknown option, a value out of range) get one line too, not a box."""
+    try:
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        err.print("[yellow]interrupted[/yellow]")
+        sys.exit(130)
+    except Exception as exc:  # Typer's vendored click exceptions have no public names
+        if type(exc).__name__ == "NoArgsIsHelpError":  # the help was printed
+            sys.exit(2)
+        if getattr(exc, "exit_code", None) != 2 or not hasattr(exc, "format_message"):
+            raise
+        names, ctx = [], getattr(exc, "ctx", None)
+        while ctx is not None and ctx.parent is not None:  # the root's name may be "python -m ..."
+            names.insert(0, ctx.info_name)
+            ctx = ctx.parent
+        command = " ".join(["textlstm", *names])
+        err.print(f"[red]error:[/red] {exc.format_message()} (see: {command} --help)",
+                  soft_wrap=True, markup=True)
+        sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)

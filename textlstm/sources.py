@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import os
 from pathlib import Path
 from typing import Any
@@ -143,11 +144,38 @@ def load_file(path: Path, notes: list[str]) -> Any:
     except DataError:
         raise
     except Exception as exc:  # parsers raise many types; each one is the file's fault
-        raise DataError(f"{path}: cannot read as {suffix[1:]}: {_first_line(exc)}") from None
+        raise DataError(_diagnose(path, FILE_FORMATS[suffix], suffix, exc)) from None
     if bad_lines:
         notes.append(f"{path.name}: {bad_lines} line(s) were not valid UTF-8; decoded with "
                      "replacement characters")
     return dataset
+
+
+def _diagnose(path: Path, kind: str, suffix: str, exc: BaseException) -> str:
+    """The parser failed: name the line and the fix where we can find them ourselves."""
+    text = path.read_bytes().decode("utf-8", errors="replace") if kind != "parquet" else ""
+    lines = text.splitlines()
+    if kind == "json" and suffix == ".jsonl":
+        for number, line in enumerate(lines, start=1):
+            if line.strip():
+                try:
+                    json.loads(line)
+                except json.JSONDecodeError as error:
+                    return f"{path}:{number}: not valid JSON ({error.msg}); fix or remove that line"
+    if kind == "csv":
+        if sum(1 for line in lines if line.strip()) <= 1:
+            return f"{path}: has a header line but no data rows"
+        chain, cause = [], exc
+        while cause is not None:
+            chain.append(str(cause))
+            cause = cause.__cause__ or cause.__context__
+        found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", " ".join(chain))
+        if found:
+            expected, number, saw = found.groups()
+            sep = "tab" if suffix == ".tsv" else "comma"
+            return (f"{path}:{number}: {saw} fields where the header has {expected}; quote "
+                    f"fields that contain a {sep}")
+    return f"{path}: cannot read as {suffix[1:]}: {_first_line(exc)}"
 
 
 def _non_utf8_lines(path: Path) -> int:
