@@ -213,9 +213,11 @@ CASES: list[tuple[str, Callable[[Path, Path], list[str]], str]] = [
      "{t}/none.txt: input file not found"),
     ("predict-csv-no-column", lambda t, r: predict_input(t, r, "in.csv", "body\nhello\n"),
      "{t}/in.csv: no column 'text' (columns: body); pass --text-column"),
-    ("predict-jsonl-broken", lambda t, r: predict_input(t, r, "in.jsonl", '{"text": "a"}\n{"text": \n'),
+    ("predict-jsonl-broken", lambda t, r: predict_input(t, r, "in.jsonl", '{"text": "a"}\n{"text": \n',
+                                                                      "--on-error", "fail"),
      "{t}/in.jsonl:2: not valid JSON (Expecting value); fix or remove that line"),
-    ("predict-jsonl-no-key", lambda t, r: predict_input(t, r, "in.jsonl", '{"body": "a"}\n'),
+    ("predict-jsonl-no-key", lambda t, r: predict_input(t, r, "in.jsonl", '{"body": "a"}\n',
+                                                                      "--on-error", "fail"),
      "{t}/in.jsonl:1: no key 'text'; pass --text-key"),
     ("predict-output-is-folder", lambda t, r: predict_input(t, r, "in.txt", "hello\n", "-o", str(
         t / "out.jsonl")) if (t / "out.jsonl").mkdir() is None else [],
@@ -226,6 +228,8 @@ CASES: list[tuple[str, Callable[[Path, Path], list[str]], str]] = [
      "Invalid value for '--top-k': Input should be greater than or equal to 1 (see: textlstm predict --help)"),
     ("unknown-option", lambda t, r: ["SUBPROCESS", "train", "--epochs", "3"],
      "No such option: --epochs (see: textlstm train --help)"),
+    ("predict-bad-on-error", lambda t, r: predict_input(t, r, "in.txt", "hi\n", "--on-error", "ignore"),
+     "--on-error ignore: use one of fail, record, skip"),
     ("unknown-device", lambda t, r: ["evaluate", str(r), "--device", "tpu"],
      "--device tpu: unknown device; use one of auto, cpu, cuda"),
 ]

@@ -72,11 +72,12 @@ def test_predict_writes_csv_and_tsv_files(trained_run, tmp_path):
     result = invoke("predict", trained_run, tmp_path / "in.jsonl", "--text-key", "body", "-o", out)
     assert result.exit_code == 0, result.output
     rows = out.read_text().splitlines()
-    assert rows[0] == "label,score,p_neg,p_pos" and len(rows) == 3
+    assert rows[0] == "label,score,p_neg,p_pos,error" and len(rows) == 3
+    assert rows[1].endswith(",")  # no error on that row
     assert not list(tmp_path.glob("*.partial"))
     out = tmp_path / "out.tsv"
     result = invoke("predict", trained_run, tmp_path / "in.jsonl", "--text-key", "body", "-o", out,
-                    "--top-k", "1")
+                    "--top-k", "1", "--on-error", "fail")
     assert out.read_text().splitlines()[0] == "label\tscore\tlabel_1\tscore_1"
 
 

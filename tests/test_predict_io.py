@@ -361,3 +361,29 @@ def test_writer_with_real_predictions(predictor):
         assert math.isclose(sum(record["scores"].values()), 1.0, abs_tol=1e-5)
     rows = list(csv.reader(io.StringIO(written("csv", None, predictions, predictor.labels))))
     assert rows[0] == ["label", "score", "p_neg", "p_pos"] and len(rows) == 6
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_unreadable_records_become_error_records_or_are_skipped(trained_run, tmp_path, fmt):
+    from typer.testing import CliRunner
+    from textlstm.cli import app
+
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"text": "superb film"}\n{"text": \n{"body": "x"}\n{"text": "awful"}\n')
+    out = tmp_path / f"out.{fmt}"
+    result = CliRunner().invoke(app, ["predict", str(trained_run), str(source), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "2 input record(s) could not be read; wrote an error record for each" in result.stderr
+    rows = out.read_text().splitlines()
+    if fmt == "jsonl":
+        records = [json.loads(r) for r in rows]
+        assert [("error" in r) for r in records] == [False, True, True, False]
+        assert records[1]["error"] == f"{source}:2: not valid JSON (Expecting value); fix or remove that line"
+        assert records[2]["error"] == f"{source}:3: no key 'text'; pass --text-key"
+    else:
+        assert rows[0].split(",")[-1] == "error" and len(rows) == 5
+        assert rows[2].startswith(",,") and rows[2].endswith("fix or remove that line")
+
+    skipped = CliRunner().invoke(app, ["predict", str(trained_run), str(source), "--on-error", "skip"])
+    assert skipped.exit_code == 0 and len(skipped.stdout.splitlines()) == 2
+    assert "skipped them" in skipped.stderr

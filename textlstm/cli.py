@@ -202,10 +202,17 @@ def predict(run: Annotated[Path, typer.Argument(help="A finished run folder.")],
             top_k: Annotated[Optional[int], typer.Option(
                 min=1, help="Keep only the k likeliest classes in the output.")] = None,
             batch_size: Annotated[int, typer.Option(min=1)] = 256,
+            on_error: Annotated[str, typer.Option(
+                help="A record that cannot be read (broken JSON line, ragged CSV row): "
+                     "record (write an error record in its place), skip, or fail.")] = "record",
             device: Device = "auto") -> None:
     """Classify texts; one output record per input text, in input order."""
     from textlstm.errors import DataError
-    from textlstm.predict import OUTPUT_FORMATS, PredictionWriter, Predictor, read_inputs
+    from textlstm.predict import (ON_ERROR, OUTPUT_FORMATS, BadRecord, PredictionWriter,
+                                  Predictor, read_inputs)
+
+    if on_error not in ON_ERROR:
+        raise DataError(f"--on-error {on_error}: use one of {', '.join(ON_ERROR)}")
 
     fmt = "jsonl"
     if output is not None:
@@ -217,16 +224,23 @@ def predict(run: Annotated[Path, typer.Argument(help="A finished run folder.")],
     predictor = Predictor.load(run, device)
     for name in inputs:  # a bad input file fails here, before anything is written
         if name != "-":
-            next(read_inputs(name, text_column, text_key), None)
-    texts = (text for name in inputs for text in read_inputs(name, text_column, text_key))
+            next(read_inputs(name, text_column, text_key, on_error), None)
+    items = (item for name in inputs for item in read_inputs(name, text_column, text_key, on_error))
     target = output.with_name(output.name + ".partial") if output else None
     handle = open(target, "w", encoding="utf-8", newline="") if target else sys.stdout
-    count = 0
+    count = bad = 0
     try:
-        writer = PredictionWriter(handle, fmt, predictor.labels, top_k)
-        for prediction in predictor.predict_stream(texts, batch_size):
-            writer.write(prediction)
-            count += 1
+        writer = PredictionWriter(handle, fmt, predictor.labels, top_k, on_error == "record")
+        for block in predictor.predict_chunks(items, batch_size):
+            for result in block:
+                if isinstance(result, BadRecord):
+                    bad += 1
+                    if on_error == "record":
+                        writer.write_error(result)
+                    continue
+                writer.write(result)
+                count += 1
+            handle.flush()  # whole records only: an interrupted run leaves a valid prefix
     except BaseException:
         if target:
             handle.close()
@@ -236,6 +250,9 @@ def predict(run: Annotated[Path, typer.Argument(help="A finished run folder.")],
         handle.close()
         target.replace(output)
         err.print(f"wrote {count:,} predictions to {output}")
+    if bad:
+        done = "wrote an error record for each" if on_error == "record" else "skipped them"
+        err.print(f"[yellow]warning:[/yellow] {bad:,} input record(s) could not be read; {done}")
 
 
 class TrainProgress:

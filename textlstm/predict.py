@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -73,19 +73,58 @@ class Predictor:
 
     def predict_stream(self, texts: Iterable[str], batch_size: int = 256,
                        chunk: int = CHUNK) -> Iterator[Prediction]:
-        iterator = iter(texts)
+        for block in self.predict_chunks(texts, batch_size, chunk):
+            yield from block  # type: ignore[misc]
+
+    def predict_chunks(self, items: Iterable[str | BadRecord], batch_size: int = 256,
+                       chunk: int = CHUNK) -> Iterator[list[Prediction | BadRecord]]:
+        """Chunks of results in input order; a ``BadRecord`` passes through in its place."""
+        iterator = iter(items)
         while block := list(islice(iterator, chunk)):
-            probs = self.probabilities(block, batch_size)
-            best = probs.argmax(axis=1)
-            for row, index in zip(probs, best):
-                yield Prediction(self.labels[index], float(row[index]),
-                                 {label: float(p) for label, p in zip(self.labels, row)})
+            texts = [item for item in block if isinstance(item, str)]
+            probs = self.probabilities(texts, batch_size) if texts else None
+            best = probs.argmax(axis=1) if probs is not None else None
+            out: list[Prediction | BadRecord] = []
+            position = 0
+            for item in block:
+                if isinstance(item, BadRecord):
+                    out.append(item)
+                    continue
+                row, index = probs[position], best[position]  # type: ignore[index]
+                position += 1
+                out.append(Prediction(self.labels[index], float(row[index]),
+                                      {label: float(p) for label, p in zip(self.labels, row)}))
+            yield out
+
+
+@dataclass
+class BadRecord:
+    """An input record that could not be read (with ``--on-error record`` or ``skip``)."""
+    source: str
+    line: int
+    message: str
 
 
 # --- input and output files --------------------------------------------------------------------
 
-def read_inputs(path: str, text_column: str = "text", text_key: str = "text") -> Iterator[str]:
-    """Texts from a .txt (one per line), .csv/.tsv (a column), .jsonl (a key) file, or ``-``."""
+ON_ERROR = ("fail", "record", "skip")
+
+
+def read_inputs(path: str, text_column: str = "text", text_key: str = "text",
+                on_error: str = "fail") -> Iterator[Any]:
+    """Texts from a .txt (one per line), .csv/.tsv (a column), .jsonl (a key) file, or ``-``.
+
+    A record that cannot be read (a broken JSON line, a row with the wrong number of fields)
+    raises DataError with ``on_error="fail"``; otherwise it comes out as a ``BadRecord`` in its
+    place. Problems with the whole file (missing, empty, binary, no such column) always raise.
+    """
+    for item in _read(path, text_column, text_key):
+        if isinstance(item, BadRecord) and on_error == "fail":
+            raise DataError(f"{item.source}:{item.line}: {item.message}")
+        yield item
+
+
+def _read(path: str, text_column: str, text_key: str) -> Iterator[Any]:
     if path == "-":
         yield from _lines(sys.stdin.buffer, "<stdin>")
         return
@@ -115,21 +154,24 @@ def _lines(handle: IO[bytes], name: str) -> Iterator[str]:
         yield raw.rstrip(b"\n").rstrip(b"\r").decode("utf-8", errors="replace")
 
 
-def _jsonl(handle: IO[bytes], name: str, key: str) -> Iterator[str]:
+def _jsonl(handle: IO[bytes], name: str, key: str) -> Iterator[str | BadRecord]:
     for number, raw in enumerate(handle, start=1):
         if not raw.strip():
             continue
         try:
             record = json.loads(raw.decode("utf-8", errors="replace"))
         except json.JSONDecodeError as exc:
-            raise DataError(f"{name}:{number}: not valid JSON ({exc.msg}); fix or remove that line") from None
+            yield BadRecord(name, number, f"not valid JSON ({exc.msg}); fix or remove that line")
+            continue
         if not isinstance(record, dict) or key not in record:
-            raise DataError(f"{name}:{number}: no key '{key}'; pass --text-key")
+            yield BadRecord(name, number, f"no key '{key}'; pass --text-key")
+            continue
         value = record[key]
         yield "" if value is None else str(value)
 
 
-def _table(handle: IO[bytes], name: str, column: str, delimiter: str) -> Iterator[str]:
+def _table(handle: IO[bytes], name: str, column: str, delimiter: str
+           ) -> Iterator[str | BadRecord]:
     # utf-8-sig: spreadsheet programs start CSV files with a byte-order mark
     text = io.TextIOWrapper(handle, encoding="utf-8-sig", errors="replace", newline="")
     csv.field_size_limit(2**31 - 1)  # one long document per field is normal here
@@ -144,8 +186,9 @@ def _table(handle: IO[bytes], name: str, column: str, delimiter: str) -> Iterato
             if not row:
                 continue
             if len(row) != len(header):
-                raise DataError(f"{name}:{reader.line_num}: expected {len(header)} fields, found "
+                yield BadRecord(name, reader.line_num, f"expected {len(header)} fields, found "
                                 f"{len(row)}; fix the quoting on that row")
+                continue
             yield row[index]
     except csv.Error as exc:
         raise DataError(f"{name}:{reader.line_num}: cannot parse this row ({exc})") from None
@@ -154,8 +197,10 @@ def _table(handle: IO[bytes], name: str, column: str, delimiter: str) -> Iterato
 class PredictionWriter:
     """Writes predictions as JSONL (default), CSV or TSV; ``top_k`` keeps the k likeliest."""
 
-    def __init__(self, handle: IO[str], fmt: str, labels: list[str], top_k: int | None) -> None:
-        self.handle, self.fmt, self.top_k = handle, fmt, top_k
+    def __init__(self, handle: IO[str], fmt: str, labels: list[str], top_k: int | None,
+                 errors: bool = False) -> None:
+        self.handle, self.fmt, self.top_k, self.errors = handle, fmt, top_k, errors
+        self.width = 2 * top_k if top_k else len(labels)
         self.csv = None
         if fmt in ("csv", "tsv"):
             self.csv = csv.writer(handle, delimiter="\t" if fmt == "tsv" else ",",
@@ -164,7 +209,15 @@ class PredictionWriter:
                 header = [f"{kind}_{i}" for i in range(1, top_k + 1) for kind in ("label", "score")]
             else:
                 header = [f"p_{label}" for label in labels]
-            self.csv.writerow(["label", "score", *header])
+            self.csv.writerow(["label", "score", *header, *(["error"] if errors else [])])
+
+    def write_error(self, bad: BadRecord) -> None:
+        """One record in the bad input's place, so output lines still match input records."""
+        message = f"{bad.source}:{bad.line}: {bad.message}"
+        if self.csv is None:
+            self.handle.write(json.dumps({"error": message}, ensure_ascii=False) + "\n")
+        else:
+            self.csv.writerow(["", "", *[""] * self.width, message])
 
     def write(self, prediction: Prediction) -> None:
         scores = prediction.scores
@@ -177,7 +230,9 @@ class PredictionWriter:
             self.handle.write(json.dumps(record, ensure_ascii=False) + "\n")
         elif self.top_k:
             self.csv.writerow([prediction.label, f"{prediction.score:.6f}",
-                               *[x for kv in scores.items() for x in (kv[0], f"{kv[1]:.6f}")]])
+                               *[x for kv in scores.items() for x in (kv[0], f"{kv[1]:.6f}")],
+                               *([""] if self.errors else [])])
         else:
             self.csv.writerow([prediction.label, f"{prediction.score:.6f}",
-                               *[f"{v:.6f}" for v in scores.values()]])
+                               *[f"{v:.6f}" for v in scores.values()],
+                               *([""] if self.errors else [])])
