@@ -133,3 +133,21 @@ def test_cli_needs_a_recipe_or_resume_but_not_both(recipe_path, trained_run):
         result = CliRunner().invoke(app, ["train", *args])
         assert result.exit_code == 2
         assert "give a recipe file, or --resume RUN_FOLDER (not both)" in result.output
+
+
+def test_concurrent_runs_of_one_recipe_never_clobber_each_other(tmp_path, recipe_path):
+    """Three processes train the same recipe into the same runs/<name>/ at the same moment."""
+    procs = [subprocess.Popen([sys.executable, "-m", "textlstm", "train", str(recipe_path),
+                               "--out", str(tmp_path / "runs"), "--device", "cpu"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(3)]
+    for proc in procs:
+        _, stderr = proc.communicate(timeout=300)
+        assert proc.returncode == 0, stderr
+    folder = tmp_path / "runs" / "tiny"
+    runs = sorted(p for p in folder.iterdir() if p.name != "latest")
+    assert len(runs) == 3 and not any(p.name.endswith(".partial") for p in runs)
+    assert (folder / "latest").resolve() in runs
+    first = metrics(runs[0])
+    for run in runs:
+        assert load(run).labels == ["neg", "pos"] and metrics(run) == first  # same seed, same result
