@@ -151,3 +151,36 @@ def test_concurrent_runs_of_one_recipe_never_clobber_each_other(tmp_path, recipe
     first = metrics(runs[0])
     for run in runs:
         assert load(run).labels == ["neg", "pos"] and metrics(run) == first  # same seed, same result
+
+
+def test_planted_pickle_as_resume_checkpoint_is_refused_and_never_unpickled(tmp_path, recipe_path):
+    import pickle
+
+    class Planted:
+        def __reduce__(self):
+            return (open, (str(tmp_path / "pwned"), "w"))
+
+    run = train(load_recipe(recipe_path), tmp_path / "runs", device="cpu",
+                events=InterruptAt(epoch=2)).run_dir
+    torch.save({"model.embedding.weight": Planted()}, str(run / FILE))
+    with pytest.raises(CheckpointError, match="not a readable resume checkpoint"):
+        resume(run, device="cpu")
+    (run / FILE).write_bytes(pickle.dumps(Planted()))
+    with pytest.raises(CheckpointError, match="not a readable resume checkpoint"):
+        resume(run, device="cpu")
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_the_package_has_no_way_to_unpickle_or_evaluate_strings():
+    """A guard on the source itself: safetensors, JSON and TOML are the only formats read."""
+    import re
+    from pathlib import Path
+
+    import textlstm
+
+    banned = re.compile(r"\bimport pickle\b|\bpickle\.|\btorch\.load\(|\bjoblib\b|\bdill\b|"
+                        r"(?<![.\w])eval\(|(?<![.\w])exec\(|\b__import__\(|\bmarshal\b")
+    for path in Path(textlstm.__file__).parent.glob("*.py"):
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            code = line.split("#", 1)[0]
+            assert not banned.search(code), f"{path.name}:{number}: {line.strip()}"

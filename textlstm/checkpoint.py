@@ -106,9 +106,8 @@ def check_identity(run_dir: Path, encoder: Encoder, labels: list[str]) -> None:
                               "run started; it cannot be resumed: train it again")
 
 
-def reopen(run_dir: str | Path) -> Path:
-    """The ``.partial`` folder to resume in: a killed run's own, or an interrupted run's (which
-    goes back to ``.partial`` until it finishes again)."""
+def resumable(run_dir: str | Path) -> Path:
+    """The run folder if it can be resumed: a killed (``.partial``) or an interrupted run."""
     run = Path(run_dir)
     if not run.is_dir():
         raise CheckpointError(f"{run}: run folder not found")
@@ -120,6 +119,13 @@ def reopen(run_dir: str | Path) -> Path:
     if meta.get("stopped") != "interrupted":
         raise CheckpointError(f"{run}: this run finished ({meta.get('stopped', 'unknown')}); only "
                               "a killed (.partial) or interrupted run can be resumed")
+    return run
+
+
+def reopen(run: Path) -> Path:
+    """An interrupted run goes back to ``.partial`` until it finishes again."""
+    if run.name.endswith(PARTIAL):
+        return run
     partial = run.with_name(run.name + PARTIAL)
     os.replace(run, partial)
     return partial

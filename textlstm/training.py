@@ -190,7 +190,7 @@ def resume(run_dir: str | Path, data_dir: str | Path | None = None, device: str 
     """
     events = events or Events()
     target = pick_device(device)
-    run = checkpoint.reopen(run_dir)
+    run = checkpoint.resumable(run_dir)
     state, raw = load_state(run)
     try:
         recipe = load_recipe(run / "recipe.toml")
@@ -202,6 +202,7 @@ def resume(run_dir: str | Path, data_dir: str | Path | None = None, device: str 
     checkpoint.check_identity(run, prepared.encoder, prepared.splits.labels)
     setup = _setup(recipe, prepared, target)
     restore(raw, setup.model, setup.optimizer, setup.scheduler, rng)
+    run = checkpoint.reopen(run)  # only now: a resume that fails above leaves the run as it was
     with open(run / "metrics.jsonl", "w", encoding="utf-8") as log:  # drop a half-logged epoch
         log.writelines(json.dumps(row) + "\n" for row in state.history)
     events.message(f"resuming {run} after epoch {state.epoch} of {recipe.train.epochs}")
