@@ -87,7 +87,9 @@ def load_state(run_dir: Path) -> tuple[TrainState, dict[str, Any]]:
     try:
         with safe_open(str(path), framework="pt") as handle:
             header = handle.metadata() or {}
-            tensors = {key: handle.get_tensor(key) for key in handle.keys()}
+            # cloned: a tensor read from the file sits at whatever alignment the header length
+            # gives it, and vector kernels then round differently from the aligned original
+            tensors = {key: handle.get_tensor(key).clone() for key in handle.keys()}
         if header.get("format") != "textlstm-resume":
             raise ValueError("not a textlstm resume file")
         meta = json.loads(header["state"])
