@@ -82,7 +82,7 @@ CASES: list[tuple[str, Callable[[Path, Path], list[str]], str]] = [
      "{t}/r.toml: model.hiden_size: unknown key (did you mean 'hidden_size'?)"),
     ("unknown-section", lambda t, r: train(t) if recipe(t, "[optimizer]\nlr = 1\n") else [],
      "{t}/r.toml: optimizer: unknown key; valid keys: name, seed, data, tokenizer, vocab, model, "
-     "train"),
+     "train, tune"),
     ("wrong-type", lambda t, r: train(t) if recipe(t, replace=("epochs = 3", 'epochs = "3"')) else [],
      "{t}/r.toml: train.epochs: expected an integer, got '3'"),
     ("out-of-range", lambda t, r: train(t) if recipe(t, replace=("dropout = 0.1", "dropout = 1.5")) else [],

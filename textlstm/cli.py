@@ -52,8 +52,10 @@ def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return command(*args, **kwargs)
         except TextLSTMError as exc:
+            from rich.markup import escape
+
             for line in exc.lines:
-                err.print(f"[red]error:[/red] {line}", soft_wrap=True, markup=True)
+                err.print(f"[red]error:[/red] {escape(line)}", soft_wrap=True, markup=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/yellow]")
@@ -157,6 +159,65 @@ def vocab(recipe: Annotated[Path, typer.Argument(help="Recipe .toml file.")],
     for token, count in summary.top:
         table.add_row(repr(token)[1:-1], f"{count:,}")
     out.print(table)
+
+
+@app.command()
+@guarded
+def tune(recipe: Annotated[Path, typer.Argument(help="Recipe .toml file with a [tune] section.")],
+         overrides: Overrides = None, data_dir: DataDir = None, device: Device = "auto",
+         out_dir: Annotated[Path, typer.Option("--out", help="Parent of <name>-tune/.")] = Path("runs"),
+         trials: Annotated[Optional[int], typer.Option(min=1, help="Finished trials wanted [default: tune.trials].")] = None,
+         timeout: Annotated[Optional[float], typer.Option(help="Seconds for this call [default: tune.timeout].")] = None,
+         no_prune: Annotated[bool, typer.Option("--no-prune", help="Run every trial to the end.")] = False,
+         vocab_dir: VocabDir = None, cache_dir: CacheDir = None, no_cache: NoCache = False) -> None:
+    """Random (or TPE) search over [tune.space]; resumes the same study when run again."""
+    from textlstm.recipe import load_recipe
+    from textlstm.tune import tune as run_tune
+
+    loaded = load_recipe(recipe, overrides)
+    events = TuneTable()
+    result = run_tune(loaded, out_dir, trials, timeout, not no_prune, data_dir, device, events,
+                      _options(vocab_dir, cache_dir, no_cache))
+    board = Table("trial", "state", f"validation {result.metric}", "seconds", *result.best_params,
+                  title="leaderboard", title_justify="left")
+    ranked = sorted(result.trials, key=lambda t: (t.state != "COMPLETE", -(t.value or 0.0)))
+    for t in ranked:
+        board.add_row(str(t.number), t.state.lower(),
+                      f"{t.value:.4f}" if t.value is not None else "-",
+                      f"{t.seconds:.0f}" if t.seconds is not None else "-",
+                      *[_short(t.params.get(k)) for k in result.best_params])
+    out.print(board)
+    out.print(f"best: trial value {result.best_value:.4f} with "
+              + ", ".join(f"{k} = {_short(v)}" for k, v in result.best_params.items()))
+    out.print(f"[green]wrote[/green] {result.best_recipe}; next: textlstm train {result.best_recipe}",
+              soft_wrap=True)
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+class TuneTable:
+    """One line per trial as it finishes (the library's TuneEvents, drawn with rich)."""
+
+    def message(self, text: str) -> None:
+        out.print(text, soft_wrap=True, markup=False)
+
+    def trial_start(self, number: int, params: dict[str, Any]) -> None:
+        out.print(f"trial {number}: " + ", ".join(f"{k} = {_short(v)}" for k, v in params.items()),
+                  soft_wrap=True, markup=False)
+
+    def trial_end(self, trial: Any) -> None:
+        value = f"{trial.value:.4f}" if trial.value is not None else "-"
+        extra = f" ({trial.reason})" if trial.reason else ""
+        out.print(f"trial {trial.number}: {trial.state.lower()} {value}{extra}", soft_wrap=True,
+                  markup=False)
+
+    def epoch_start(self, *args: Any) -> None: ...
+
+    def batch_end(self, *args: Any) -> None: ...
+
+    def epoch_end(self, *args: Any) -> None: ...
 
 
 @app.command()

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import tomli_w
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from textlstm.errors import RecipeError
 
@@ -97,6 +97,47 @@ class TrainConfig(_Section):
     bucket_size: int = Field(100, ge=1, description="batches per length bucket when shuffling")
 
 
+class SpaceEntry(_Section):
+    """One searched key: exactly one of the four kinds of range."""
+    choice: list[Any] | None = Field(None, min_length=1)
+    uniform: list[float] | None = Field(None, min_length=2, max_length=2)
+    log_uniform: list[float] | None = Field(None, min_length=2, max_length=2)
+    int_uniform: list[int] | None = Field(None, min_length=2, max_length=2)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "SpaceEntry":
+        given = [k for k in SPACE_KINDS if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of {', '.join(SPACE_KINDS)}")
+        bounds = getattr(self, given[0])
+        if given[0] != "choice" and not bounds[0] < bounds[1]:
+            raise ValueError(f"{given[0]} = [low, high] needs low < high")
+        if given[0] == "log_uniform" and bounds[0] <= 0:
+            raise ValueError("log_uniform needs a low bound above 0")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in SPACE_KINDS if getattr(self, k) is not None)
+
+    @property
+    def values(self) -> list[Any]:
+        return getattr(self, self.kind)
+
+
+SPACE_KINDS = ("choice", "uniform", "log_uniform", "int_uniform")
+
+
+class TuneConfig(_Section):
+    trials: int = Field(20, ge=1, le=100_000)
+    timeout: float | None = Field(None, gt=0, description="seconds for the whole study")
+    metric: Literal["accuracy", "macro_f1"] = "accuracy"
+    seed: int = Field(13, ge=0, le=2**32 - 1)
+    sampler: Literal["random", "tpe"] = "random"
+    pruner: Literal["median", "hyperband", "none"] = "median"
+    space: dict[str, SpaceEntry] = Field(default_factory=dict)
+
+
 class Recipe(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)
     seed: int = Field(13, ge=0, le=2**32 - 1)
@@ -105,6 +146,7 @@ class Recipe(_Section):
     vocab: VocabConfig = VocabConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
+    tune: TuneConfig | None = None
     source: str = Field("", exclude=True, description="the file the recipe came from")
 
     def to_toml(self) -> str:
@@ -160,9 +202,50 @@ def recipe_from_dict(raw: dict[str, Any], label: str = "<recipe>",
             by_key.setdefault(key, line)  # a union reports each member; the first says enough
         raise RecipeError(*problems, *by_key.values()) from None
     problems += _cross_checks(recipe, label, overridden)
+    if recipe.tune is not None:
+        problems += _space_checks(recipe, raw, label)
     if problems:
         raise RecipeError(*problems)
     return recipe
+
+
+_UNTUNABLE = ("name", "data", "tune")
+
+
+def _space_checks(recipe: Recipe, raw: dict[str, Any], label: str) -> list[str]:
+    """Every searched key must be a recipe key, and every value it can take a valid one:
+    a typo in the space fails here, before the first trial."""
+    problems = []
+    assert recipe.tune is not None
+    for key, entry in recipe.tune.space.items():
+        where = f"{label}: tune.space.{key}"
+        parts = key.split(".")
+        if parts[0] in _UNTUNABLE or len(parts) != 2:
+            problems.append(f"{where}: not a tunable key; use a [tokenizer], [vocab], [model] or "
+                            "[train] key such as \"train.lr\"")
+            continue
+        section = Recipe.model_fields.get(parts[0])
+        annotation = getattr(section, "annotation", None)
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            problems.append(f"{where}: unknown section '{parts[0]}'{_suggest(parts[:1])}")
+            continue
+        if parts[1] not in annotation.model_fields:
+            problems.append(f"{where}: unknown recipe key{_suggest(parts)}")
+            continue
+        samples = entry.values if entry.kind == "choice" else list(entry.values)
+        for value in samples:
+            trial = _deep_copy(raw)
+            trial.pop("tune", None)
+            trial.setdefault(parts[0], {})[parts[1]] = value
+            try:
+                Recipe.model_validate({**trial, "source": ""})
+            except ValidationError as exc:
+                error = next((e for e in exc.errors() if [str(x) for x in e["loc"]][:2] == parts),
+                             exc.errors()[0])
+                problems.append(f"{where}: {value!r} is not a valid value: "
+                                f"{_problem(error, trial, parts)}")
+                break
+    return problems
 
 
 # keys that only mean something for some tokenizer kinds: (section, key) -> kinds that use it
@@ -261,7 +344,9 @@ def _problem(error: dict[str, Any], raw: dict[str, Any], loc: list[str]) -> str:
     if kind == "string_pattern_mismatch":
         return (f"{_value_at(raw, loc)!r} is not allowed; use letters, digits, "
                 "'.', '_' or '-', starting with a letter or digit")
-    hint = _TYPE_HINTS.get(kind, error["msg"].removeprefix("Value error, "))
+    if kind == "value_error":
+        return error["msg"].removeprefix("Value error, ")
+    hint = _TYPE_HINTS.get(kind, error["msg"])
     return f"{hint}, got {_value_at(raw, loc)!r}"
 
 
