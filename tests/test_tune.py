@@ -91,3 +91,19 @@ def test_space_entries_are_validated_at_load(tmp_path, entry, message):
     with pytest.raises(RecipeError) as info:
         load_recipe(path)
     assert any(line.startswith(f"{path}: {message}") for line in info.value.lines), info.value.lines
+
+
+def test_ctrl_c_stops_the_study_and_still_writes_the_best_recipe(tmp_path, tune_recipe):
+    from textlstm.tune import TuneEvents
+
+    class CtrlC(TuneEvents):
+        def trial_start(self, number, params):
+            if number == 2:
+                raise KeyboardInterrupt
+
+    result = tune(load_recipe(tune_recipe), tmp_path / "runs", trials=5, device="cpu",
+                  events=CtrlC(), prune=False)
+    assert result.interrupted and [t.state for t in result.trials] == ["COMPLETE", "COMPLETE", "FAIL"]
+    assert (tmp_path / "runs" / "tiny-tune" / "best.toml").is_file()
+    again = tune(load_recipe(tune_recipe), tmp_path / "runs", trials=5, device="cpu", prune=False)
+    assert not again.interrupted and sum(t.state == "COMPLETE" for t in again.trials) == 5

@@ -191,6 +191,8 @@ def tune(recipe: Annotated[Path, typer.Argument(help="Recipe .toml file with a [
               + ", ".join(f"{k} = {_short(v)}" for k, v in result.best_params.items()))
     out.print(f"[green]wrote[/green] {result.best_recipe}; next: textlstm train {result.best_recipe}",
               soft_wrap=True)
+    if result.interrupted:
+        raise typer.Exit(130)
 
 
 def _short(value: Any) -> str:

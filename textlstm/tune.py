@@ -43,6 +43,7 @@ class TuneResult:
     best_recipe: Path
     trials: list[TrialSummary] = field(default_factory=list)
     ran: int = 0  # trials run by this call (the rest came from earlier calls)
+    interrupted: bool = False  # stopped by Ctrl-C; what finished is kept and reported
 
 
 class TuneEvents(Events):
@@ -108,18 +109,32 @@ def tune(recipe: Recipe, out_dir: str | Path = "runs", trials: int | None = None
     folder.mkdir(parents=True, exist_ok=True)
     probe = _study(recipe, folder, prune, 0)
     _fail_orphans(probe)
-    existing = sum(t.state.name in FINISHED and not t.user_attrs.get("orphaned")
-                   for t in probe.trials)
+    existing = _finished(probe)
     study = _study(recipe, folder, prune, existing)
     wanted = trials or cfg.trials
     remaining = max(0, wanted - existing)
     deadline = timeout or cfg.timeout
+    interrupted = False
     if remaining:
         events.message(f"study {folder}: {existing} trial(s) done, running {remaining} more")
-        study.optimize(lambda t: _objective(t, recipe, folder, data_dir, device, events, options),
-                       n_trials=remaining, timeout=deadline, catch=(TextLSTMError,),
-                       callbacks=[lambda s, t: events.trial_end(_summary(t))])
-    return _results(recipe, study, folder, remaining)
+        try:
+            study.optimize(lambda t: _objective(t, recipe, folder, data_dir, device, events,
+                                                options),
+                           n_trials=remaining, timeout=deadline, catch=(TextLSTMError,),
+                           callbacks=[lambda s, t: events.trial_end(_summary(t))])
+        except KeyboardInterrupt:  # Optuna has marked the running trial failed
+            interrupted = True
+            events.message("interrupted: the study keeps every finished trial; run the same "
+                           "command again to continue it")
+    ran = _finished(study) - existing
+    result = _results(recipe, study, folder, ran)
+    result.interrupted = interrupted
+    return result
+
+
+def _finished(study: Any) -> int:
+    """Trials that count against the budget: not those cut short by a kill or Ctrl-C."""
+    return sum(t.state.name in FINISHED and not t.user_attrs.get("orphaned") for t in study.trials)
 
 
 def _fail_orphans(study: Any) -> None:
@@ -138,6 +153,16 @@ def _fail_orphans(study: Any) -> None:
 
 def _objective(trial: Any, recipe: Recipe, folder: Path, data_dir: str | Path | None, device: str,
                events: TuneEvents, options: Options | None) -> float:
+    try:
+        return _run_trial(trial, recipe, folder, data_dir, device, events, options)
+    except KeyboardInterrupt:  # not the trial's fault: it is run again when the study continues
+        trial.set_user_attr("orphaned", True)
+        trial.set_user_attr("reason", "interrupted; the trial is run again")
+        raise
+
+
+def _run_trial(trial: Any, recipe: Recipe, folder: Path, data_dir: str | Path | None,
+               device: str, events: TuneEvents, options: Options | None) -> float:
     import optuna
 
     assert recipe.tune is not None
@@ -157,6 +182,9 @@ def _objective(trial: Any, recipe: Recipe, folder: Path, data_dir: str | Path | 
         trial.set_user_attr("reason", exc.lines[0])
         shutil.rmtree(out, ignore_errors=True)
         raise
+    if result.stopped == "interrupted":  # Ctrl-C inside training: stop the study, not just the run
+        shutil.rmtree(out, ignore_errors=True)
+        raise KeyboardInterrupt
     trial.set_user_attr("run_dir", str(result.run_dir))
     if not math.isfinite(result.best_value):
         raise TextLSTMError("no finite validation score")
