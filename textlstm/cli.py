@@ -30,10 +30,10 @@ DataDir = Annotated[Optional[Path], typer.Option(
 Device = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
 VocabDir = Annotated[Optional[Path], typer.Option(
     "--vocab-dir", envvar="TEXTLSTM_VOCAB_DIR",
-    help="Where `textlstm vocab` keeps vocabularies and training looks for them [default: vocab].")]
+    help="Where `textlstm vocab` keeps vocabularies and training looks for them (default: vocab).")]
 CacheDir = Annotated[Optional[Path], typer.Option(
     "--cache-dir", envvar="TEXTLSTM_CACHE",
-    help="Preprocessing cache (token ids, vocabularies) [default: ~/.cache/textlstm].")]
+    help="Preprocessing cache (token ids, vocabularies) (default: ~/.cache/textlstm).")]
 NoCache = Annotated[bool, typer.Option(
     "--no-cache", help="Neither read nor write the preprocessing cache.")]
 
@@ -163,14 +163,14 @@ def vocab(recipe: Annotated[Path, typer.Argument(help="Recipe .toml file.")],
 
 @app.command()
 @guarded
-def tune(recipe: Annotated[Path, typer.Argument(help="Recipe .toml file with a [tune] section.")],
+def tune(recipe: Annotated[Path, typer.Argument(help="Recipe .toml file with a tune section.")],
          overrides: Overrides = None, data_dir: DataDir = None, device: Device = "auto",
          out_dir: Annotated[Path, typer.Option("--out", help="Parent of <name>-tune/.")] = Path("runs"),
-         trials: Annotated[Optional[int], typer.Option(min=1, help="Finished trials wanted [default: tune.trials].")] = None,
-         timeout: Annotated[Optional[float], typer.Option(help="Seconds for this call [default: tune.timeout].")] = None,
+         trials: Annotated[Optional[int], typer.Option(min=1, help="Finished trials wanted (default: tune.trials).")] = None,
+         timeout: Annotated[Optional[float], typer.Option(help="Seconds for this call (default: tune.timeout).")] = None,
          no_prune: Annotated[bool, typer.Option("--no-prune", help="Run every trial to the end.")] = False,
          vocab_dir: VocabDir = None, cache_dir: CacheDir = None, no_cache: NoCache = False) -> None:
-    """Random (or TPE) search over [tune.space]; resumes the same study when run again."""
+    """Random (or TPE) search over the recipe's tune.space; resumes the same study when run again."""
     from textlstm.recipe import load_recipe
     from textlstm.tune import tune as run_tune
 
