@@ -137,12 +137,9 @@ def save(run_dir: Path, model: LSTMClassifier, state: dict[str, torch.Tensor], r
 
     save_file({k: v.detach().cpu().contiguous() for k, v in state.items()},
               str(run_dir / "model.safetensors"), metadata={"format": "textlstm"})
-    (run_dir / "recipe.toml").write_text(recipe.to_toml(), encoding="utf-8")
-    encoder.save(run_dir)
-    vocab = encoder.vocab
-    (run_dir / "labels.json").write_text(json.dumps(labels, ensure_ascii=False), encoding="utf-8")
+    save_identity(run_dir, recipe, encoder, labels)
     full = {"format_version": FORMAT_VERSION, **versions(), **meta,
-            "vocab_size": len(vocab), "num_classes": len(labels),
+            "vocab_size": len(encoder.vocab), "num_classes": len(labels),
             "num_parameters": sum(p.numel() for p in model.parameters())}
     (run_dir / "meta.json").write_text(json.dumps(full, indent=2), encoding="utf-8")
 

@@ -155,7 +155,7 @@ def vocab(recipe: Annotated[Path, typer.Argument(help="Recipe .toml file.")],
     out.print(f"{summary.kind} vocabulary: {summary.size:,} entries; {summary.train_tokens:,} "
               f"training tokens; {summary.validation_oov:.2%} of validation tokens are "
               "out of vocabulary (<unk>)")
-    table = Table("token", "count", title=f"most frequent training tokens", title_justify="left")
+    table = Table("token", "count", title="most frequent training tokens", title_justify="left")
     for token, count in summary.top:
         table.add_row(repr(token)[1:-1], f"{count:,}")
     out.print(table)

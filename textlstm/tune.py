@@ -72,25 +72,28 @@ def with_params(recipe: Recipe, params: dict[str, Any]) -> Recipe:
     return recipe_from_dict(raw, recipe.source or "<recipe>")
 
 
-def _study(recipe: Recipe, folder: Path, prune: bool, existing: int) -> Any:
+def _sampler(kind: str, seed: int) -> Any:
+    import optuna
+
+    return (optuna.samplers.TPESampler(seed=seed) if kind == "tpe"
+            else optuna.samplers.RandomSampler(seed=seed))
+
+
+def _study(recipe: Recipe, folder: Path, prune: bool) -> Any:
     import optuna
     from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
     assert recipe.tune is not None
     cfg = recipe.tune
-    # a resumed study draws from a fresh seed, or it would repeat the first trials' values
-    seed = cfg.seed + existing
-    sampler = (optuna.samplers.TPESampler(seed=seed) if cfg.sampler == "tpe"
-               else optuna.samplers.RandomSampler(seed=seed))
     pruner: Any = optuna.pruners.NopPruner()
     if prune and cfg.pruner == "median":
         pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
     elif prune and cfg.pruner == "hyperband":
         pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=recipe.train.epochs)
     storage = JournalStorage(JournalFileBackend(str(folder / "study.log")))
-    return optuna.create_study(study_name=recipe.name, storage=storage, sampler=sampler,
-                               pruner=pruner, direction="maximize", load_if_exists=True)
+    return optuna.create_study(study_name=recipe.name, storage=storage,
+                               sampler=_sampler(cfg.sampler, cfg.seed), pruner=pruner, direction="maximize", load_if_exists=True)
 
 
 def tune(recipe: Recipe, out_dir: str | Path = "runs", trials: int | None = None,
@@ -107,10 +110,11 @@ def tune(recipe: Recipe, out_dir: str | Path = "runs", trials: int | None = None
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     folder = Path(out_dir) / f"{recipe.name}-tune"
     folder.mkdir(parents=True, exist_ok=True)
-    probe = _study(recipe, folder, prune, 0)
-    _fail_orphans(probe)
-    existing = _finished(probe)
-    study = _study(recipe, folder, prune, existing)
+    study = _study(recipe, folder, prune)
+    _fail_orphans(study)
+    existing = _finished(study)
+    # a resumed study draws from a fresh seed, or it would repeat the first trials' values
+    study.sampler = _sampler(cfg.sampler, cfg.seed + existing)
     wanted = trials or cfg.trials
     remaining = max(0, wanted - existing)
     deadline = timeout or cfg.timeout

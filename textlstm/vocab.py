@@ -32,9 +32,6 @@ class Vocab:
         ids = [get(token, UNK_ID) for token in tokens] or [UNK_ID]
         return np.asarray(ids, dtype=np.int64)
 
-    def encode_batch(self, batch: Iterable[list[str]]) -> list[np.ndarray]:
-        return [self.encode(tokens) for tokens in batch]
-
     def to_json(self, **about: Any) -> str:
         """``about`` (e.g. the tokenizer settings) is stored beside the tokens for people to read."""
         return json.dumps({"format": "textlstm-vocab", "version": 1, **about,
