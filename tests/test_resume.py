@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from textlstm.checkpoint import load
-from textlstm.errors import CheckpointError, TextLSTMError
+from textlstm.errors import CheckpointError
 from textlstm.recipe import load_recipe
 from textlstm.resume import FILE
 from textlstm.training import Events, resume, train

@@ -10,7 +10,7 @@ from conftest import write_recipe
 from textlstm.cli import app
 from textlstm.errors import RecipeError
 from textlstm.recipe import load_recipe
-from textlstm.tune import tune
+from textlstm.tuning import tune
 
 SPACE = '''
 [tune]
@@ -24,7 +24,7 @@ seed = 1
 KILL_AT_TRIAL = """
 import os, signal, sys
 from textlstm.recipe import load_recipe
-from textlstm.tune import TuneEvents, tune
+from textlstm.tuning import TuneEvents, tune
 
 class Kill(TuneEvents):
     def trial_start(self, number, params):
@@ -94,7 +94,7 @@ def test_space_entries_are_validated_at_load(tmp_path, entry, message):
 
 
 def test_ctrl_c_stops_the_study_and_still_writes_the_best_recipe(tmp_path, tune_recipe):
-    from textlstm.tune import TuneEvents
+    from textlstm.tuning import TuneEvents
 
     class CtrlC(TuneEvents):
         def trial_start(self, number, params):

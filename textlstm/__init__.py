@@ -5,6 +5,7 @@
     result = textlstm.train(recipe)
     report = textlstm.evaluate(result.run_dir, split="test").report
     predictions = textlstm.Predictor.load(result.run_dir).predict(["Shares rose sharply today"])
+    study = textlstm.tune(textlstm.load_recipe("recipes/sst2.toml"), trials=12, jobs=2)
 
 Names are imported on first use, so ``import textlstm`` (and ``textlstm --help``) stays fast.
 """
@@ -20,6 +21,7 @@ _EXPORTS = {
     "train": "textlstm.training", "TrainResult": "textlstm.training", "Events": "textlstm.training",
     "evaluate": "textlstm.evaluation", "Evaluation": "textlstm.evaluation",
     "Predictor": "textlstm.predict", "Prediction": "textlstm.predict",
+    "tune": "textlstm.tuning", "TuneResult": "textlstm.tuning", "TuneEvents": "textlstm.tuning",
     "summarize": "textlstm.summary", "load_splits": "textlstm.data",
     "TextLSTMError": "textlstm.errors", "RecipeError": "textlstm.errors",
     "DataError": "textlstm.errors", "CheckpointError": "textlstm.errors",

@@ -169,30 +169,51 @@ def tune(recipe: Annotated[Path, typer.Argument(help="Recipe .toml file with a t
          trials: Annotated[Optional[int], typer.Option(min=1, help="Finished trials wanted (default: tune.trials).")] = None,
          timeout: Annotated[Optional[float], typer.Option(help="Seconds for this call (default: tune.timeout).")] = None,
          no_prune: Annotated[bool, typer.Option("--no-prune", help="Run every trial to the end.")] = False,
+         jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Worker processes on this machine.")] = 1,
+         storage: Annotated[Optional[str], typer.Option(
+             help="Database URL of a study shared by several machines, e.g. postgresql://user:pw@host/db.")] = None,
+         keep: Annotated[Optional[int], typer.Option(min=1, help="Keep only the best N trial run folders (default: tune.keep, else all).")] = None,
+         retrain: Annotated[bool, typer.Option("--retrain", help="Then train the best configuration as tune.retrain says.")] = False,
          vocab_dir: VocabDir = None, cache_dir: CacheDir = None, no_cache: NoCache = False) -> None:
     """Random (or TPE) search over the recipe's tune.space; resumes the same study when run again."""
     from textlstm.recipe import load_recipe
-    from textlstm.tune import tune as run_tune
+    from textlstm.tuning import retrain as retrain_best
+    from textlstm.tuning import tune as run_tune
 
     loaded = load_recipe(recipe, overrides)
-    events = TuneTable()
-    result = run_tune(loaded, out_dir, trials, timeout, not no_prune, data_dir, device, events,
-                      _options(vocab_dir, cache_dir, no_cache))
-    board = Table("trial", "state", f"validation {result.metric}", "seconds", *result.best_params,
-                  title="leaderboard", title_justify="left")
+    options = _options(vocab_dir, cache_dir, no_cache)
+    keys = list(loaded.tune.space) if loaded.tune else []
+    metric = loaded.tune.metric if loaded.tune else "accuracy"
+    with TuneTable(keys, metric, live=out.is_terminal) as events:
+        result = run_tune(loaded, out_dir, trials, timeout, not no_prune, data_dir, device, events,
+                          options, jobs=jobs, storage=storage, keep=keep)
+    board = Table("trial", "state", f"validation {result.metric}", "best epoch", "seconds",
+                  "run folder", *result.best_params, title="leaderboard", title_justify="left")
     ranked = sorted(result.trials, key=lambda t: (t.state != "COMPLETE", -(t.value or 0.0)))
     for t in ranked:
         board.add_row(str(t.number), t.state.lower(),
                       f"{t.value:.4f}" if t.value is not None else "-",
+                      str(t.best_epoch or "-"),
                       f"{t.seconds:.0f}" if t.seconds is not None else "-",
+                      "kept" if t.run_dir else "-",
                       *[_short(t.params.get(k)) for k in result.best_params])
     out.print(board)
-    out.print(f"best: trial value {result.best_value:.4f} with "
-              + ", ".join(f"{k} = {_short(v)}" for k, v in result.best_params.items()))
+    out.print(f"best: trial {result.best_trial}, validation {result.metric} "
+              f"{result.best_value:.4f} with "
+              + ", ".join(f"{k} = {_short(v)}" for k, v in result.best_params.items()),
+              soft_wrap=True)
+    for plot in result.plots:
+        out.print(f"[green]wrote[/green] {plot}", soft_wrap=True)
     out.print(f"[green]wrote[/green] {result.best_recipe}; next: textlstm train {result.best_recipe}",
               soft_wrap=True)
     if result.interrupted:
         raise typer.Exit(130)
+    if retrain:
+        with TrainProgress(loaded.train.metric) as progress:
+            trained = retrain_best(loaded, result, data_dir, device, progress, options)
+        out.print(f"[green]retrained[/green] in {trained.seconds:.0f}s: {trained.run_dir}",
+                  soft_wrap=True)
+        out.print(f"next: textlstm evaluate {trained.run_dir}", soft_wrap=True)
 
 
 def _short(value: Any) -> str:
@@ -200,20 +221,66 @@ def _short(value: Any) -> str:
 
 
 class TuneTable:
-    """One line per trial as it finishes (the library's TuneEvents, drawn with rich)."""
+    """The trials as a live table on a terminal, and a line as each trial starts and ends (the
+    library's TuneEvents, drawn with rich)."""
+
+    SHOWN = 20  # rows in the live table: the latest trials
+
+    def __init__(self, keys: list[str], metric: str, live: bool = True, console: Any = None) -> None:
+        from rich.live import Live
+
+        self.keys, self.metric, self.console = keys, metric, console or out
+        self.rows: dict[int, dict[str, Any]] = {}
+        self.live = (Live(self, console=self.console, refresh_per_second=2, transient=True)
+                     if live else None)
+
+    def __enter__(self) -> "TuneTable":
+        if self.live is not None:
+            self.live.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.live is not None:
+            self.live.stop()
+
+    def __rich__(self) -> Table:
+        import time
+
+        table = Table("trial", "state", "epoch", f"validation {self.metric}", "seconds",
+                      *self.keys, title="trials", title_justify="left")
+        for number in sorted(self.rows)[-self.SHOWN:]:
+            row = self.rows[number]
+            seconds = row["seconds"] if row["seconds"] is not None else time.time() - row["began"]
+            table.add_row(str(number), row["state"], str(row["epoch"] or "-"),
+                          f"{row['value']:.4f}" if row["value"] is not None else "-",
+                          f"{seconds:.0f}", *[_short(row["params"].get(k)) for k in self.keys])
+        return table
 
     def message(self, text: str) -> None:
-        out.print(text, soft_wrap=True, markup=False)
+        self.console.print(text, soft_wrap=True, markup=False)
 
     def trial_start(self, number: int, params: dict[str, Any]) -> None:
-        out.print(f"trial {number}: " + ", ".join(f"{k} = {_short(v)}" for k, v in params.items()),
-                  soft_wrap=True, markup=False)
+        import time
+
+        self.rows[number] = {"params": params, "state": "running", "epoch": 0, "value": None,
+                             "began": time.time(), "seconds": None}
+        self.console.print(f"trial {number}: " + ", ".join(f"{k} = {_short(v)}" for k, v in params.items()),
+                           soft_wrap=True, markup=False)
+
+    def trial_epoch(self, number: int, epoch: int, value: float) -> None:
+        if number in self.rows:
+            self.rows[number].update(epoch=epoch, value=value)
 
     def trial_end(self, trial: Any) -> None:
+        import time
+
+        row = self.rows.setdefault(trial.number, {"params": trial.params, "epoch": 0,
+                                                  "began": time.time()})
+        row.update(state=trial.state.lower(), value=trial.value, seconds=trial.seconds or 0.0)
         value = f"{trial.value:.4f}" if trial.value is not None else "-"
         extra = f" ({trial.reason})" if trial.reason else ""
-        out.print(f"trial {trial.number}: {trial.state.lower()} {value}{extra}", soft_wrap=True,
-                  markup=False)
+        self.console.print(f"trial {trial.number}: {trial.state.lower()} {value}{extra}",
+                           soft_wrap=True, markup=False)
 
     def epoch_start(self, *args: Any) -> None: ...
 

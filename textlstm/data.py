@@ -60,9 +60,22 @@ def load_splits(cfg: DataConfig, data_dir: str | Path | None = None, seed: int =
 
     ``base`` is the folder relative dataset paths are resolved against (the recipe's folder)."""
     raw, source, notes, local_path = load_raw(cfg.dataset, cfg.config, data_dir, base)
-    if cfg.train_split not in raw:
-        raise DataError(f"{source}: no '{cfg.train_split}' split (found: {', '.join(raw)}); "
-                        "set data.train_split")
+    parts = cfg.train_split.split("+")  # "train+validation": the splits joined, as on the hub
+    for part in parts:
+        if part not in raw:
+            raise DataError(f"{source}: no '{part}' split (found: {', '.join(raw)}); "
+                            "set data.train_split")
+    if len(parts) > 1:
+        import datasets
+
+        try:
+            raw[cfg.train_split] = datasets.concatenate_datasets([raw[p] for p in parts])
+        except ValueError as exc:
+            raise DataError(f"{source}: cannot join the splits {' + '.join(parts)} "
+                            f"({str(exc).splitlines()[0]}); set data.train_split to one split") from None
+        if cfg.validation_split in parts:
+            notes.append(f"the {cfg.validation_split} rows are also training rows here: its "
+                         "scores are not held out")
     wanted = {"train": cfg.train_split, "validation": cfg.validation_split, "test": cfg.test_split}
     picked = {role: raw[name] for role, name in wanted.items() if name in raw}
     labels = label_names(picked["train"], cfg.label, source, cfg.train_split)

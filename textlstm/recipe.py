@@ -95,6 +95,8 @@ class TrainConfig(_Section):
     class_weights: Literal["none", "balanced"] | dict[str, float] = "none"
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     bucket_size: int = Field(100, ge=1, description="batches per length bucket when shuffling")
+    # "last" keeps the final epoch's weights: for a refit whose validation rows are training rows
+    keep: Literal["best", "last"] = "best"
 
 
 class SpaceEntry(_Section):
@@ -135,6 +137,9 @@ class TuneConfig(_Section):
     seed: int = Field(13, ge=0, le=2**32 - 1)
     sampler: Literal["random", "tpe"] = "random"
     pruner: Literal["median", "hyperband", "none"] = "median"
+    keep: int | None = Field(None, ge=1, description="best trial run folders kept (default: all)")
+    # what `tune --retrain` fits the best configuration on
+    retrain: Literal["train", "train+validation"] = "train+validation"
     space: dict[str, SpaceEntry] = Field(default_factory=dict)
 
 

@@ -261,8 +261,8 @@ def _epochs(recipe: Recipe, prepared: Prepared, setup: _Setup, run_dir: Path, st
                                               len(splits.labels))
             value = accuracy if cfg.metric == "accuracy" else macro_f1
             # a tie on the metric (common on small validation sets) goes to a clearly lower loss
-            better = value > state.best_value or (value == state.best_value
-                                                  and val_loss < state.best_loss - 1e-4)
+            better = cfg.keep == "last" or value > state.best_value or (
+                value == state.best_value and val_loss < state.best_loss - 1e-4)
             result = EpochResult(epoch, total_loss / max(total_rows, 1), val_loss, accuracy,
                                  macro_f1, scheduler.get_last_lr()[0],
                                  time.perf_counter() - tick, total_tokens / train_seconds,
