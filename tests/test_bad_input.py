@@ -65,6 +65,14 @@ def predict_input(t: Path, run: Path, name: str, content: bytes | str | None, *m
     return ["predict", str(run), str(path), *more]
 
 
+TUNE = '[tune]\ntrials = 2\n[tune.space]\n"train.lr" = { log_uniform = [1e-3, 3e-2] }\n' \
+       '"model.hidden_size" = { choice = [8, 16] }\n'
+
+
+def tune(t: Path, *more: str) -> list[str]:
+    return ["tune", str(t / RECIPE), "--out", str(t / "runs"), "--device", "cpu", *more]
+
+
 def set_json(path: Path, **values) -> None:
     data = json.loads(path.read_text())
     data.update(values)
@@ -232,6 +240,20 @@ CASES: list[tuple[str, Callable[[Path, Path], list[str]], str]] = [
      "--on-error ignore: use one of fail, record, skip"),
     ("unknown-device", lambda t, r: ["evaluate", str(r), "--device", "tpu"],
      "--device tpu: unknown device; use one of auto, cpu, cuda"),
+    # ---- tune ----------------------------------------------------------------------------------
+    ("tune-without-space", lambda t, r: tune(t) if recipe(t) else [],
+     '{t}/r.toml: tune: no [tune.space] to search; add e.g. [tune.space] "train.lr" = '
+     '{ log_uniform = [3e-4, 3e-3] }'),
+    ("tune-space-typo", lambda t, r: tune(t) if recipe(t, TUNE.replace("train.lr", "train.lrr")) else [],
+     "{t}/r.toml: tune.space.train.lrr: unknown recipe key (did you mean 'lr'?)"),
+    ("tune-space-bad-value", lambda t, r: tune(t) if recipe(t, TUNE.replace("[8, 16]", "[8, 0]")) else [],
+     "{t}/r.toml: tune.space.model.hidden_size: 0 is out of range; input should be greater "
+     "than or equal to 1"),
+    ("tune-storage-dialect", lambda t, r: tune(t, "--storage", "nosuchdb://host/db") if recipe(t, TUNE) else [],
+     "--storage nosuchdb://host/db: cannot open the study database (Can't load plugin: "
+     "sqlalchemy.dialects:nosuchdb); give a URL such as postgresql://user:password@host:5432/dbname"),
+    ("tune-zero-jobs", lambda t, r: ["SUBPROCESS", *tune(t, "--jobs", "0")] if recipe(t, TUNE) else [],
+     "Invalid value for '--jobs' / '-j': Input should be greater than or equal to 1 (see: textlstm tune --help)"),
 ]
 
 

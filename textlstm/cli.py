@@ -187,17 +187,19 @@ def tune(recipe: Annotated[Path, typer.Argument(help="Recipe .toml file with a t
     with TuneTable(keys, metric, live=out.is_terminal) as events:
         result = run_tune(loaded, out_dir, trials, timeout, not no_prune, data_dir, device, events,
                           options, jobs=jobs, storage=storage, keep=keep)
-    board = Table("trial", "state", f"validation {result.metric}", "best epoch", "seconds",
-                  "run folder", *result.best_params, title="leaderboard", title_justify="left")
-    ranked = sorted(result.trials, key=lambda t: (t.state != "COMPLETE", -(t.value or 0.0)))
+    names = _column_names(list(result.best_params))
+    board = Table("trial", "state", result.metric, "best epoch", "seconds", "run folder", *names,
+                  title="leaderboard", title_justify="left")
+    ranked = sorted(result.trials, key=lambda t: (t.orphaned, t.state != "COMPLETE",
+                                                  -(t.value or 0.0), t.number))
     for t in ranked:
-        board.add_row(str(t.number), t.state.lower(),
+        board.add_row(str(t.number), "rerun" if t.orphaned else t.state.lower(),
                       f"{t.value:.4f}" if t.value is not None else "-",
                       str(t.best_epoch or "-"),
                       f"{t.seconds:.0f}" if t.seconds is not None else "-",
                       "kept" if t.run_dir else "-",
                       *[_short(t.params.get(k)) for k in result.best_params])
-    out.print(board)
+    out.print(board, width=None if out.is_terminal else 200)  # a log file need not wrap at 80
     out.print(f"best: trial {result.best_trial}, validation {result.metric} "
               f"{result.best_value:.4f} with "
               + ", ".join(f"{k} = {_short(v)}" for k, v in result.best_params.items()),
@@ -214,6 +216,12 @@ def tune(recipe: Annotated[Path, typer.Argument(help="Recipe .toml file with a t
         out.print(f"[green]retrained[/green] in {trained.seconds:.0f}s: {trained.run_dir}",
                   soft_wrap=True)
         out.print(f"next: textlstm evaluate {trained.run_dir}", soft_wrap=True)
+
+
+def _column_names(keys: list[str]) -> list[str]:
+    """`train.lr` -> `lr`, unless two keys would share a name."""
+    last = [key.split(".")[-1] for key in keys]
+    return [name if last.count(name) == 1 else key for key, name in zip(keys, last)]
 
 
 def _short(value: Any) -> str:
@@ -246,8 +254,8 @@ class TuneTable:
     def __rich__(self) -> Table:
         import time
 
-        table = Table("trial", "state", "epoch", f"validation {self.metric}", "seconds",
-                      *self.keys, title="trials", title_justify="left")
+        table = Table("trial", "state", "epoch", self.metric, "seconds",
+                      *_column_names(self.keys), title="trials", title_justify="left")
         for number in sorted(self.rows)[-self.SHOWN:]:
             row = self.rows[number]
             seconds = row["seconds"] if row["seconds"] is not None else time.time() - row["began"]
@@ -276,7 +284,8 @@ class TuneTable:
 
         row = self.rows.setdefault(trial.number, {"params": trial.params, "epoch": 0,
                                                   "began": time.time()})
-        row.update(state=trial.state.lower(), value=trial.value, seconds=trial.seconds or 0.0)
+        row.update(state="rerun" if trial.orphaned else trial.state.lower(), value=trial.value,
+                   seconds=trial.seconds or 0.0)
         value = f"{trial.value:.4f}" if trial.value is not None else "-"
         extra = f" ({trial.reason})" if trial.reason else ""
         self.console.print(f"trial {trial.number}: {trial.state.lower()} {value}{extra}",

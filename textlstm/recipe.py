@@ -247,8 +247,10 @@ def _space_checks(recipe: Recipe, raw: dict[str, Any], label: str) -> list[str]:
             except ValidationError as exc:
                 error = next((e for e in exc.errors() if [str(x) for x in e["loc"]][:2] == parts),
                              exc.errors()[0])
-                problems.append(f"{where}: {value!r} is not a valid value: "
-                                f"{_problem(error, trial, parts)}")
+                problem = _problem(error, trial, parts)
+                if not problem.startswith((f"{value!r} ", f"{value} ")):
+                    problem = f"{value!r} is not a valid value: {problem}"
+                problems.append(f"{where}: {problem}")
                 break
     return problems
 

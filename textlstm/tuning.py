@@ -51,6 +51,7 @@ class TrialSummary:
     run_dir: str | None = None  # None once the folder is gone (pruned, failed, or not kept)
     reason: str | None = None  # why a trial failed
     best_epoch: int | None = None
+    orphaned: bool = False  # cut short by a kill or Ctrl-C: not counted, run again
 
 
 @dataclass
@@ -234,7 +235,7 @@ def tune(recipe: Recipe, out_dir: str | Path = "runs", trials: int | None = None
     ran = _finished(study) - existing
     result = _results(recipe, study, folder, ran)
     result.interrupted = interrupted
-    result.plots = _plots(study, folder, events)
+    result.plots = _plots(study, folder, cfg.metric, events)
     if retrain and not interrupted:
         result.retrained = retrain(recipe, result, data_dir, device, events, options)
     return result
@@ -551,7 +552,8 @@ def _summary(trial: Any) -> TrialSummary:
     run_dir = trial.user_attrs.get("run_dir")
     return TrialSummary(trial.number, dict(trial.params), trial.value, trial.state.name, seconds,
                         run_dir if run_dir and Path(run_dir).is_dir() else None,
-                        trial.user_attrs.get("reason"), trial.user_attrs.get("best_epoch"))
+                        trial.user_attrs.get("reason"), trial.user_attrs.get("best_epoch"),
+                        bool(trial.user_attrs.get("orphaned")))
 
 
 def _keep_best(study: Any, keep: int | None) -> None:
@@ -590,7 +592,7 @@ def _results(recipe: Recipe, study: Any, folder: Path, ran: int) -> TuneResult:
                       best.number, summaries, ran)
 
 
-def _plots(study: Any, folder: Path, events: TuneEvents) -> list[Path]:
+def _plots(study: Any, folder: Path, metric: str, events: TuneEvents) -> list[Path]:
     """history.png (the metric of every trial, and the best so far) and importances.png."""
     import matplotlib
 
@@ -604,7 +606,7 @@ def _plots(study: Any, folder: Path, events: TuneEvents) -> list[Path]:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                axes = draw(study)
+                axes = draw(study, target_name=f"validation {metric}")
                 figure = axes.figure
                 figure.set_size_inches(8, 5)
                 figure.tight_layout()
