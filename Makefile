@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 RUN := $(BIN)/textlstm
 
-.PHONY: setup demo test bench clean
+.PHONY: bench-quick setup demo test bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,13 @@ bench: setup
 	$(BIN)/python bench/tokenization.py "$(DATA)"
 	$(BIN)/python bench/vectors.py
 	$(BIN)/python bench/packing.py "$(DATA)"
+	$(BIN)/python bench/speed.py "$(DATA)"
+
+# The speed table on 2,000 reviews per split, for iteration (a few minutes)
+bench-quick: setup
+	@test -n "$(DATA)" -a -d "$(DATA)/stanfordnlp/imdb" || { echo "make bench-quick needs the IMDB \
+	mirror: make bench-quick DATA=<root holding stanfordnlp/imdb> (see bench/README.md)"; exit 2; }
+	$(BIN)/python bench/speed.py "$(DATA)" --quick
 
 clean:
 	rm -rf $(VENV) runs

@@ -199,7 +199,8 @@ def tune(recipe: Annotated[Path, typer.Argument(help="Recipe .toml file with a t
                       f"{t.seconds:.0f}" if t.seconds is not None else "-",
                       "kept" if t.run_dir else "-",
                       *[_short(t.params.get(k)) for k in result.best_params])
-    out.print(board, width=None if out.is_terminal else 200)  # a log file need not wrap at 80
+    # a log file need not wrap the table at 80 columns
+    (out if out.is_terminal else Console(width=200, highlight=False)).print(board)
     out.print(f"best: trial {result.best_trial}, validation {result.metric} "
               f"{result.best_value:.4f} with "
               + ", ".join(f"{k} = {_short(v)}" for k, v in result.best_params.items()),

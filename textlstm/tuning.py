@@ -585,9 +585,11 @@ def _results(recipe: Recipe, study: Any, folder: Path, ran: int) -> TuneResult:
                    f"{recipe.tune.metric} {best.value:.4f} (trial {best.number}, best epoch "
                    f"{best.best_epoch})\n" + best_recipe.to_toml(), encoding="utf-8")
     tmp.replace(path)
-    (folder / "leaderboard.json").write_text(json.dumps(
+    board = folder / f".leaderboard.json.{time.time_ns()}.tmp"
+    board.write_text(json.dumps(
         [t.__dict__ for t in sorted(complete, key=lambda t: (-(t.value or 0.0), t.number))],
         indent=1, default=str), encoding="utf-8")
+    board.replace(folder / "leaderboard.json")
     return TuneResult(folder, recipe.tune.metric, best.params, float(best.value), path,
                       best.number, summaries, ran)
 
