@@ -240,6 +240,8 @@ CASES: list[tuple[str, Callable[[Path, Path], list[str]], str]] = [
      "--on-error ignore: use one of fail, record, skip"),
     ("unknown-device", lambda t, r: ["evaluate", str(r), "--device", "tpu"],
      "--device tpu: unknown device; use one of auto, cpu, cuda"),
+    ("unknown-precision", lambda t, r: predict_input(t, r, "in.txt", "hi\n", "--precision", "fp8"),
+     "--precision fp8: use one of fp32, bf16"),
     # ---- tune ----------------------------------------------------------------------------------
     ("tune-without-space", lambda t, r: tune(t) if recipe(t) else [],
      '{t}/r.toml: tune: no [tune.space] to search; add e.g. [tune.space] "train.lr" = '

@@ -387,3 +387,22 @@ def test_unreadable_records_become_error_records_or_are_skipped(trained_run, tmp
     skipped = CliRunner().invoke(app, ["predict", str(trained_run), str(source), "--on-error", "skip"])
     assert skipped.exit_code == 0 and len(skipped.stdout.splitlines()) == 2
     assert "skipped them" in skipped.stderr
+
+
+def test_bf16_predictions_agree_with_fp32_and_evaluate_keeps_both_reports(trained_run, tmp_path):
+    import shutil
+
+    from textlstm.evaluation import evaluate
+
+    texts = ["a superb and lovely film", "awful dull boring plot", "the film was great",
+             "dreadful terrible acting", "wonderful story and brilliant actor", "horrible scene"]
+    fp32 = Predictor.load(trained_run, "cpu").predict(texts)
+    bf16 = Predictor.load(trained_run, "cpu", precision="bf16").predict(texts)
+    assert [p.label for p in bf16] == [p.label for p in fp32]
+    assert max(abs(a.score - b.score) for a, b in zip(fp32, bf16)) < 0.05
+    assert any(a.score != b.score for a, b in zip(fp32, bf16))  # bf16 really ran
+    run = Path(shutil.copytree(trained_run, tmp_path / "run"))
+    plain = evaluate(run, "test", device="cpu")
+    lower = evaluate(run, "test", device="cpu", precision="bf16")
+    assert plain.json_path.name == "eval-test.json" and lower.json_path.name == "eval-test-bf16.json"
+    assert plain.json_path.is_file() and abs(plain.report.accuracy - lower.report.accuracy) <= 0.1

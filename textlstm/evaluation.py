@@ -17,7 +17,7 @@ from textlstm import checkpoint
 from textlstm.data import column, data_root, label_names, load_raw, load_splits, normalize
 from textlstm.errors import DataError
 from textlstm.metrics import Report, report
-from textlstm.predict import logits_for
+from textlstm.predict import check_precision, logits_for
 from textlstm.runtime import pick_device
 
 
@@ -33,7 +33,8 @@ class Evaluation:
 def evaluate(run_dir: str | Path, split: str = "test", data: str | None = None,
              data_dir: str | Path | None = None, device: str = "auto",
              text_column: str | list[str] | None = None, label_column: str | None = None,
-             batch_size: int | None = None) -> Evaluation:
+             batch_size: int | None = None, precision: str = "fp32") -> Evaluation:
+    check_precision(precision)
     target = pick_device(device)
     loaded = checkpoint.load(run_dir, target)
     recipe = loaded.recipe
@@ -67,7 +68,10 @@ def evaluate(run_dir: str | Path, split: str = "test", data: str | None = None,
     if len(dataset) == 0:
         raise DataError(f"{name}: no labelled rows to evaluate on")
     ids = loaded.encoder.encode(column(dataset, "text"))
-    logits = logits_for(loaded.model, ids, batch_size or recipe.train.eval_batch_size, target)
+    logits = logits_for(loaded.model, ids, batch_size or recipe.train.eval_batch_size, target,
+                        precision)
+    if precision != "fp32":  # its own report files, beside the fp32 ones
+        name = f"{name}-{precision}"
     truth = np.asarray(column(dataset, "label"))
     loss = float(torch.nn.functional.cross_entropy(torch.from_numpy(logits),
                                                    torch.from_numpy(truth)))
