@@ -60,20 +60,24 @@ def tune_cli(recipe, out, *args):
             "--device", "cpu", "--no-prune", *args]
 
 
-def test_two_workers_killed_with_sigkill_resume_the_same_study_and_best_toml_trains(tmp_path, corpus):
-    recipe = write_recipe(tmp_path / "tiny.toml", corpus, SPACE)
-    out = tmp_path / "runs"
+def start_until_finished(recipe, out, finished):
+    """`tune --jobs 2` in the background, returned once the study has ``finished`` trials."""
     folder = out / "tiny-tune"
-    first = subprocess.Popen(tune_cli(recipe, out, "--jobs", "2"), stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE, text=True)
+    command = subprocess.Popen(tune_cli(recipe, out, "--jobs", "2"), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 240
     while time.time() < deadline:
         time.sleep(0.2)
-        if (folder / "study.log").exists():
-            finished, _, _ = counts(study_of(folder))
-            if finished >= 2:
-                break
-        assert first.poll() is None, first.communicate()
+        if (folder / "study.log").exists() and counts(study_of(folder))[0] >= finished:
+            break
+        assert command.poll() is None, command.communicate()
+    return command, folder
+
+
+def test_two_workers_killed_with_sigkill_resume_the_same_study_and_best_toml_trains(tmp_path, corpus):
+    recipe = write_recipe(tmp_path / "tiny.toml", corpus, SPACE)
+    out = tmp_path / "runs"
+    first, folder = start_until_finished(recipe, out, 2)
     first.send_signal(signal.SIGKILL)
     first.wait()
     finished, _, trials = counts(study_of(folder))
@@ -308,15 +312,7 @@ def test_a_joined_train_split_reads_both_and_says_validation_is_not_held_out(tmp
 
 def test_ctrl_c_with_two_workers_stops_both_and_still_writes_the_best_recipe(tmp_path, corpus):
     recipe = write_recipe(tmp_path / "tiny.toml", corpus, SPACE.replace("trials = 6", "trials = 40"))
-    out = tmp_path / "runs"
-    folder = out / "tiny-tune"
-    command = subprocess.Popen(tune_cli(recipe, out, "--jobs", "2"), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        time.sleep(0.2)
-        if (folder / "study.log").exists() and counts(study_of(folder))[0] >= 1:
-            break
+    command, folder = start_until_finished(recipe, tmp_path / "runs", 1)
     command.send_signal(signal.SIGINT)  # as Ctrl-C does to the command (it passes it on)
     stdout, stderr = command.communicate(timeout=120)
     assert command.returncode == 130, stderr

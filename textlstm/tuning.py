@@ -247,10 +247,15 @@ def _finished(study: Any) -> int:
                for t in study.get_trials(deepcopy=False))
 
 
+def _claimed(trial: Any) -> bool:
+    """Finished or running, and not cut short: a trial that takes a place in the budget."""
+    return (trial.state.name in FINISHED or trial.state.name == "RUNNING") and not \
+        trial.user_attrs.get("orphaned")
+
+
 def _counted(study: Any) -> int:
     """Finished trials plus those running now: what a new claim is weighed against."""
-    return sum((t.state.name in FINISHED or t.state.name == "RUNNING")
-               and not t.user_attrs.get("orphaned") for t in study.get_trials(deepcopy=False))
+    return sum(_claimed(t) for t in study.get_trials(deepcopy=False))
 
 
 @contextlib.contextmanager
@@ -394,10 +399,7 @@ def _work(study: Any, plan: _Plan, seed: int, events: TuneEvents) -> None:
 
 
 def _surplus(study: Any, number: int, wanted: int) -> bool:
-    before = [t for t in study.get_trials(deepcopy=False) if t.number < number
-              and not t.user_attrs.get("orphaned")
-              and (t.state.name in FINISHED or t.state.name == "RUNNING")]
-    return len(before) >= wanted
+    return sum(_claimed(t) for t in study.get_trials(deepcopy=False) if t.number < number) >= wanted
 
 
 def _reason(exc: BaseException) -> str:
