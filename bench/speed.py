@@ -1,20 +1,24 @@
 """Training and inference speed of the bundled IMDB model against a tutorial-style PyTorch
 reference of the same shape, measured in one run, with the FLOP floor of this machine.
 
-Usage: python bench/speed.py [DATA_ROOT] [--quick] [--repeats N]
+Usage: python bench/speed.py [DATA_ROOT] [--quick] [--repeats N] [--no-keras]
 DATA_ROOT holds stanfordnlp/imdb (default: TEXTLSTM_DATA_DIR). --quick uses 2,000 training and
 2,000 test reviews (a few minutes); the full run uses the whole splits, one epoch per row.
 
 Rows (each measured in this run, in a fresh process for the toolkit so that its peak RSS is its own):
 - training tokens/s, where a token is a kept token after truncation to max_length, and the
-  seconds of one epoch: `textlstm.train` on recipes/imdb.toml (one epoch), and the reference:
-  every text padded to max_length, shuffled DataLoader, batch size 32, Embedding -> nn.LSTM
-  (bidirectional) -> max over all positions -> dropout -> Linear, Adam; the same token ids;
+  seconds of one epoch: `textlstm train` on recipes/imdb.toml (one epoch) in fp32 and, when the
+  recipe trains in bf16, in bf16 too; the PyTorch reference: every text padded to max_length,
+  shuffled DataLoader, batch size 32, Embedding -> nn.LSTM (bidirectional) -> max over all
+  positions -> dropout -> Linear, Adam, on the same token ids; and the same model in Keras
+  (bench/keras_ref.py, `model.fit` defaults, in a venv of its own holding tensorflow-cpu, made
+  on first use under ~/.cache/textlstm/keras-venv or TEXTLSTM_KERAS_VENV);
 - the FLOP floor: the LSTM's FLOPs per token (forward + backward) over this machine's measured
   fp32 matmul rate on the same threads, and each row's share of it;
 - inference texts/s and tokens/s: `textlstm predict` on the test reviews (a .txt file, one
-  review per line, process start and model load included) and the reference's
-  one-batch-at-a-time, file-order inference (batch 32, padded to max_length, torch.no_grad);
+  review per line, process start and model load included) in fp32, in the recipe's precision
+  and with `--quantize int8`, each with its test accuracy; the reference's one-batch-at-a-time,
+  file-order inference (batch 32, padded to max_length, torch.no_grad) and Keras `model.predict`;
 - peak RSS of the toolkit's training and predict processes.
 """
 from __future__ import annotations
@@ -158,11 +162,57 @@ def write_subset(root: str | None, folder: Path, rows: int | None) -> tuple[Path
     return out, list(test["text"]), list(test["label"])
 
 
+KERAS_VENV = Path(os.environ.get("TEXTLSTM_KERAS_VENV",
+                                  Path.home() / ".cache" / "textlstm" / "keras-venv"))
+
+
+def keras_python() -> tuple[Path | None, str]:
+    """The Python of a venv holding tensorflow-cpu, made on first use; (None, why) if it fails."""
+    python = KERAS_VENV / "bin" / "python"
+    check = [str(python), "-c", "import tensorflow, keras"]
+    if python.exists() and subprocess.run(check, capture_output=True).returncode == 0:
+        return python, ""
+    print(f"making the Keras venv in {KERAS_VENV} (pip install tensorflow-cpu; once)", flush=True)
+    steps = [[sys.executable, "-m", "venv", str(KERAS_VENV)],
+             [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+              "tensorflow-cpu"], check]
+    for step in steps:
+        done = subprocess.run(step, capture_output=True, text=True)
+        if done.returncode != 0:
+            return None, (done.stderr.strip().splitlines() or ["failed"])[-1]
+    return python, ""
+
+
+def keras_reference(python: Path, work: Path, train_ids, labels, test_ids, vocab_size, cfg,
+                    max_length, lr) -> dict:
+    """Train one epoch and infer the test reviews with the Keras model, in its own process."""
+    npz, result = work / "keras.npz", work / "keras.json"
+    np.savez(npz, train_x=pad(train_ids, max_length).numpy().astype(np.int32),
+             train_y=np.asarray(labels, dtype=np.int32),
+             test_x=pad(test_ids, max_length).numpy().astype(np.int32),
+             kept=sum(min(len(r), max_length) for r in train_ids), vocab=vocab_size,
+             embedding_dim=cfg.embedding_dim, hidden_size=cfg.hidden_size, classes=2,
+             dropout=cfg.dropout, lr=lr)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    done = subprocess.run([str(python), str(ROOT / "bench" / "keras_ref.py"), str(npz), str(result)],
+                          capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        sys.exit(f"bench/keras_ref.py failed:\n{done.stderr[-3000:]}")
+    return json.loads(result.read_text())
+
+
+def accuracy_of(predictions: Path, truth: list[int], labels: list[str]) -> float:
+    got = [json.loads(line)["label"] for line in predictions.read_text().splitlines()]
+    return sum(g == labels[t] for g, t in zip(got, truth)) / len(truth)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("data", nargs="?", default=os.environ.get("TEXTLSTM_DATA_DIR"))
     parser.add_argument("--quick", action="store_true", help="2,000 reviews per split")
-    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--repeats", type=int, default=None,
+                        help="repetitions of the fast rows (default 3)")
+    parser.add_argument("--no-keras", action="store_true", help="skip the Keras rows")
     args = parser.parse_args()
     if not args.data or not (Path(args.data) / "stanfordnlp" / "imdb").is_dir():
         sys.exit("bench/speed.py needs the IMDB mirror: python bench/speed.py <root holding "
@@ -171,12 +221,15 @@ def main() -> None:
     from textlstm.training import prepare
 
     rows = 2000 if args.quick else None
-    repeats = args.repeats or (3 if args.quick else 1)
+    repeats = args.repeats or 3  # the fast rows: every row in quick mode, inference in full mode
+    train_repeats = repeats if args.quick else 1
     recipe = load_recipe(RECIPE)
     cfg, max_length = recipe.model, recipe.tokenizer.max_length
+    bundled = recipe.train.precision
     threads = torch.get_num_threads()
+    keras, why = (None, "--no-keras") if args.no_keras else keras_python()
     work = Path(tempfile.mkdtemp(prefix="textlstm-bench-"))
-    data, test_texts, _ = write_subset(args.data, work, rows)
+    data, test_texts, test_labels = write_subset(args.data, work, rows)
     text_file = work / "test.txt"
     text_file.write_text("".join(t.replace("\n", " ").replace("\r", " ") + "\n" for t in test_texts),
                          encoding="utf-8")
@@ -190,52 +243,105 @@ def main() -> None:
     gflops = matmul_gflops()
     floor = gflops * 1e9 / flops
     print(f"{len(train_ids):,} training reviews ({kept:,} kept tokens, max_length {max_length}), "
-          f"{len(test_texts):,} test reviews; {threads} threads; torch {torch.__version__}")
+          f"{len(test_texts):,} test reviews; {threads} threads; torch {torch.__version__}; "
+          f"recipes/imdb.toml trains in {bundled}")
     print(f"fp32 matmul {gflops:,.0f} GFLOP/s; LSTM {flops / 1e6:.2f} MFLOP per token (forward + "
-          f"backward) -> FLOP floor {floor:,.0f} tokens/s")
+          f"backward) -> FLOP floor {floor:,.0f} tokens/s", flush=True)
 
-    ours, ref = [], []
-    run_dir, train_rss = None, 0.0
-    for rep in range(repeats):  # interleaved, so drifts in machine load hit both
-        out = work / f"runs{rep}"
-        stats, stdout = toolkit(["train", str(RECIPE), "--set", f'data.dataset="{data}"',
-                                 "--set", "train.epochs=1", "--out", str(out), "--device", "cpu"],
-                                ROOT)
-        metrics = json.loads(next(out.glob("imdb/2*/metrics.jsonl")).read_text().splitlines()[0])
-        ours.append((metrics["tokens_per_second"], kept / metrics["tokens_per_second"]))
-        train_rss = max(train_rss, stats["maxrss_mb"])
-        run_dir = next(out.glob("imdb/2*"))
+    precisions = ["fp32"] if bundled == "fp32" else ["fp32", bundled]
+    ours: dict[str, list[tuple[float, float]]] = {p: [] for p in precisions}
+    ref: list[tuple[float, float]] = []
+    runs: dict[str, Path] = {}
+    train_rss = 0.0
+    for rep in range(train_repeats):  # interleaved, so drifts in machine load hit every row
+        for precision in precisions:
+            out = work / f"runs-{precision}-{rep}"
+            stats, _ = toolkit(["train", str(RECIPE), "--set", f'data.dataset="{data}"',
+                                "--set", "train.epochs=1", "--set", f'train.precision="{precision}"',
+                                "--out", str(out), "--device", "cpu"], ROOT)
+            run = next(out.glob("imdb/2*"))
+            metrics = json.loads((run / "metrics.jsonl").read_text().splitlines()[0])
+            ours[precision].append((metrics["tokens_per_second"], kept / metrics["tokens_per_second"]))
+            train_rss = max(train_rss, stats["maxrss_mb"])
+            runs.setdefault(precision, run)
         ref.append(reference_training(train_ids, labels, len(prepared.vocab), cfg, max_length,
                                       recipe.train.lr, recipe.seed + rep))
+        print(f"training repetition {rep + 1} of {train_repeats} done", flush=True)
+    keras_row = None
+    if keras is not None:
+        keras_row = keras_reference(keras, work, train_ids, labels,
+                                    prepared.encoder.encode(test_texts), len(prepared.vocab), cfg,
+                                    max_length, recipe.train.lr)
+        print("Keras rows done", flush=True)
 
-    predicted, ref_inference = [], []
+    # inference: the bundled run (trained in `bundled`) in fp32, in its own precision, and int8
+    run = runs[bundled]
+    names = json.loads((run / "labels.json").read_text())
+    modes = {"fp32": ["--precision", "fp32"], **({bundled: []} if bundled != "fp32" else {}),
+             "int8": ["--quantize", "int8"]}
+    predicted: dict[str, list[dict]] = {m: [] for m in modes}
+    accuracy: dict[str, float] = {}
+    ref_inference = []
     for rep in range(repeats):
-        stats, _ = toolkit(["predict", str(run_dir), str(text_file), "-o", str(work / "p.jsonl"),
-                            "--device", "cpu"], ROOT)
-        predicted.append(stats)
+        for mode, flags in modes.items():
+            target = work / f"p-{mode}.jsonl"
+            stats, _ = toolkit(["predict", str(run), str(text_file), "-o", str(target),
+                                "--device", "cpu", *flags], ROOT)
+            predicted[mode].append(stats)
+            accuracy[mode] = accuracy_of(target, test_labels, names)
         ref_inference.append(reference_inference(test_texts, prepared.encoder, len(prepared.vocab),
                                                  cfg, max_length))
+        print(f"inference repetition {rep + 1} of {repeats} done", flush=True)
     test_tokens = sum(len(r) for r in prepared.encoder.encode(test_texts))
 
     def median(values, index=None):
         return statistics.median(v[index] if index is not None else v for v in values)
 
-    ours_tps, ref_tps = median(ours, 0), median(ref, 0)
-    pred_seconds = statistics.median(p["seconds"] for p in predicted)
+    ref_tps = median(ref, 0)
+    keras_tps = keras_row["train_tokens_per_second"] if keras_row else None
     ref_texts = median(ref_inference, 0)
+    keras_texts = keras_row["predict_texts_per_second"] if keras_row else None
+
+    def ratio(value: float, against: float | None) -> str:
+        return f"{value / against:>8.2f}x" if against else f"{'-':>9s}"
+
     print()
-    print(f"{'row':44s} {'value':>14s} {'reference':>14s} {'ratio':>7s}")
-    print(f"{'training tokens/s (median of ' + str(repeats) + ')':44s} {ours_tps:>14,.0f} "
-          f"{ref_tps:>14,.0f} {ours_tps / ref_tps:>6.2f}x")
-    print(f"{'seconds per epoch':44s} {median(ours, 1):>14,.1f} {median(ref, 1):>14,.1f} "
-          f"{median(ref, 1) / median(ours, 1):>6.2f}x")
-    print(f"{'share of the FLOP floor':44s} {ours_tps / floor:>13.1%} {ref_tps / floor:>13.1%}")
-    print(f"{'predict texts/s (fp32, whole command)':44s} {len(test_texts) / pred_seconds:>14,.0f} "
-          f"{ref_texts:>14,.0f} {len(test_texts) / pred_seconds / ref_texts:>6.2f}x")
-    print(f"{'predict tokens/s (fp32, whole command)':44s} {test_tokens / pred_seconds:>14,.0f} "
-          f"{median(ref_inference, 1):>14,.0f}")
-    print(f"{'peak RSS, training (MB)':44s} {train_rss:>14,.0f}")
-    print(f"{'peak RSS, predict (MB)':44s} {max(p['maxrss_mb'] for p in predicted):>14,.0f}")
+    print(f"training: medians of {train_repeats}; inference: medians of {repeats}; "
+          f"ratios against the tutorial-style PyTorch reference and the Keras model")
+    print(f"{'row':46s} {'value':>12s} {'vs PyTorch':>10s} {'vs Keras':>9s} {'floor':>7s}")
+    print(f"{'training tokens/s, PyTorch reference':46s} {ref_tps:>12,.0f} {'':>10s} "
+          f"{'':>9s} {ref_tps / floor:>7.1%}")
+    if keras_tps:
+        print(f"{'training tokens/s, Keras (tensorflow-cpu)':46s} {keras_tps:>12,.0f} {'':>10s} "
+              f"{'':>9s} {keras_tps / floor:>7.1%}")
+    for precision in precisions:
+        tps = median(ours[precision], 0)
+        label = f"training tokens/s, textlstm {precision}" + (" (recipe)" if precision == bundled else "")
+        print(f"{label:46s} {tps:>12,.0f} {ratio(tps, ref_tps):>10s} {ratio(tps, keras_tps)} "
+              f"{tps / floor:>7.1%}")
+    print(f"{'seconds per epoch: reference / Keras':46s} {median(ref, 1):>12,.1f} "
+          f"{keras_row['train_seconds'] if keras_row else float('nan'):>10,.1f}")
+    for precision in precisions:
+        print(f"{'seconds per epoch, textlstm ' + precision:46s} {median(ours[precision], 1):>12,.1f}")
+    print(f"{'predict texts/s, PyTorch reference (in-process)':46s} {ref_texts:>12,.0f}")
+    if keras_texts:
+        print(f"{'predict texts/s, Keras model.predict':46s} {keras_texts:>12,.0f}")
+    fp32_texts = None
+    for mode in modes:
+        seconds = statistics.median(p["seconds"] for p in predicted[mode])
+        texts = len(test_texts) / seconds
+        fp32_texts = fp32_texts or texts
+        label = f"predict texts/s, textlstm {mode} (command)"
+        print(f"{label:46s} {texts:>12,.0f} {ratio(texts, ref_texts):>10s} "
+              f"{ratio(texts, keras_texts)}  {texts / fp32_texts:.2f}x fp32, "
+              f"{test_tokens / seconds:,.0f} tokens/s, accuracy {accuracy[mode]:.2%}")
+    print(f"{'peak RSS, training (MB)':46s} {train_rss:>12,.0f}")
+    print(f"{'peak RSS, predict (MB)':46s} "
+          f"{max(p['maxrss_mb'] for m in modes for p in predicted[m]):>12,.0f}")
+    if keras is None:
+        print(f"Keras rows skipped: {why}")
+    elif keras_row:
+        print(f"Keras: tensorflow {keras_row['tensorflow']}, keras {keras_row['keras']}")
 
 
 if __name__ == "__main__":

@@ -105,6 +105,8 @@ CASES: list[tuple[str, Callable[[Path, Path], list[str]], str]] = [
      "--set model.hidden_size: expected KEY=VALUE, e.g. --set model.hidden_size=256"),
     ("set-wrong-type", lambda t, r: train(t, "--set", "train.lr=fast") if recipe(t) else [],
      "--set: train.lr: expected a number, got 'fast'"),
+    ("set-bad-precision", lambda t, r: train(t, "--set", 'train.precision="fp16"') if recipe(t) else [],
+     "--set: train.precision: unknown choice 'fp16'; expected one of 'fp32' or 'bf16'"),
     ("recipe-not-found", lambda t, r: ["train", str(t / "missing.toml")],
      "{t}/missing.toml: recipe file not found"),
     ("recipe-is-directory", lambda t, r: ["train", str(t)],
@@ -241,7 +243,15 @@ CASES: list[tuple[str, Callable[[Path, Path], list[str]], str]] = [
     ("unknown-device", lambda t, r: ["evaluate", str(r), "--device", "tpu"],
      "--device tpu: unknown device; use one of auto, cpu, cuda"),
     ("unknown-precision", lambda t, r: predict_input(t, r, "in.txt", "hi\n", "--precision", "fp8"),
-     "--precision fp8: use one of fp32, bf16"),
+     "--precision fp8: use one of auto, fp32, bf16"),
+    ("unknown-quantize", lambda t, r: predict_input(t, r, "in.txt", "hi\n", "--quantize", "int4"),
+     "--quantize int4: use int8"),
+    ("quantize-with-bf16", lambda t, r: ["evaluate", str(r), "--quantize", "int8", "--precision", "bf16"],
+     "--quantize int8 runs int8 weights with fp32 activations; drop --precision bf16 (or drop "
+     "--quantize for bf16)"),
+    ("quantize-on-cuda", lambda t, r: predict_input(t, r, "in.txt", "hi\n", "--quantize", "int8",
+                                                    "--device", "cuda"),
+     "--quantize int8: PyTorch's dynamic int8 quantization runs on the CPU only; pass --device cpu"),
     # ---- tune ----------------------------------------------------------------------------------
     ("tune-without-space", lambda t, r: tune(t) if recipe(t) else [],
      '{t}/r.toml: tune: no [tune.space] to search; add e.g. [tune.space] "train.lr" = '

@@ -34,7 +34,7 @@ def test_train_evaluate_predict(tmp_path, recipe_path, texts):
 
     result = invoke("evaluate", run, "--split", "test")
     assert result.exit_code == 0, result.output
-    assert "test: 16 rows, accuracy" in result.stdout and "confusion matrix" in result.stdout
+    assert "test (fp32): 16 rows, accuracy" in result.stdout and "confusion matrix" in result.stdout
     report = json.loads((run / "eval-test.json").read_text())
     assert report["rows"] == 16 and len(report["confusion"]) == 2
     assert (run / "eval-test-confusion.png").read_bytes()[:4] == b"\x89PNG"
@@ -141,7 +141,7 @@ def test_evaluate_on_other_data(trained_run, tmp_path):
     result = invoke("evaluate", trained_run, "--data", data, "--text-column", "review",
                     "--label-column", "sentiment")
     assert result.exit_code == 0, result.output
-    assert "extra: 3 rows, accuracy" in result.stdout
+    assert "extra (fp32): 3 rows, accuracy" in result.stdout
     assert json.loads((trained_run / "eval-extra.json").read_text())["rows"] == 3
     (trained_run / "eval-extra.json").unlink()
     (trained_run / "eval-extra-confusion.png").unlink()

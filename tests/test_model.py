@@ -17,11 +17,37 @@ def make(pooling="max", cell="lstm", bidirectional=True, num_layers=2, **extra):
 
 
 def test_reverse_within_length_keeps_padding_in_place_and_is_its_own_inverse():
-    x = torch.arange(10, dtype=torch.float32).view(2, 5, 1)
+    x = torch.arange(10, dtype=torch.float32).view(2, 5, 1).transpose(0, 1)  # (seq_len, batch, 1)
     lengths = torch.tensor([3, 5])
     flipped = reverse_within_length(x, lengths)
-    assert flipped.squeeze(-1).tolist() == [[2, 1, 0, 3, 4], [9, 8, 7, 6, 5]]
+    assert flipped.squeeze(-1).t().tolist() == [[2, 1, 0, 3, 4], [9, 8, 7, 6, 5]]
     assert torch.equal(reverse_within_length(flipped, lengths), x)
+    ids = x.squeeze(-1).long()  # (seq_len, batch) token ids take the same path
+    assert torch.equal(reverse_within_length(ids, lengths), flipped.squeeze(-1).long())
+
+
+@pytest.mark.parametrize("pooling", ["last", "mean", "max", "attention"])
+def test_bidirectional_layer_matches_a_plain_per_text_computation(pooling):
+    model = make(pooling, num_layers=1).eval()
+    tokens = torch.randint(2, 40, (3, 7))
+    lengths = torch.tensor([7, 2, 5])
+    with torch.no_grad():
+        batched = model(tokens, lengths)
+        for row, length in enumerate(lengths.tolist()):
+            x = model.embedding(tokens[row, :length]).unsqueeze(1)  # (length, 1, features)
+            forward_out = model.forward_layers[0](x)[0]
+            backward_out = model.backward_layers[0](x.flip(0))[0].flip(0)  # back in text order
+            out = torch.cat([forward_out, backward_out], dim=-1).squeeze(1)  # (length, 12)
+            if pooling == "max":
+                pooled = out.max(dim=0).values
+            elif pooling == "mean":
+                pooled = out.mean(dim=0)
+            elif pooling == "attention":
+                weights = model.attention(torch.tanh(out)).squeeze(-1).softmax(dim=0)
+                pooled = weights @ out
+            else:
+                pooled = torch.cat([forward_out[-1, 0], backward_out[0, 0]])
+            assert torch.allclose(model.head(pooled), batched[row], atol=1e-5), (pooling, row)
 
 
 @pytest.mark.parametrize("pooling, cell, bidirectional",

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import make_texts
+from conftest import make_texts, write_label_folders, write_recipe
 from textlstm.errors import DataError
 from textlstm.predict import Prediction, PredictionWriter, Predictor, read_inputs
 
@@ -406,3 +406,46 @@ def test_bf16_predictions_agree_with_fp32_and_evaluate_keeps_both_reports(traine
     lower = evaluate(run, "test", device="cpu", precision="bf16")
     assert plain.json_path.name == "eval-test.json" and lower.json_path.name == "eval-test-bf16.json"
     assert plain.json_path.is_file() and abs(plain.report.accuracy - lower.report.accuracy) <= 0.1
+
+
+def test_int8_quantization_predicts_like_fp32_with_int8_weights(trained_run, tmp_path):
+    import shutil
+
+    from textlstm.evaluation import evaluate
+
+    texts = ["a superb and lovely film", "awful dull boring plot", "the film was great",
+             "dreadful terrible acting", "wonderful story and brilliant actor", "horrible scene"]
+    fp32 = Predictor.load(trained_run, "cpu").predict(texts)
+    int8 = Predictor.load(trained_run, "auto", quantize="int8")
+    assert int8.mode == "int8" and int8.device.type == "cpu"
+    layer = int8.loaded.model.forward_layers[0]
+    assert "quantized" in type(layer).__module__ and "quantized" in type(int8.loaded.model.head).__module__
+    got = int8.predict(texts)
+    assert [p.label for p in got] == [p.label for p in fp32]
+    assert max(abs(a.score - b.score) for a, b in zip(fp32, got)) < 0.05
+    assert any(a.score != b.score for a, b in zip(fp32, got))  # int8 really ran
+    run = Path(shutil.copytree(trained_run, tmp_path / "run"))
+    plain = evaluate(run, "test", device="cpu")
+    quantized = evaluate(run, "test", device="cpu", quantize="int8")
+    assert quantized.json_path.name == "eval-test-int8.json" and quantized.precision == "int8"
+    assert json.loads(quantized.json_path.read_text())["precision"] == "int8"
+    assert json.loads(plain.json_path.read_text())["precision"] == "fp32"
+    assert abs(plain.report.accuracy - quantized.report.accuracy) <= 0.1
+
+
+def test_a_bf16_trained_run_predicts_in_bf16_by_default(tmp_path):
+    from textlstm.evaluation import evaluate
+    from textlstm.recipe import load_recipe
+    from textlstm.training import train
+
+    corpus = write_label_folders(tmp_path / "corpus")
+    recipe = load_recipe(write_recipe(tmp_path / "tiny.toml", corpus))
+    recipe = recipe.model_copy(update={"train": recipe.train.model_copy(update={"precision": "bf16"})})
+    result = train(recipe, tmp_path / "runs", device="cpu")
+    assert result.epochs[-1].train_loss < result.epochs[0].train_loss  # it learns under autocast
+    assert Predictor.load(result.run_dir, "cpu").mode == "bf16"
+    assert Predictor.load(result.run_dir, "cpu", precision="fp32").mode == "fp32"
+    own = evaluate(result.run_dir, "test", device="cpu")
+    full = evaluate(result.run_dir, "test", device="cpu", precision="fp32")
+    assert own.json_path.name == "eval-test.json" and own.precision == "bf16"
+    assert full.json_path.name == "eval-test-fp32.json" and own.json_path.is_file()

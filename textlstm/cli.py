@@ -29,7 +29,11 @@ DataDir = Annotated[Optional[Path], typer.Option(
     help="Root of local dataset mirrors: <root>/<hub id> is used instead of the hub.")]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
 Precision = Annotated[str, typer.Option(
-    "--precision", help="fp32, or bf16: bfloat16 autocast, about 1.7x faster on CPUs with avx512_bf16.")]
+    "--precision", help="auto (as the run was trained: its train.precision), fp32, or bf16: "
+                        "bfloat16 autocast, about 2x faster on CPUs with avx512_bf16.")]
+Quantize = Annotated[Optional[str], typer.Option(
+    "--quantize", help="int8: PyTorch dynamic int8 quantization of the LSTM and linear layers "
+                       "(CPU; see bench/README.md for its speed here).")]
 VocabDir = Annotated[Optional[Path], typer.Option(
     "--vocab-dir", envvar="TEXTLSTM_VOCAB_DIR",
     help="Where `textlstm vocab` keeps vocabularies and training looks for them (default: vocab).")]
@@ -309,16 +313,17 @@ def evaluate(run: Annotated[Path, typer.Argument(help="A finished run folder.")]
                  help="Other labelled data: hub id, folder or .csv/.tsv/.jsonl/.parquet file.")] = None,
              text_column: Annotated[Optional[str], typer.Option(help="Text column in --data.")] = None,
              label_column: Annotated[Optional[str], typer.Option(help="Label column in --data.")] = None,
-             data_dir: DataDir = None, device: Device = "auto", precision: Precision = "fp32") -> None:
+             data_dir: DataDir = None, device: Device = "auto", precision: Precision = "auto",
+             quantize: Quantize = None) -> None:
     """Accuracy, macro-F1, per-class scores and the confusion matrix of a run."""
     from textlstm.evaluation import evaluate as evaluate_run
 
     result = evaluate_run(run, split, data, data_dir, device, text_column, label_column,
-                          precision=precision)
+                          precision=precision, quantize=quantize)
     for note in result.notes:
         out.print(f"note: {note}")
     rep = result.report
-    out.print(f"[bold]{result.name}[/bold]: {rep.rows:,} rows, accuracy [bold]{rep.accuracy:.2%}"
+    out.print(f"[bold]{result.name}[/bold] ({result.precision}): {rep.rows:,} rows, accuracy [bold]{rep.accuracy:.2%}"
               f"[/bold], macro-F1 [bold]{rep.macro_f1:.2%}[/bold], loss {rep.loss:.4f}")
     scores = Table("label", "precision", "recall", "F1", "support", title="per class",
                    title_justify="left")
@@ -348,7 +353,8 @@ def predict(run: Annotated[Path, typer.Argument(help="A finished run folder.")],
             on_error: Annotated[str, typer.Option(
                 help="A record that cannot be read (broken JSON line, ragged CSV row): "
                      "record (write an error record in its place), skip, or fail.")] = "record",
-            device: Device = "auto", precision: Precision = "fp32") -> None:
+            device: Device = "auto", precision: Precision = "auto", quantize: Quantize = None
+            ) -> None:
     """Classify texts; one output record per input text, in input order."""
     from textlstm.errors import DataError
     from textlstm.predict import (ON_ERROR, OUTPUT_FORMATS, BadRecord, PredictionWriter,
@@ -364,7 +370,7 @@ def predict(run: Annotated[Path, typer.Argument(help="A finished run folder.")],
             raise DataError(f"{output}: is a folder; give an output file name")
         if not fmt:
             raise DataError(f"{output}: unknown output type; use .jsonl, .csv or .tsv")
-    predictor = Predictor.load(run, device, precision)
+    predictor = Predictor.load(run, device, precision, quantize)
     for name in inputs:  # a bad input file fails here, before anything is written
         if name != "-":
             next(read_inputs(name, text_column, text_key, on_error), None)

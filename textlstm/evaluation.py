@@ -13,12 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from textlstm import checkpoint
 from textlstm.data import column, data_root, label_names, load_raw, load_splits, normalize
 from textlstm.errors import DataError
 from textlstm.metrics import Report, report
-from textlstm.predict import check_precision, logits_for
-from textlstm.runtime import pick_device
+from textlstm.predict import load_for_inference, logits_for
 
 
 @dataclass
@@ -28,15 +26,18 @@ class Evaluation:
     json_path: Path
     plot_path: Path
     notes: list[str]
+    precision: str = "fp32"  # fp32, bf16 or int8: what the model ran in
 
 
 def evaluate(run_dir: str | Path, split: str = "test", data: str | None = None,
              data_dir: str | Path | None = None, device: str = "auto",
              text_column: str | list[str] | None = None, label_column: str | None = None,
-             batch_size: int | None = None, precision: str = "fp32") -> Evaluation:
-    check_precision(precision)
-    target = pick_device(device)
-    loaded = checkpoint.load(run_dir, target)
+             batch_size: int | None = None, precision: str = "auto",
+             quantize: str | None = None) -> Evaluation:
+    """``precision``: auto (as the run was trained), fp32 or bf16; ``quantize="int8"``: dynamic
+    int8 quantization (CPU). A report in another mode than the run's own gets its own files
+    (``eval-test-int8.json``), so the default report is never overwritten."""
+    loaded, mode, target = load_for_inference(run_dir, device, precision, quantize)
     recipe = loaded.recipe
     cfg = recipe.data.model_copy(update={
         k: v for k, v in {"text": text_column, "label": label_column}.items() if v is not None})
@@ -69,9 +70,9 @@ def evaluate(run_dir: str | Path, split: str = "test", data: str | None = None,
         raise DataError(f"{name}: no labelled rows to evaluate on")
     ids = loaded.encoder.encode(column(dataset, "text"))
     logits = logits_for(loaded.model, ids, batch_size or recipe.train.eval_batch_size, target,
-                        precision)
-    if precision != "fp32":  # its own report files, beside the fp32 ones
-        name = f"{name}-{precision}"
+                        "bf16" if mode == "bf16" else "fp32")
+    if mode != recipe.train.precision:  # its own report files, beside the default ones
+        name = f"{name}-{mode}"
     truth = np.asarray(column(dataset, "label"))
     loss = float(torch.nn.functional.cross_entropy(torch.from_numpy(logits),
                                                    torch.from_numpy(truth)))
@@ -79,10 +80,10 @@ def evaluate(run_dir: str | Path, split: str = "test", data: str | None = None,
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name)
     json_path = loaded.run_dir / f"eval-{safe}.json"
     plot_path = loaded.run_dir / f"eval-{safe}-confusion.png"
-    _write_json(json_path, {"run": str(loaded.run_dir), "evaluated_on": name, "notes": notes,
-                            **result.to_dict()})
+    _write_json(json_path, {"run": str(loaded.run_dir), "evaluated_on": name, "precision": mode,
+                            "notes": notes, **result.to_dict()})
     plot_confusion(result, plot_path, f"{loaded.recipe.name}: {name}")
-    return Evaluation(result, name, json_path, plot_path, notes)
+    return Evaluation(result, name, json_path, plot_path, notes, mode)
 
 
 def _write_json(path: Path, payload: dict) -> None:

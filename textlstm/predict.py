@@ -6,7 +6,6 @@ order and memory stays flat however long the input is.
 """
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
@@ -29,7 +28,8 @@ INPUT_FORMATS = {".txt": "lines", ".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl
 OUTPUT_FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv"}
 
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")
+QUANTIZE = ("int8",)
 
 
 def check_precision(name: str) -> str:
@@ -38,20 +38,69 @@ def check_precision(name: str) -> str:
     return name
 
 
+def inference_mode(precision: str, quantize: str | None, trained: str) -> str:
+    """What a model runs in: ``fp32``, ``bf16`` or ``int8``. ``auto`` is the precision the run
+    was trained in (its recipe's ``train.precision``)."""
+    check_precision(precision)
+    if quantize is None:
+        return trained if precision == "auto" else precision
+    if quantize not in QUANTIZE:
+        raise TextLSTMError(f"--quantize {quantize}: use {' or '.join(QUANTIZE)}")
+    if precision == "bf16":
+        raise TextLSTMError("--quantize int8 runs int8 weights with fp32 activations; drop "
+                            "--precision bf16 (or drop --quantize for bf16)")
+    return quantize
+
+
+def quantize_int8(model: LSTMClassifier) -> LSTMClassifier:
+    """PyTorch's dynamic quantization: the LSTM/GRU and linear weights become int8, activations
+    are quantized on the fly. CPU only. (``torch.ao.quantization`` warns that it will move to
+    torchao; the warning is not the user's to act on, so it is silenced.)"""
+    import warnings
+
+    from torch import nn
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from torch.ao.quantization import quantize_dynamic
+
+        return quantize_dynamic(model.cpu().eval(), {nn.LSTM, nn.GRU, nn.Linear}, dtype=torch.qint8)
+
+
 def logits_for(model: LSTMClassifier, ids: Sequence[np.ndarray], batch_size: int,
                device: torch.device, precision: str = "fp32") -> np.ndarray:
     """Logits (rows, num_classes) in input order. ``bf16`` runs the model under bfloat16
-    autocast: about 1.7x the texts/s of fp32 on a CPU with avx512_bf16 (bench/README.md)."""
+    autocast: about 2x the texts/s of fp32 on a CPU with avx512_bf16 (bench/README.md). An int8
+    model (``quantize_int8``) runs with ``precision="fp32"``."""
+    from textlstm.runtime import autocast
+
+    if precision not in ("fp32", "bf16"):
+        raise TextLSTMError(f"precision {precision}: use fp32 or bf16")
     was_training = model.training
     model.eval()
     out = np.zeros((len(ids), model.head.out_features), dtype=np.float32)
-    autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if check_precision(precision) == "bf16"
-                else contextlib.nullcontext())
-    with torch.inference_mode(), autocast:
+    with torch.inference_mode(), autocast(device, precision):
         for rows, tokens, lengths in iterate(ids, sorted_batches(lengths_of(ids), batch_size)):
             out[rows] = model(tokens.to(device), lengths.to(device)).float().cpu().numpy()
     model.train(was_training)
     return out
+
+
+def load_for_inference(run_dir: str | Path, device: str, precision: str, quantize: str | None):
+    """The run loaded and made ready: (loaded, mode, device). int8 runs on the CPU."""
+    from textlstm.checkpoint import load
+    from textlstm.runtime import pick_device
+
+    check_precision(precision)
+    if quantize is not None and device == "cuda":
+        raise TextLSTMError("--quantize int8: PyTorch's dynamic int8 quantization runs on the CPU "
+                            "only; pass --device cpu")
+    target = pick_device("cpu" if quantize is not None and device == "auto" else device)
+    loaded = load(run_dir, target)
+    mode = inference_mode(precision, quantize, loaded.recipe.train.precision)
+    if mode == "int8":
+        loaded.model = quantize_int8(loaded.model)
+    return loaded, mode, target
 
 
 @dataclass
@@ -64,19 +113,20 @@ class Prediction:
 class Predictor:
     """``Predictor.load(run_dir).predict(["a text", ...])`` -> list of Prediction."""
 
-    def __init__(self, loaded, precision: str = "fp32") -> None:
+    def __init__(self, loaded, mode: str = "fp32", device: torch.device | None = None) -> None:
         self.loaded = loaded
-        self.precision = check_precision(precision)
+        self.mode = mode  # fp32, bf16 or int8 (an int8 model runs its activations in fp32)
+        self.precision = "bf16" if mode == "bf16" else "fp32"
         self.labels: list[str] = loaded.labels
-        self.device = next(loaded.model.parameters()).device
+        self.device = device or next(loaded.model.parameters()).device
 
     @classmethod
-    def load(cls, run_dir: str | Path, device: str = "auto", precision: str = "fp32") -> "Predictor":
-        from textlstm.checkpoint import load
-        from textlstm.runtime import pick_device
-
-        check_precision(precision)
-        return cls(load(run_dir, pick_device(device)), precision)
+    def load(cls, run_dir: str | Path, device: str = "auto", precision: str = "auto",
+             quantize: str | None = None) -> "Predictor":
+        """``precision``: auto (as the run was trained), fp32 or bf16; ``quantize="int8"``:
+        dynamic int8 quantization (CPU)."""
+        loaded, mode, target = load_for_inference(run_dir, device, precision, quantize)
+        return cls(loaded, mode, target)
 
     def probabilities(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
         ids = self.loaded.encoder.encode(texts)

@@ -1,6 +1,7 @@
 """Seed, device and threads: the process-wide settings, chosen in one place."""
 from __future__ import annotations
 
+import contextlib
 import random
 
 import numpy as np
@@ -26,3 +27,25 @@ def pick_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def autocast(device: torch.device, precision: str):
+    """The context a model runs in: bfloat16 autocast for ``bf16`` (matrix products and the
+    recurrent kernels in bf16, weights and the loss in fp32), nothing for ``fp32``."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether bf16 runs in hardware here (CPU: avx512_bf16 or AMX; GPU: Ampere or later).
+    Elsewhere bf16 is emulated and slower than fp32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False

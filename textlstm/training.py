@@ -26,7 +26,7 @@ from textlstm.predict import logits_for
 from textlstm.recipe import Recipe, TrainConfig, load_recipe
 from textlstm.resume import FILE as RESUME_FILE
 from textlstm.resume import TrainState, load_state, restore, save_state
-from textlstm.runtime import pick_device, seed_everything
+from textlstm.runtime import autocast, native_bf16, pick_device, seed_everything
 from textlstm.encoder import Encoder
 from textlstm.preprocess import Options, Preprocessed, preprocess, vectors_file
 from textlstm.vocab import Vocab
@@ -168,7 +168,7 @@ def train(recipe: Recipe, out_dir: str | Path = "runs", data_dir: str | Path | N
     rng = seed_everything(recipe.seed)
     prepared = prepare(recipe, data_dir, events, options)
     setup = _setup(recipe, prepared, target)
-    _describe(prepared, setup, target, events)
+    _describe(prepared, setup, target, events, recipe.train.precision)
     run_dir = checkpoint.reserve_run_dir(out_dir, recipe.name)
     try:  # what `--resume` reads back: the recipe, the vocabulary, the labels
         checkpoint.save_identity(run_dir, _portable(recipe, prepared.splits), prepared.encoder,
@@ -209,10 +209,15 @@ def resume(run_dir: str | Path, data_dir: str | Path | None = None, device: str 
     return _epochs(recipe, prepared, setup, run, state, rng, target, events, data_dir)
 
 
-def _describe(prepared: Prepared, setup: _Setup, target: torch.device, events: Events) -> None:
+def _describe(prepared: Prepared, setup: _Setup, target: torch.device, events: Events,
+              precision: str) -> None:
     events.message(f"{len(prepared.vocab):,} words in the vocabulary; "
                    f"{sum(p.numel() for p in setup.model.parameters()):,} parameters; "
-                   f"device {target}")
+                   f"device {target}, {precision}")
+    if precision == "bf16" and not native_bf16(target):
+        events.message(f"train.precision = \"bf16\": {target} has no native bfloat16 "
+                       "(avx512_bf16/AMX or a GPU from Ampere on), so bf16 is emulated and slower "
+                       "than fp32 here")
 
 
 def _epochs(recipe: Recipe, prepared: Prepared, setup: _Setup, run_dir: Path, state: TrainState,
@@ -236,8 +241,9 @@ def _epochs(recipe: Recipe, prepared: Prepared, setup: _Setup, run_dir: Path, st
             total_loss, total_rows, total_tokens = 0.0, 0, 0
             for rows, tokens, lengths in iterate(train_ids, batches):
                 targets = torch.from_numpy(setup.train_labels[rows]).to(target)
-                logits = model(tokens.to(target), lengths.to(target))  # (batch, num_classes)
-                loss = setup.criterion(logits, targets)
+                with autocast(target, cfg.precision):
+                    logits = model(tokens.to(target), lengths.to(target))  # (batch, num_classes)
+                loss = setup.criterion(logits.float(), targets)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.clip_grad_norm > 0:
@@ -254,7 +260,7 @@ def _epochs(recipe: Recipe, prepared: Prepared, setup: _Setup, run_dir: Path, st
                 total_tokens += count
                 events.batch_end(value, count)
             train_seconds = time.perf_counter() - tick
-            val_logits = logits_for(model, val_ids, cfg.eval_batch_size, target)
+            val_logits = logits_for(model, val_ids, cfg.eval_batch_size, target, cfg.precision)
             val_loss = float(nn.functional.cross_entropy(
                 torch.from_numpy(val_logits), torch.from_numpy(setup.val_labels)))
             accuracy, macro_f1 = quick_scores(setup.val_labels, val_logits.argmax(1),
