@@ -433,19 +433,52 @@ def test_int8_quantization_predicts_like_fp32_with_int8_weights(trained_run, tmp
     assert abs(plain.report.accuracy - quantized.report.accuracy) <= 0.1
 
 
-def test_a_bf16_trained_run_predicts_in_bf16_by_default(tmp_path):
+def test_a_bf16_trained_run_predicts_in_bf16_by_default(tmp_path, monkeypatch):
     from textlstm.evaluation import evaluate
     from textlstm.recipe import load_recipe
-    from textlstm.training import train
+    from textlstm.runtime import native_bf16
+    from textlstm.training import Events, train
 
     corpus = write_label_folders(tmp_path / "corpus")
     recipe = load_recipe(write_recipe(tmp_path / "tiny.toml", corpus))
     recipe = recipe.model_copy(update={"train": recipe.train.model_copy(update={"precision": "bf16"})})
-    result = train(recipe, tmp_path / "runs", device="cpu")
+
+    class Messages(Events):
+        def __init__(self) -> None:
+            self.lines: list[str] = []
+
+        def message(self, text: str) -> None:
+            self.lines.append(text)
+
+    import textlstm.training
+
+    events = Messages()
+    monkeypatch.setattr(textlstm.training, "native_bf16", lambda device: False)
+    result = train(recipe, tmp_path / "runs", device="cpu", events=events)
+    assert any("no native bfloat16" in line and "train.precision" in line for line in events.lines)
+    assert any(line.endswith("device cpu, bf16") for line in events.lines)
     assert result.epochs[-1].train_loss < result.epochs[0].train_loss  # it learns under autocast
-    assert Predictor.load(result.run_dir, "cpu").mode == "bf16"
+    monkeypatch.undo()
+    native = native_bf16(torch.device("cpu"))  # without it, auto falls back to fp32
+    assert Predictor.load(result.run_dir, "cpu").mode == ("bf16" if native else "fp32")
     assert Predictor.load(result.run_dir, "cpu", precision="fp32").mode == "fp32"
-    own = evaluate(result.run_dir, "test", device="cpu")
+    own = evaluate(result.run_dir, "test", device="cpu", precision="bf16")
     full = evaluate(result.run_dir, "test", device="cpu", precision="fp32")
     assert own.json_path.name == "eval-test.json" and own.precision == "bf16"
     assert full.json_path.name == "eval-test-fp32.json" and own.json_path.is_file()
+
+
+def test_inference_mode_follows_the_run_unless_told_and_avoids_emulated_bf16():
+    from textlstm.errors import TextLSTMError
+    from textlstm.predict import inference_mode
+
+    assert inference_mode("auto", None, "bf16", native_bf16=True) == "bf16"
+    assert inference_mode("auto", None, "bf16", native_bf16=False) == "fp32"
+    assert inference_mode("auto", None, "fp32") == "fp32"
+    assert inference_mode("bf16", None, "fp32", native_bf16=False) == "bf16"  # asked for: obeyed
+    assert inference_mode("fp32", None, "bf16") == "fp32"
+    assert inference_mode("auto", "int8", "bf16") == "int8"
+    with pytest.raises(TextLSTMError, match="drop --precision bf16"):
+        inference_mode("bf16", "int8", "fp32")
+    with pytest.raises(TextLSTMError, match="--quantize int4: use int8"):
+        inference_mode("auto", "int4", "fp32")

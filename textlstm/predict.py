@@ -38,14 +38,22 @@ def check_precision(name: str) -> str:
     return name
 
 
-def inference_mode(precision: str, quantize: str | None, trained: str) -> str:
+def check_quantize(name: str | None) -> str | None:
+    if name is not None and name not in QUANTIZE:
+        raise TextLSTMError(f"--quantize {name}: use {' or '.join(QUANTIZE)}")
+    return name
+
+
+def inference_mode(precision: str, quantize: str | None, trained: str, native_bf16: bool = True
+                   ) -> str:
     """What a model runs in: ``fp32``, ``bf16`` or ``int8``. ``auto`` is the precision the run
-    was trained in (its recipe's ``train.precision``)."""
+    was trained in (its recipe's ``train.precision``), except that bf16 becomes fp32 where the
+    hardware has no bf16 (``native_bf16`` false): emulated bf16 is slower than fp32 there."""
     check_precision(precision)
-    if quantize is None:
-        return trained if precision == "auto" else precision
-    if quantize not in QUANTIZE:
-        raise TextLSTMError(f"--quantize {quantize}: use {' or '.join(QUANTIZE)}")
+    if check_quantize(quantize) is None:
+        if precision == "auto":
+            return "fp32" if trained == "bf16" and not native_bf16 else trained
+        return precision
     if precision == "bf16":
         raise TextLSTMError("--quantize int8 runs int8 weights with fp32 activations; drop "
                             "--precision bf16 (or drop --quantize for bf16)")
@@ -89,15 +97,15 @@ def logits_for(model: LSTMClassifier, ids: Sequence[np.ndarray], batch_size: int
 def load_for_inference(run_dir: str | Path, device: str, precision: str, quantize: str | None):
     """The run loaded and made ready: (loaded, mode, device). int8 runs on the CPU."""
     from textlstm.checkpoint import load
-    from textlstm.runtime import pick_device
+    from textlstm.runtime import native_bf16, pick_device
 
     check_precision(precision)
-    if quantize is not None and device == "cuda":
+    if check_quantize(quantize) is not None and device == "cuda":
         raise TextLSTMError("--quantize int8: PyTorch's dynamic int8 quantization runs on the CPU "
                             "only; pass --device cpu")
     target = pick_device("cpu" if quantize is not None and device == "auto" else device)
     loaded = load(run_dir, target)
-    mode = inference_mode(precision, quantize, loaded.recipe.train.precision)
+    mode = inference_mode(precision, quantize, loaded.recipe.train.precision, native_bf16(target))
     if mode == "int8":
         loaded.model = quantize_int8(loaded.model)
     return loaded, mode, target

@@ -217,7 +217,7 @@ def _describe(prepared: Prepared, setup: _Setup, target: torch.device, events: E
     if precision == "bf16" and not native_bf16(target):
         events.message(f"train.precision = \"bf16\": {target} has no native bfloat16 "
                        "(avx512_bf16/AMX or a GPU from Ampere on), so bf16 is emulated and slower "
-                       "than fp32 here")
+                       "than fp32 here; --set 'train.precision=\"fp32\"' trains in fp32")
 
 
 def _epochs(recipe: Recipe, prepared: Prepared, setup: _Setup, run_dir: Path, state: TrainState,
