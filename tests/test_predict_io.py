@@ -389,18 +389,23 @@ def test_unreadable_records_become_error_records_or_are_skipped(trained_run, tmp
     assert "skipped them" in skipped.stderr
 
 
+def assert_close_to_fp32(run, predictor) -> None:
+    """Same labels as fp32, scores within 0.05, and not all identical (the mode really ran)."""
+    texts = ["a superb and lovely film", "awful dull boring plot", "the film was great",
+             "dreadful terrible acting", "wonderful story and brilliant actor", "horrible scene"]
+    fp32 = Predictor.load(run, "cpu", precision="fp32").predict(texts)
+    got = predictor.predict(texts)
+    assert [p.label for p in got] == [p.label for p in fp32]
+    assert max(abs(a.score - b.score) for a, b in zip(fp32, got)) < 0.05
+    assert any(a.score != b.score for a, b in zip(fp32, got))
+
+
 def test_bf16_predictions_agree_with_fp32_and_evaluate_keeps_both_reports(trained_run, tmp_path):
     import shutil
 
     from textlstm.evaluation import evaluate
 
-    texts = ["a superb and lovely film", "awful dull boring plot", "the film was great",
-             "dreadful terrible acting", "wonderful story and brilliant actor", "horrible scene"]
-    fp32 = Predictor.load(trained_run, "cpu").predict(texts)
-    bf16 = Predictor.load(trained_run, "cpu", precision="bf16").predict(texts)
-    assert [p.label for p in bf16] == [p.label for p in fp32]
-    assert max(abs(a.score - b.score) for a, b in zip(fp32, bf16)) < 0.05
-    assert any(a.score != b.score for a, b in zip(fp32, bf16))  # bf16 really ran
+    assert_close_to_fp32(trained_run, Predictor.load(trained_run, "cpu", precision="bf16"))
     run = Path(shutil.copytree(trained_run, tmp_path / "run"))
     plain = evaluate(run, "test", device="cpu")
     lower = evaluate(run, "test", device="cpu", precision="bf16")
@@ -413,17 +418,11 @@ def test_int8_quantization_predicts_like_fp32_with_int8_weights(trained_run, tmp
 
     from textlstm.evaluation import evaluate
 
-    texts = ["a superb and lovely film", "awful dull boring plot", "the film was great",
-             "dreadful terrible acting", "wonderful story and brilliant actor", "horrible scene"]
-    fp32 = Predictor.load(trained_run, "cpu").predict(texts)
     int8 = Predictor.load(trained_run, "auto", quantize="int8")
     assert int8.mode == "int8" and int8.device.type == "cpu"
     layer = int8.loaded.model.forward_layers[0]
     assert "quantized" in type(layer).__module__ and "quantized" in type(int8.loaded.model.head).__module__
-    got = int8.predict(texts)
-    assert [p.label for p in got] == [p.label for p in fp32]
-    assert max(abs(a.score - b.score) for a, b in zip(fp32, got)) < 0.05
-    assert any(a.score != b.score for a, b in zip(fp32, got))  # int8 really ran
+    assert_close_to_fp32(trained_run, int8)
     run = Path(shutil.copytree(trained_run, tmp_path / "run"))
     plain = evaluate(run, "test", device="cpu")
     quantized = evaluate(run, "test", device="cpu", quantize="int8")

@@ -69,8 +69,7 @@ def evaluate(run_dir: str | Path, split: str = "test", data: str | None = None,
     if len(dataset) == 0:
         raise DataError(f"{name}: no labelled rows to evaluate on")
     ids = loaded.encoder.encode(column(dataset, "text"))
-    logits = logits_for(loaded.model, ids, batch_size or recipe.train.eval_batch_size, target,
-                        "bf16" if mode == "bf16" else "fp32")
+    logits = logits_for(loaded.model, ids, batch_size or recipe.train.eval_batch_size, target, mode)
     if mode != recipe.train.precision:  # its own report files, beside the default ones
         name = f"{name}-{mode}"
     truth = np.asarray(column(dataset, "label"))

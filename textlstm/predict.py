@@ -78,12 +78,12 @@ def quantize_int8(model: LSTMClassifier) -> LSTMClassifier:
 def logits_for(model: LSTMClassifier, ids: Sequence[np.ndarray], batch_size: int,
                device: torch.device, precision: str = "fp32") -> np.ndarray:
     """Logits (rows, num_classes) in input order. ``bf16`` runs the model under bfloat16
-    autocast: about 2x the texts/s of fp32 on a CPU with avx512_bf16 (bench/README.md). An int8
-    model (``quantize_int8``) runs with ``precision="fp32"``."""
+    autocast: about 2x the texts/s of fp32 on a CPU with avx512_bf16 (bench/README.md). ``int8``
+    is for a model from ``quantize_int8``, whose activations stay fp32."""
     from textlstm.runtime import autocast
 
-    if precision not in ("fp32", "bf16"):
-        raise TextLSTMError(f"precision {precision}: use fp32 or bf16")
+    if precision not in ("fp32", "bf16", "int8"):
+        raise TextLSTMError(f"precision {precision}: use fp32, bf16 or int8")
     was_training = model.training
     model.eval()
     out = np.zeros((len(ids), model.head.out_features), dtype=np.float32)
@@ -124,7 +124,6 @@ class Predictor:
     def __init__(self, loaded, mode: str = "fp32", device: torch.device | None = None) -> None:
         self.loaded = loaded
         self.mode = mode  # fp32, bf16 or int8 (an int8 model runs its activations in fp32)
-        self.precision = "bf16" if mode == "bf16" else "fp32"
         self.labels: list[str] = loaded.labels
         self.device = device or next(loaded.model.parameters()).device
 
@@ -138,7 +137,7 @@ class Predictor:
 
     def probabilities(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
         ids = self.loaded.encoder.encode(texts)
-        logits = logits_for(self.loaded.model, ids, batch_size, self.device, self.precision)
+        logits = logits_for(self.loaded.model, ids, batch_size, self.device, self.mode)
         return torch.from_numpy(logits).softmax(dim=1).numpy()
 
     def predict(self, texts: Sequence[str], batch_size: int = 256) -> list[Prediction]:
