@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -41,18 +42,19 @@ def counts(study):
     return len(done), [t for t in trials if t.user_attrs.get("orphaned")], trials
 
 
-def wait_gone(pid, seconds=15.0):
-    end = time.time() + seconds
-    while time.time() < end:
-        if not os.path.exists(f"/proc/{pid}"):
-            return True
-        try:  # a zombie is gone for our purpose
-            if open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z":
-                return True
-        except OSError:
-            return True
-        time.sleep(0.1)
-    return False
+def wait_gone(pid, seconds=60.0):
+    """Whether process ``pid`` (not our child: its parent was killed) has ended. Waits on a pidfd,
+    which becomes readable when the process exits: no polling; ``seconds`` is only a safety net."""
+    import select
+
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    try:
+        return bool(select.select([fd], [], [], seconds)[0])
+    finally:
+        os.close(fd)
 
 
 def tune_cli(recipe, out, *args):
@@ -60,28 +62,34 @@ def tune_cli(recipe, out, *args):
             "--device", "cpu", "--no-prune", *args]
 
 
-def start_until_finished(recipe, out, finished):
-    """`tune --jobs 2` in the background, returned once the study has ``finished`` trials."""
-    folder = out / "tiny-tune"
-    command = subprocess.Popen(tune_cli(recipe, out, "--jobs", "2"), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        time.sleep(0.2)
-        if (folder / "study.log").exists() and counts(study_of(folder))[0] >= finished:
-            break
+GATED = Path(__file__).parent / "helpers" / "gated_cli.py"
+
+
+def start_held_at(recipe, out, held, gate):
+    """`tune --jobs 2` in the background with every trial from number ``held`` on waiting at its
+    start (tests/helpers/gated_cli.py); returned once both workers wait there, so exactly
+    ``held`` trials have finished and trials ``held`` and ``held + 1`` are running."""
+    gate.mkdir()
+    command = subprocess.Popen([sys.executable, str(GATED), *tune_cli(recipe, out, "--jobs", "2")[3:]],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "TEXTLSTM_TEST_GATE": f"{gate}:{held}"})
+    wanted = {gate / f"reached-{held}", gate / f"reached-{held + 1}"}
+    end = time.monotonic() + 240  # a safety net for a broken run, not a timing condition
+    while not all(path.exists() for path in wanted):
         assert command.poll() is None, command.communicate()
-    return command, folder
+        assert time.monotonic() < end, "the workers never reached the held trials"
+        time.sleep(0.05)
+    return command, out / "tiny-tune"
 
 
 def test_two_workers_killed_with_sigkill_resume_the_same_study_and_best_toml_trains(tmp_path, corpus):
     recipe = write_recipe(tmp_path / "tiny.toml", corpus, SPACE)
     out = tmp_path / "runs"
-    first, folder = start_until_finished(recipe, out, 2)
+    first, folder = start_held_at(recipe, out, 2, tmp_path / "gate")
     first.send_signal(signal.SIGKILL)
     first.wait()
     finished, _, trials = counts(study_of(folder))
-    assert 2 <= finished < 6, "the study ended before it was killed"
+    assert finished == 2 and sorted(t.number for t in trials if t.state.name == "RUNNING") == [2, 3]
     workers = {t.user_attrs["worker"] for t in trials}
     assert len(workers) == 2  # two processes claimed trials
     for worker in workers:  # each worker notices its parent is gone and exits
@@ -92,7 +100,7 @@ def test_two_workers_killed_with_sigkill_resume_the_same_study_and_best_toml_tra
     assert again.returncode == 0, again.stderr
     finished_after, orphans, trials = counts(study_of(folder))
     assert finished_after == 6  # the same study: only the missing trials ran, not 6 new ones
-    assert len(trials) == 6 + len(orphans) and len(orphans) <= 2
+    assert len(trials) == 8 and sorted(t.number for t in orphans) == [2, 3]
     assert all(t.user_attrs["reason"] == "its worker died; the trial is run again" for t in orphans)
     assert "leaderboard" in again.stdout
     trained = CliRunner().invoke(app, ["train", str(folder / "best.toml"), "--out",
@@ -312,13 +320,29 @@ def test_a_joined_train_split_reads_both_and_says_validation_is_not_held_out(tmp
 
 def test_ctrl_c_with_two_workers_stops_both_and_still_writes_the_best_recipe(tmp_path, corpus):
     recipe = write_recipe(tmp_path / "tiny.toml", corpus, SPACE.replace("trials = 6", "trials = 40"))
-    command, folder = start_until_finished(recipe, tmp_path / "runs", 1)
+    command, folder = start_held_at(recipe, tmp_path / "runs", 1, tmp_path / "gate")
     command.send_signal(signal.SIGINT)  # as Ctrl-C does to the command (it passes it on)
     stdout, stderr = command.communicate(timeout=120)
     assert command.returncode == 130, stderr
     finished, orphans, trials = counts(study_of(folder))
-    assert 1 <= finished < 40 and not any(t.state.name == "RUNNING" for t in trials)
+    assert finished == 1 and not any(t.state.name == "RUNNING" for t in trials)
+    assert sorted(t.number for t in orphans) == [1, 2]
     assert all(t.user_attrs["reason"] == "interrupted; the trial is run again" for t in orphans)
     assert (folder / "best.toml").is_file() and "interrupted" in stdout + stderr
     for worker in {t.user_attrs["worker"] for t in trials}:
         assert wait_gone(int(worker.split(":")[1]))
+
+
+def test_the_library_tune_with_retrain_trains_the_best_configuration(tmp_path):
+    """README: textlstm.tune(recipe, ..., retrain=True) returns the retrained run too."""
+    import textlstm
+
+    data = write_split_csvs(tmp_path / "data")
+    text = write_recipe(tmp_path / "tiny.toml", data, SPACE.replace("trials = 6", "trials = 2"))
+    text.write_text(text.read_text().replace("validation_fraction = 0.2\ntest_fraction = 0.2\n", ""))
+    result = textlstm.tune(textlstm.load_recipe(text), tmp_path / "runs", device="cpu",
+                           prune=False, retrain=True)
+    assert result.retrained is not None
+    assert result.retrained.run_dir.parent.parent == tmp_path / "runs" / "tiny-tune" / "retrain"
+    assert textlstm.load_recipe(result.retrained.run_dir / "recipe.toml").data.train_split == \
+        "train+validation"

@@ -183,7 +183,7 @@ def tune(recipe: Annotated[Path, typer.Argument(help="Recipe .toml file with a t
          vocab_dir: VocabDir = None, cache_dir: CacheDir = None, no_cache: NoCache = False) -> None:
     """Random (or TPE) search over the recipe's tune.space; resumes the same study when run again."""
     from textlstm.recipe import load_recipe
-    from textlstm.tuning import retrain as retrain_best
+    from textlstm.tuning import retrain_best
     from textlstm.tuning import tune as run_tune
 
     loaded = load_recipe(recipe, overrides)

@@ -237,7 +237,7 @@ def tune(recipe: Recipe, out_dir: str | Path = "runs", trials: int | None = None
     result.interrupted = interrupted
     result.plots = _plots(study, folder, cfg.metric, events)
     if retrain and not interrupted:
-        result.retrained = retrain(recipe, result, data_dir, device, events, options)
+        result.retrained = retrain_best(recipe, result, data_dir, device, events, options)
     return result
 
 
@@ -624,8 +624,8 @@ def _plots(study: Any, folder: Path, metric: str, events: TuneEvents) -> list[Pa
     return written
 
 
-def retrain(recipe: Recipe, result: TuneResult, data_dir: str | Path | None, device: str,
-             events: TuneEvents, options: Options | None) -> TrainResult:
+def retrain_best(recipe: Recipe, result: TuneResult, data_dir: str | Path | None, device: str,
+                 events: Events, options: Options | None) -> TrainResult:
     """Train the best configuration once more, as ``tune.retrain`` says: on the train split (as
     the trial did), or on train+validation for the best trial's number of epochs, keeping the
     last epoch (validation rows are training rows then, so they cannot pick an epoch)."""

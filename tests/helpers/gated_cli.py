@@ -1,0 +1,36 @@
+"""The `textlstm` command with a gate in front of tuning trials, for tests that stop a study at a
+known point instead of polling and hoping.
+
+With ``TEXTLSTM_TEST_GATE=<folder>:<n>``, every trial numbered ``n`` or higher writes
+``<folder>/reached-<number>`` when it starts and waits until ``<folder>/release`` exists. The
+patch sits at this file's top level, so the spawned worker processes of ``tune --jobs N``, which
+import the parent's main file as ``__mp_main__``, get it too.
+"""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import textlstm.tuning as tuning
+
+_GATE = os.environ.get("TEXTLSTM_TEST_GATE")
+
+if _GATE:
+    _folder, _, _first = _GATE.rpartition(":")
+    _real_train = tuning.train
+
+    def _gated_train(recipe, out, *args, **kwargs):  # type: ignore[no-untyped-def]
+        number = int(Path(out).name)  # trials/<number>
+        if number >= int(_first):
+            (Path(_folder) / f"reached-{number}").touch()
+            while not (Path(_folder) / "release").exists():
+                time.sleep(0.02)
+        return _real_train(recipe, out, *args, **kwargs)
+
+    tuning.train = _gated_train
+
+if __name__ == "__main__":
+    from textlstm.cli import main
+
+    main()
