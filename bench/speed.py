@@ -150,7 +150,7 @@ def write_subset(root: str | None, folder: Path, rows: int | None) -> tuple[Path
     taking every k-th review) as parquet files in the hub layout."""
     import datasets
 
-    from textlstm.sources import load_raw
+    from textlstm.data.sources import load_raw
 
     raw, *_ = load_raw("stanfordnlp/imdb", None, root, None)
     out = folder / "imdb"

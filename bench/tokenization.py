@@ -7,7 +7,7 @@ Usage: python bench/tokenization.py [DATA_ROOT] [--kinds regex,spacy,...] [--rep
    all cores, no truncation), against the plain-Python reference measured in the same run,
    interleaved with it: ``[re.findall(pattern, text.lower()) for text in texts]``, which only
    produces token strings. Median of ``--repeats``; tokens/s counts the tokens each side produced.
-2. Cache: ``preprocess`` of recipes/imdb.toml (vocabulary + train and validation ids) into an
+2. Cache: ``text.cache.preprocess`` of recipes/imdb.toml (vocabulary + train and validation ids) into an
    empty cache folder, then the same call again, which reads the cache.
 """
 from __future__ import annotations
@@ -21,11 +21,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from textlstm.encoder import cores, fit_encoder
-from textlstm.preprocess import Options, preprocess
+from textlstm.text.encoder import cores, fit_encoder
+from textlstm.text.cache import Options, preprocess
 from textlstm.recipe import TokenizerConfig, VocabConfig, load_recipe
-from textlstm.sources import load_raw
-from textlstm.tokenize import WORD_PATTERN
+from textlstm.data.sources import load_raw
+from textlstm.text.tokenizers import WORD_PATTERN
 
 KINDS = ("regex", "whitespace", "spacy", "bpe", "wordpiece", "unigram")
 RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "imdb.toml"

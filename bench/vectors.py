@@ -31,8 +31,8 @@ def write_standin(path: Path, words: int, dim: int) -> None:
 
 def measure(path: str, vocab_size: int) -> None:
     """Runs in a child process so its peak RSS is this load's alone."""
-    from textlstm.vectors import embedding_matrix, inspect, read_vectors
-    from textlstm.vocab import PAD, UNK, Vocab
+    from textlstm.text.vectors import embedding_matrix, inspect, read_vectors
+    from textlstm.text.vocab import PAD, UNK, Vocab
 
     words = [f"w{i * 2}" for i in range(vocab_size // 2)] + [f"x{i}" for i in range(vocab_size // 2)]
     vocab = Vocab([PAD, UNK, *words])

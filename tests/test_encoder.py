@@ -6,16 +6,16 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import make_texts, write_recipe
-from textlstm import encoder as encoder_module
+from textlstm.text import encoder as encoder_module
 from textlstm.checkpoint import load
 from textlstm.cli import app
-from textlstm.encoder import Encoder, fit_encoder, read_vocab_file, write_vocab_file
+from textlstm.text.encoder import Encoder, fit_encoder, read_vocab_file, write_vocab_file
 from textlstm.errors import CheckpointError, RecipeError
-from textlstm.preprocess import Options, preprocess, vocab_filename
+from textlstm.text.cache import Options, preprocess, vocab_filename
 from textlstm.recipe import TokenizerConfig, VocabConfig, load_recipe
-from textlstm.tokenize import build_tokenizer
+from textlstm.text.tokenizers import build_tokenizer
 from textlstm.training import train
-from textlstm.vocab import PAD, UNK, UNK_ID
+from textlstm.text.vocab import PAD, UNK, UNK_ID
 
 TEXTS = make_texts("pos", 60, 1) + make_texts("neg", 60, 1) + ["", "Zebra!"]
 

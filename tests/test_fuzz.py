@@ -15,7 +15,7 @@ import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from textlstm.encoder import fit_encoder
+from textlstm.text.encoder import fit_encoder
 from textlstm.errors import RecipeError
 from textlstm.predict import read_inputs
 from textlstm.recipe import Recipe, TokenizerConfig, VocabConfig, load_recipe, recipe_from_dict

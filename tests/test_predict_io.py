@@ -449,10 +449,10 @@ def test_a_bf16_trained_run_predicts_in_bf16_by_default(tmp_path, monkeypatch):
         def message(self, text: str) -> None:
             self.lines.append(text)
 
-    import textlstm.training
+    import textlstm.training.trainer
 
     events = Messages()
-    monkeypatch.setattr(textlstm.training, "native_bf16", lambda device: False)
+    monkeypatch.setattr(textlstm.training.trainer, "native_bf16", lambda device: False)
     result = train(recipe, tmp_path / "runs", device="cpu", events=events)
     assert any("no native bfloat16" in line and "train.precision" in line for line in events.lines)
     assert any(line.endswith("device cpu, bf16") for line in events.lines)

@@ -10,7 +10,7 @@ import torch
 from textlstm.checkpoint import load
 from textlstm.errors import CheckpointError
 from textlstm.recipe import load_recipe
-from textlstm.resume import FILE
+from textlstm.training.resume import FILE
 from textlstm.training import Events, resume, train
 
 KILLER = """
@@ -189,7 +189,7 @@ def test_the_package_has_no_way_to_unpickle_or_evaluate_strings():
 def test_resumed_tensors_are_aligned_like_freshly_allocated_ones(tmp_path, recipe_path):
     """Tensors read straight from the file sit at offsets set by the header's length; vector
     kernels round differently on them, and a resumed run drifted from the uninterrupted one."""
-    from textlstm.resume import load_state
+    from textlstm.training.resume import load_state
 
     run = train(load_recipe(recipe_path), tmp_path / "runs", device="cpu",
                 events=InterruptAt(epoch=2)).run_dir

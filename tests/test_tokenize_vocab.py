@@ -3,8 +3,8 @@ import pytest
 
 from textlstm.errors import CheckpointError
 from textlstm.recipe import TokenizerConfig, VocabConfig
-from textlstm.tokenize import build_tokenizer
-from textlstm.vocab import PAD, UNK, UNK_ID, Vocab, build_vocab
+from textlstm.text.tokenizers import build_tokenizer
+from textlstm.text.vocab import PAD, UNK, UNK_ID, Vocab, build_vocab
 
 
 def test_regex_tokenizer_splits_words_numbers_and_punctuation():
@@ -89,7 +89,7 @@ def random_texts(seed: int, count: int = 300) -> list[str]:
 def test_vectorised_scan_finds_exactly_the_regex_tokens(kind, lowercase):
     """The numpy scanner (used for ids) and the plain regex / str.split (used for strings) agree
     on awkward text: apostrophes in every position, astral and combining characters, surrogates."""
-    from textlstm.scan import hash_strings
+    from textlstm.text.scan import hash_strings
 
     tokenizer = build_tokenizer(TokenizerConfig(kind=kind, lowercase=lowercase, max_length=100_000))
     for seed in range(5):
@@ -105,7 +105,7 @@ def test_vectorised_scan_finds_exactly_the_regex_tokens(kind, lowercase):
 
 @pytest.mark.parametrize("truncation", ["head", "tail", "head+tail"])
 def test_vectorised_encoding_equals_token_by_token_lookup(truncation):
-    from textlstm.encoder import fit_encoder
+    from textlstm.text.encoder import fit_encoder
 
     texts = random_texts(9, 500)
     cfg = TokenizerConfig(max_length=7, truncation=truncation)

@@ -17,7 +17,8 @@ from typer.testing import CliRunner
 from conftest import make_texts, write_recipe
 from textlstm.cli import TuneTable, app
 from textlstm.recipe import load_recipe
-from textlstm.tuning import STALE_SECONDS, TrialSummary, _fail_stale, open_storage, tune
+from textlstm.tuning import TrialSummary, tune
+from textlstm.tuning.study import STALE_SECONDS, _fail_stale, open_storage
 
 SPACE = '''
 [tune]
@@ -145,7 +146,7 @@ def test_a_running_trial_is_stale_when_its_process_is_gone_or_its_heartbeat_is_o
 
 def test_keep_best_n_folders_plots_and_a_trial_that_raises_does_not_stop_the_study(
         tmp_path, corpus, monkeypatch):
-    import textlstm.tuning as tuning
+    import textlstm.tuning.study as tuning
 
     real_train = tuning.train
 

@@ -11,10 +11,10 @@ import torch
 from conftest import write_recipe
 from textlstm.checkpoint import load
 from textlstm.errors import RecipeError
-from textlstm.preprocess import Options, preprocess
+from textlstm.text.cache import Options, preprocess
 from textlstm.recipe import load_recipe
 from textlstm.training import train
-from textlstm.vectors import inspect, read_vectors
+from textlstm.text.vectors import inspect, read_vectors
 
 WORDS = {"great": 0.5, "awful": -0.5, "film": 0.1, "The": 0.3, "the": 0.2, "plot": 0.05}
 

@@ -22,7 +22,7 @@ _EXPORTS = {
     "evaluate": "textlstm.evaluation", "Evaluation": "textlstm.evaluation",
     "Predictor": "textlstm.predict", "Prediction": "textlstm.predict",
     "tune": "textlstm.tuning", "TuneResult": "textlstm.tuning", "TuneEvents": "textlstm.tuning",
-    "summarize": "textlstm.summary", "load_splits": "textlstm.data",
+    "summarize": "textlstm.data.summary", "load_splits": "textlstm.data",
     "TextLSTMError": "textlstm.errors", "RecipeError": "textlstm.errors",
     "DataError": "textlstm.errors", "CheckpointError": "textlstm.errors",
 }

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
-from textlstm.vocab import PAD_ID
+from textlstm.text.vocab import PAD_ID
 
 
 def lengths_of(ids: Sequence[np.ndarray]) -> np.ndarray:

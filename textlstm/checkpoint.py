@@ -19,9 +19,9 @@ import torch
 from textlstm.errors import CheckpointError, RecipeError
 from textlstm.model import LSTMClassifier
 from textlstm.recipe import Recipe, load_recipe
-from textlstm.encoder import Encoder
-from textlstm.tokenize import Tokenizer
-from textlstm.vocab import Vocab
+from textlstm.text.encoder import Encoder
+from textlstm.text.tokenizers import Tokenizer
+from textlstm.text.vocab import Vocab
 
 FORMAT_VERSION = 1
 FILES = ("model.safetensors", "recipe.toml", "vocab.json", "labels.json", "meta.json")

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from textlstm.recipe import ModelConfig
-from textlstm.vocab import PAD_ID
+from textlstm.text.vocab import PAD_ID
 
 CELLS: dict[str, type[nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU}
 

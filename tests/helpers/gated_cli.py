@@ -12,7 +12,7 @@ import os
 import time
 from pathlib import Path
 
-import textlstm.tuning as tuning
+import textlstm.tuning.study as tuning
 
 _GATE = os.environ.get("TEXTLSTM_TEST_GATE")
 

@@ -16,7 +16,7 @@ from typing import IO
 import numpy as np
 
 from textlstm.errors import RecipeError
-from textlstm.vocab import PAD_ID, Vocab
+from textlstm.text.vocab import PAD_ID, Vocab
 
 
 @dataclass

@@ -5,7 +5,7 @@ apostrophes, and every other non-space character on its own) and the ``whitespac
 (``str.split``) only ever look at one character and its two neighbours, so both can be applied to
 a whole batch of texts at once: classify every code point with a lookup table, mark where tokens
 start and end, and give each token a 64-bit polynomial hash from prefix sums. Vocabulary lookup is
-then a binary search over the vocabulary's hashes. ``tokenize.py`` keeps the plain regex version,
+then a binary search over the vocabulary's hashes. ``tokenizers.py`` keeps the plain regex version,
 and the tests hold the two to the same output.
 
 Creating one Python string per token is what limits the regex version (about 280 ns per token

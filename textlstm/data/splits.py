@@ -1,7 +1,7 @@
 """Datasets in, clean splits out: every source becomes a DatasetDict with a string ``text`` column
 and a ClassLabel ``label`` column, split into train / validation / test.
 
-Where the raw data comes from is ``textlstm.sources``'s job.
+Where the raw data comes from is ``textlstm.data.sources``'s job.
 
 Policies, stated once: text files and data-file lines that are not valid UTF-8 are decoded with
 replacement characters and counted; rows whose text or label is missing are skipped and counted; labels of -1 (hidden test
@@ -17,7 +17,7 @@ from typing import Any
 
 from textlstm.errors import DataError
 from textlstm.recipe import DataConfig
-from textlstm.sources import data_root, load_raw
+from textlstm.data.sources import data_root, load_raw
 
 __all__ = ["Splits", "column", "data_root", "label_names", "load_raw", "load_splits", "normalize"]
 

@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 
 from textlstm.batching import split_by_lengths
-from textlstm.encoder import Encoder, fit_encoder, read_vocab_file, write_vocab_file
+from textlstm.text.encoder import Encoder, fit_encoder, read_vocab_file, write_vocab_file
 from textlstm.errors import CheckpointError, RecipeError
 from textlstm.recipe import Recipe
-from textlstm.subword import SubwordTokenizer
-from textlstm.vectors import Coverage, VectorFile, coverage, embedding_matrix, inspect, read_vectors
+from textlstm.text.subword import SubwordTokenizer
+from textlstm.text.vectors import Coverage, VectorFile, coverage, embedding_matrix, inspect, read_vectors
 
 
 def default_cache_dir() -> Path:

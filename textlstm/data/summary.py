@@ -7,13 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
-from textlstm.data import column, load_splits
-from textlstm.encoder import write_vocab_file
+from textlstm.data.splits import column, load_splits
+from textlstm.text.encoder import write_vocab_file
 from textlstm.errors import CheckpointError
-from textlstm.preprocess import Options, preprocess, vectors_file, vocab_filename
+from textlstm.text.cache import Options, preprocess, vectors_file, vocab_filename
 from textlstm.recipe import Recipe
-from textlstm.tokenize import build_tokenizer
-from textlstm.vocab import PAD_ID, UNK_ID
+from textlstm.text.tokenizers import build_tokenizer
+from textlstm.text.vocab import PAD_ID, UNK_ID
 
 PERCENTILES = (50, 90, 95, 99, 100)
 

@@ -24,12 +24,12 @@ from textlstm.metrics import quick_scores
 from textlstm.model import LSTMClassifier
 from textlstm.predict import logits_for
 from textlstm.recipe import Recipe, TrainConfig, load_recipe
-from textlstm.resume import FILE as RESUME_FILE
-from textlstm.resume import TrainState, load_state, restore, save_state
+from textlstm.training.resume import FILE as RESUME_FILE
+from textlstm.training.resume import TrainState, load_state, restore, save_state
 from textlstm.runtime import autocast, native_bf16, pick_device, seed_everything
-from textlstm.encoder import Encoder
-from textlstm.preprocess import Options, Preprocessed, preprocess, vectors_file
-from textlstm.vocab import Vocab
+from textlstm.text.encoder import Encoder
+from textlstm.text.cache import Options, Preprocessed, preprocess, vectors_file
+from textlstm.text.vocab import Vocab
 
 
 @dataclass

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from textlstm.errors import RecipeError, TextLSTMError
-from textlstm.preprocess import Options
+from textlstm.text.cache import Options
 from textlstm.recipe import Recipe, SpaceEntry, recipe_from_dict
 from textlstm.training import EpochResult, Events, TrainResult, train
 

@@ -17,8 +17,8 @@ import numpy as np
 from textlstm.batching import split_by_lengths
 from textlstm.errors import CheckpointError
 from textlstm.recipe import TokenizerConfig
-from textlstm.tokenize import TAG_PATTERN, WORD_PATTERN, truncate
-from textlstm.vocab import PAD, UNK, UNK_ID, Vocab
+from textlstm.text.tokenizers import TAG_PATTERN, WORD_PATTERN, truncate
+from textlstm.text.vocab import PAD, UNK, UNK_ID, Vocab
 
 
 def _models() -> dict[str, tuple[Any, Any]]:

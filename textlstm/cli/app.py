@@ -45,7 +45,7 @@ NoCache = Annotated[bool, typer.Option(
 
 
 def _options(vocab_dir: Path | None, cache_dir: Path | None, no_cache: bool) -> Any:
-    from textlstm.preprocess import Options, default_cache_dir, default_vocab_dir
+    from textlstm.text.cache import Options, default_cache_dir, default_vocab_dir
 
     return Options(vocab_dir=vocab_dir or default_vocab_dir(),
                    cache_dir=None if no_cache else cache_dir or default_cache_dir())
@@ -119,7 +119,7 @@ def check(recipe: Annotated[Path, typer.Argument(help="Recipe .toml file.")],
     from rich.syntax import Syntax
 
     from textlstm.recipe import load_recipe
-    from textlstm.summary import PERCENTILES, summarize
+    from textlstm.data.summary import PERCENTILES, summarize
 
     loaded = load_recipe(recipe, overrides)
     out.print(f"[green]ok[/green] {recipe} is valid; resolved recipe:")
@@ -150,7 +150,7 @@ def vocab(recipe: Annotated[Path, typer.Argument(help="Recipe .toml file.")],
           top: Annotated[int, typer.Option(help="How many frequent tokens to show.")] = 20) -> None:
     """Build a recipe's vocabulary (or subword tokenizer) into --vocab-dir for runs to reuse."""
     from textlstm.recipe import load_recipe
-    from textlstm.summary import build_vocabulary
+    from textlstm.data.summary import build_vocabulary
 
     loaded = load_recipe(recipe, overrides)
     summary = build_vocabulary(loaded, data_dir, _options(vocab_dir, cache_dir, no_cache), top)
@@ -183,7 +183,7 @@ def tune(recipe: Annotated[Path, typer.Argument(help="Recipe .toml file with a t
          vocab_dir: VocabDir = None, cache_dir: CacheDir = None, no_cache: NoCache = False) -> None:
     """Random (or TPE) search over the recipe's tune.space; resumes the same study when run again."""
     from textlstm.recipe import load_recipe
-    from textlstm.tuning import retrain_best
+    from textlstm.tuning.study import retrain_best
     from textlstm.tuning import tune as run_tune
 
     loaded = load_recipe(recipe, overrides)

@@ -21,11 +21,11 @@ import numpy as np
 from textlstm.batching import split_by_lengths
 from textlstm.errors import CheckpointError
 from textlstm.recipe import TokenizerConfig, VocabConfig
-from textlstm.scan import HashLookup, warm_up
-from textlstm.subword import (SubwordTokenizer, load_subword, subword_kind, subword_vocab,
+from textlstm.text.scan import HashLookup, warm_up
+from textlstm.text.subword import (SubwordTokenizer, load_subword, subword_kind, subword_vocab,
                               train_subword)
-from textlstm.tokenize import Tokenizer, build_tokenizer
-from textlstm.vocab import UNK_ID, Vocab, vocab_from_counts
+from textlstm.text.tokenizers import Tokenizer, build_tokenizer
+from textlstm.text.vocab import UNK_ID, Vocab, vocab_from_counts
 
 CHUNK = 2048  # texts per unit of work
 PARALLEL_MIN_CHARS = 2_000_000  # below this, starting worker processes costs more than it saves

@@ -74,7 +74,7 @@ class RegexTokenizer:
 
     def scan(self, texts: Sequence[str]) -> Any:
         """The same tokens as ``batch``, found for all texts at once (see ``scan.py``)."""
-        from textlstm.scan import Scan
+        from textlstm.text.scan import Scan
 
         return Scan(list(clean(texts, self.cfg)), whitespace_only=self._split is str.split)
 
