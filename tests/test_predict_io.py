@@ -16,6 +16,7 @@ import torch
 from conftest import make_texts, write_label_folders, write_recipe
 from textlstm.errors import DataError
 from textlstm.predict import Prediction, PredictionWriter, Predictor, read_inputs
+from textlstm.training import Events
 
 
 @pytest.fixture(scope="module")
@@ -400,6 +401,17 @@ def assert_close_to_fp32(run, predictor) -> None:
     assert any(a.score != b.score for a, b in zip(fp32, got))
 
 
+def cpu_bf16() -> str:
+    from textlstm.runtime import bf16_support
+
+    return bf16_support(torch.device("cpu"))
+
+
+needs_bf16 = pytest.mark.skipif(cpu_bf16() == "none", reason="this CPU has no bfloat16 LSTM kernels "
+                                "(no AVX-512/AMX); the fp32 fallback is tested instead")
+
+
+@needs_bf16
 def test_bf16_predictions_agree_with_fp32_and_evaluate_keeps_both_reports(trained_run, tmp_path):
     import shutil
 
@@ -432,33 +444,36 @@ def test_int8_quantization_predicts_like_fp32_with_int8_weights(trained_run, tmp
     assert abs(plain.report.accuracy - quantized.report.accuracy) <= 0.1
 
 
-def test_a_bf16_trained_run_predicts_in_bf16_by_default(tmp_path, monkeypatch):
-    from textlstm.evaluation import evaluate
+class Messages(Events):
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def message(self, text: str) -> None:
+        self.lines.append(text)
+
+
+def bf16_recipe(tmp_path):
     from textlstm.recipe import load_recipe
-    from textlstm.runtime import native_bf16
-    from textlstm.training import Events, train
 
     corpus = write_label_folders(tmp_path / "corpus")
     recipe = load_recipe(write_recipe(tmp_path / "tiny.toml", corpus))
-    recipe = recipe.model_copy(update={"train": recipe.train.model_copy(update={"precision": "bf16"})})
+    return recipe.model_copy(update={"train": recipe.train.model_copy(update={"precision": "bf16"})})
 
-    class Messages(Events):
-        def __init__(self) -> None:
-            self.lines: list[str] = []
 
-        def message(self, text: str) -> None:
-            self.lines.append(text)
-
+@needs_bf16
+def test_a_bf16_trained_run_predicts_in_bf16_by_default(tmp_path, monkeypatch):
     import textlstm.training.trainer
+    from textlstm.evaluation import evaluate
+    from textlstm.training import train
 
     events = Messages()
-    monkeypatch.setattr(textlstm.training.trainer, "native_bf16", lambda device: False)
-    result = train(recipe, tmp_path / "runs", device="cpu", events=events)
+    monkeypatch.setattr(textlstm.training.trainer, "bf16_support", lambda device: "emulated")
+    result = train(bf16_recipe(tmp_path), tmp_path / "runs", device="cpu", events=events)
     assert any("no native bfloat16" in line and "train.precision" in line for line in events.lines)
     assert any(line.endswith("device cpu, bf16") for line in events.lines)
     assert result.epochs[-1].train_loss < result.epochs[0].train_loss  # it learns under autocast
     monkeypatch.undo()
-    native = native_bf16(torch.device("cpu"))  # without it, auto falls back to fp32
+    native = cpu_bf16() == "native"  # without it, auto falls back to fp32
     assert Predictor.load(result.run_dir, "cpu").mode == ("bf16" if native else "fp32")
     assert Predictor.load(result.run_dir, "cpu", precision="fp32").mode == "fp32"
     own = evaluate(result.run_dir, "test", device="cpu", precision="bf16")
@@ -467,14 +482,40 @@ def test_a_bf16_trained_run_predicts_in_bf16_by_default(tmp_path, monkeypatch):
     assert full.json_path.name == "eval-test-fp32.json" and own.json_path.is_file()
 
 
+def test_bf16_falls_back_to_fp32_on_a_cpu_without_bf16_recurrent_kernels(tmp_path, monkeypatch):
+    """An AVX2-only CPU has no bf16 LSTM kernel: a bf16 recipe trains in fp32 and says so, `auto`
+    predicts in fp32, and an explicit bf16 request is one clear line."""
+    import textlstm.runtime
+    import textlstm.training.trainer
+    from textlstm.errors import TextLSTMError
+    from textlstm.training import train
+
+    for module in (textlstm.runtime, textlstm.training.trainer):
+        monkeypatch.setattr(module, "bf16_support", lambda device: "none")
+    events = Messages()
+    result = train(bf16_recipe(tmp_path), tmp_path / "runs", device="cpu", events=events)
+    assert any(line.endswith("device cpu, fp32") for line in events.lines)
+    assert any("no bfloat16 kernels for the LSTM and GRU" in line and "trains in fp32" in line
+               for line in events.lines)
+    assert json.loads((result.run_dir / "meta.json").read_text())["precision"] == "fp32"
+    assert Predictor.load(result.run_dir, "cpu").mode == "fp32"
+    with pytest.raises(TextLSTMError) as info:
+        Predictor.load(result.run_dir, "cpu", precision="bf16")
+    assert info.value.lines == ["--precision bf16: this CPU has no bfloat16 kernels for the LSTM and "
+                                "GRU (they need AVX-512 or AMX); use --precision fp32 or auto"]
+
+
 def test_inference_mode_follows_the_run_unless_told_and_avoids_emulated_bf16():
     from textlstm.errors import TextLSTMError
     from textlstm.predict import inference_mode
 
-    assert inference_mode("auto", None, "bf16", native_bf16=True) == "bf16"
-    assert inference_mode("auto", None, "bf16", native_bf16=False) == "fp32"
+    assert inference_mode("auto", None, "bf16", bf16="native") == "bf16"
+    assert inference_mode("auto", None, "bf16", bf16="emulated") == "fp32"
+    assert inference_mode("auto", None, "bf16", bf16="none") == "fp32"
     assert inference_mode("auto", None, "fp32") == "fp32"
-    assert inference_mode("bf16", None, "fp32", native_bf16=False) == "bf16"  # asked for: obeyed
+    assert inference_mode("bf16", None, "fp32", bf16="emulated") == "bf16"  # asked for: obeyed
+    with pytest.raises(TextLSTMError, match="no bfloat16 kernels"):
+        inference_mode("bf16", None, "fp32", bf16="none")
     assert inference_mode("fp32", None, "bf16") == "fp32"
     assert inference_mode("auto", "int8", "bf16") == "int8"
     with pytest.raises(TextLSTMError, match="drop --precision bf16"):

@@ -44,15 +44,19 @@ def check_quantize(name: str | None) -> str | None:
     return name
 
 
-def inference_mode(precision: str, quantize: str | None, trained: str, native_bf16: bool = True
+def inference_mode(precision: str, quantize: str | None, trained: str, bf16: str = "native"
                    ) -> str:
     """What a model runs in: ``fp32``, ``bf16`` or ``int8``. ``auto`` is the precision the run
     was trained in (its recipe's ``train.precision``), except that bf16 becomes fp32 where the
-    hardware has no bf16 (``native_bf16`` false): emulated bf16 is slower than fp32 there."""
+    hardware has no native bf16 (``bf16`` is ``runtime.bf16_support``: emulated bf16 is slower
+    than fp32, and a CPU without AVX-512 has no bf16 recurrent kernel at all)."""
     check_precision(precision)
     if check_quantize(quantize) is None:
         if precision == "auto":
-            return "fp32" if trained == "bf16" and not native_bf16 else trained
+            return "fp32" if trained == "bf16" and bf16 != "native" else trained
+        if precision == "bf16" and bf16 == "none":
+            raise TextLSTMError("--precision bf16: this CPU has no bfloat16 kernels for the LSTM "
+                                "and GRU (they need AVX-512 or AMX); use --precision fp32 or auto")
         return precision
     if precision == "bf16":
         raise TextLSTMError("--quantize int8 runs int8 weights with fp32 activations; drop "
@@ -97,7 +101,7 @@ def logits_for(model: LSTMClassifier, ids: Sequence[np.ndarray], batch_size: int
 def load_for_inference(run_dir: str | Path, device: str, precision: str, quantize: str | None):
     """The run loaded and made ready: (loaded, mode, device). int8 runs on the CPU."""
     from textlstm.checkpoint import load
-    from textlstm.runtime import native_bf16, pick_device
+    from textlstm.runtime import bf16_support, pick_device
 
     check_precision(precision)
     if check_quantize(quantize) is not None and device == "cuda":
@@ -105,7 +109,8 @@ def load_for_inference(run_dir: str | Path, device: str, precision: str, quantiz
                             "only; pass --device cpu")
     target = pick_device("cpu" if quantize is not None and device == "auto" else device)
     loaded = load(run_dir, target)
-    mode = inference_mode(precision, quantize, loaded.recipe.train.precision, native_bf16(target))
+    mode = inference_mode(precision, quantize, loaded.recipe.train.precision,
+                          bf16_support(target))
     if mode == "int8":
         loaded.model = quantize_int8(loaded.model)
     return loaded, mode, target

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import random
 
 import numpy as np
@@ -49,3 +50,26 @@ def native_bf16(device: torch.device) -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return False
+
+
+def bf16_support(device: torch.device) -> str:
+    """``native`` (bf16 units: avx512_bf16/AMX, or a GPU from Ampere on), ``emulated`` (runs,
+    slower than fp32) or ``none``: a CPU with neither AVX-512 nor bf16, such as an AVX2-only one,
+    has no bfloat16 kernel for the fused LSTM and GRU at all."""
+    if native_bf16(device):
+        return "native"
+    if device.type == "cuda":
+        return "emulated"
+    return "emulated" if _cpu_bf16_recurrent_runs() else "none"
+
+
+@functools.cache
+def _cpu_bf16_recurrent_runs() -> bool:
+    with torch.random.fork_rng(devices=[]), torch.no_grad():  # the probe draws no seeded numbers
+        try:
+            for cell in (torch.nn.LSTM, torch.nn.GRU):
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    cell(8, 8)(torch.zeros(2, 1, 8))
+        except RuntimeError:  # oneDNN: "could not create a primitive descriptor"
+            return False
+    return True

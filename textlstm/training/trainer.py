@@ -26,7 +26,7 @@ from textlstm.predict import logits_for
 from textlstm.recipe import Recipe, TrainConfig, load_recipe
 from textlstm.training.resume import FILE as RESUME_FILE
 from textlstm.training.resume import TrainState, load_state, restore, save_state
-from textlstm.runtime import autocast, native_bf16, pick_device, seed_everything
+from textlstm.runtime import autocast, bf16_support, pick_device, seed_everything
 from textlstm.text.encoder import Encoder
 from textlstm.text.cache import Options, Preprocessed, preprocess, vectors_file
 from textlstm.text.vocab import Vocab
@@ -168,7 +168,7 @@ def train(recipe: Recipe, out_dir: str | Path = "runs", data_dir: str | Path | N
     rng = seed_everything(recipe.seed)
     prepared = prepare(recipe, data_dir, events, options)
     setup = _setup(recipe, prepared, target)
-    _describe(prepared, setup, target, events, recipe.train.precision)
+    precision = _describe(prepared, setup, target, events, recipe.train.precision)
     run_dir = checkpoint.reserve_run_dir(out_dir, recipe.name)
     try:  # what `--resume` reads back: the recipe, the vocabulary, the labels
         checkpoint.save_identity(run_dir, _portable(recipe, prepared.splits), prepared.encoder,
@@ -178,7 +178,8 @@ def train(recipe: Recipe, out_dir: str | Path = "runs", data_dir: str | Path | N
         raise
     state = TrainState(0, -math.inf, math.inf, 0, None, [], 0.0,
                        str(Path(data_dir).resolve()) if data_dir else None)
-    return _epochs(recipe, prepared, setup, run_dir, state, rng, target, events, data_dir)
+    return _epochs(recipe, prepared, setup, run_dir, state, rng, target, events, data_dir,
+                   precision)
 
 
 def resume(run_dir: str | Path, data_dir: str | Path | None = None, device: str = "auto",
@@ -206,23 +207,33 @@ def resume(run_dir: str | Path, data_dir: str | Path | None = None, device: str 
     with open(run / "metrics.jsonl", "w", encoding="utf-8") as log:  # drop a half-logged epoch
         log.writelines(json.dumps(row) + "\n" for row in state.history)
     events.message(f"resuming {run} after epoch {state.epoch} of {recipe.train.epochs}")
-    return _epochs(recipe, prepared, setup, run, state, rng, target, events, data_dir)
+    precision = "fp32" if bf16_support(target) == "none" else recipe.train.precision
+    return _epochs(recipe, prepared, setup, run, state, rng, target, events, data_dir, precision)
 
 
 def _describe(prepared: Prepared, setup: _Setup, target: torch.device, events: Events,
-              precision: str) -> None:
+              precision: str) -> str:
+    """Says what trains where; returns the precision the run trains in: bf16 falls back to fp32
+    on a CPU that has no bf16 recurrent kernel."""
+    support = bf16_support(target) if precision == "bf16" else "native"
+    if support == "none":
+        precision = "fp32"
     events.message(f"{len(prepared.vocab):,} words in the vocabulary; "
                    f"{sum(p.numel() for p in setup.model.parameters()):,} parameters; "
                    f"device {target}, {precision}")
-    if precision == "bf16" and not native_bf16(target):
+    if support == "emulated":
         events.message(f"train.precision = \"bf16\": {target} has no native bfloat16 "
                        "(avx512_bf16/AMX or a GPU from Ampere on), so bf16 is emulated and slower "
                        "than fp32 here; --set 'train.precision=\"fp32\"' trains in fp32")
+    elif support == "none":
+        events.message(f"train.precision = \"bf16\": {target} has no bfloat16 kernels for the "
+                       "LSTM and GRU (they need AVX-512 or AMX), so this run trains in fp32")
+    return precision
 
 
 def _epochs(recipe: Recipe, prepared: Prepared, setup: _Setup, run_dir: Path, state: TrainState,
             rng: np.random.Generator, target: torch.device, events: Events,
-            data_dir: str | Path | None) -> TrainResult:
+            data_dir: str | Path | None, precision: str) -> TrainResult:
     cfg, splits = recipe.train, prepared.splits
     model, optimizer, scheduler = setup.model, setup.optimizer, setup.scheduler
     train_ids, val_ids = prepared.ids["train"], prepared.ids["validation"]
@@ -241,7 +252,7 @@ def _epochs(recipe: Recipe, prepared: Prepared, setup: _Setup, run_dir: Path, st
             total_loss, total_rows, total_tokens = 0.0, 0, 0
             for rows, tokens, lengths in iterate(train_ids, batches):
                 targets = torch.from_numpy(setup.train_labels[rows]).to(target)
-                with autocast(target, cfg.precision):
+                with autocast(target, precision):
                     logits = model(tokens.to(target), lengths.to(target))  # (batch, num_classes)
                 loss = setup.criterion(logits.float(), targets)
                 optimizer.zero_grad(set_to_none=True)
@@ -260,7 +271,7 @@ def _epochs(recipe: Recipe, prepared: Prepared, setup: _Setup, run_dir: Path, st
                 total_tokens += count
                 events.batch_end(value, count)
             train_seconds = time.perf_counter() - tick
-            val_logits = logits_for(model, val_ids, cfg.eval_batch_size, target, cfg.precision)
+            val_logits = logits_for(model, val_ids, cfg.eval_batch_size, target, precision)
             val_loss = float(nn.functional.cross_entropy(
                 torch.from_numpy(val_logits), torch.from_numpy(setup.val_labels)))
             accuracy, macro_f1 = quick_scores(setup.val_labels, val_logits.argmax(1),
@@ -308,7 +319,8 @@ def _epochs(recipe: Recipe, prepared: Prepared, setup: _Setup, run_dir: Path, st
                            "key": prepared.preprocessed.vocab_key,
                            "vectors_coverage": (asdict(prepared.preprocessed.coverage)
                                                 if prepared.preprocessed.coverage else None)},
-            "metric": cfg.metric, "best_epoch": state.best_epoch, "stopped": stopped,
+            "metric": cfg.metric, "precision": precision, "best_epoch": state.best_epoch,
+            "stopped": stopped,
             "validation": asdict(history[state.best_epoch - 1]),
             "train_seconds": round(seconds, 2), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     checkpoint.save(run_dir, model, state.best_state, _portable(recipe, splits), prepared.encoder,
