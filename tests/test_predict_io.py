@@ -15,7 +15,8 @@ import torch
 
 from conftest import make_texts, write_label_folders, write_recipe
 from textlstm.errors import DataError
-from textlstm.predict import Prediction, PredictionWriter, Predictor, read_inputs
+from textlstm.predict import Prediction, Predictor
+from textlstm.predict_files import PredictionWriter, read_inputs
 from textlstm.training import Events
 
 
@@ -121,9 +122,9 @@ def test_tsv_text_column(tmp_path):
 def test_csv_missing_column_lists_the_columns(tmp_path):
     path = tmp_path / "in.csv"
     path.write_text("id,body\n1,hello\n", encoding="utf-8")
-    assert bad_input(path) == f"{path}: no column 'text' (columns: id, body); pass --text-column"
+    assert bad_input(path) == f"{path}: no column 'text' (columns: id, body); pass text_column"
     assert bad_input(path, text_column="review") == (
-        f"{path}: no column 'review' (columns: id, body); pass --text-column")
+        f"{path}: no column 'review' (columns: id, body); pass text_column")
 
 
 def test_csv_ragged_row_names_its_line(tmp_path):
@@ -174,13 +175,13 @@ def test_jsonl_broken_line_names_file_and_line(tmp_path):
 def test_jsonl_missing_key_names_file_and_line(tmp_path):
     path = tmp_path / "in.jsonl"
     path.write_text('{"review": "a"}\n{"body": "b"}\n', encoding="utf-8")
-    assert bad_input(path, text_key="review") == f"{path}:2: no key 'review'; pass --text-key"
+    assert bad_input(path, text_key="review") == f"{path}:2: no key 'review'; pass text_key"
 
 
 def test_jsonl_record_that_is_not_an_object(tmp_path):
     path = tmp_path / "in.jsonl"
     path.write_text('["a", "b"]\n', encoding="utf-8")
-    assert bad_input(path) == f"{path}:1: no key 'text'; pass --text-key"
+    assert bad_input(path) == f"{path}:1: no key 'text'; pass text_key"
 
 
 # --- read_inputs: unusable files ---------------------------------------------------------------
@@ -501,8 +502,8 @@ def test_bf16_falls_back_to_fp32_on_a_cpu_without_bf16_recurrent_kernels(tmp_pat
     assert Predictor.load(result.run_dir, "cpu").mode == "fp32"
     with pytest.raises(TextLSTMError) as info:
         Predictor.load(result.run_dir, "cpu", precision="bf16")
-    assert info.value.lines == ["--precision bf16: this CPU has no bfloat16 kernels for the LSTM and "
-                                "GRU (they need AVX-512 or AMX); use --precision fp32 or auto"]
+    assert info.value.lines == ["precision='bf16': this CPU has no bfloat16 kernels for the LSTM and "
+                                "GRU (they need AVX-512 or AMX); use precision='fp32' or auto"]
 
 
 def test_inference_mode_follows_the_run_unless_told_and_avoids_emulated_bf16():
@@ -518,7 +519,7 @@ def test_inference_mode_follows_the_run_unless_told_and_avoids_emulated_bf16():
         inference_mode("bf16", None, "fp32", bf16="none")
     assert inference_mode("fp32", None, "bf16") == "fp32"
     assert inference_mode("auto", "int8", "bf16") == "int8"
-    with pytest.raises(TextLSTMError, match="drop --precision bf16"):
+    with pytest.raises(TextLSTMError, match="drop precision='bf16'"):
         inference_mode("bf16", "int8", "fp32")
-    with pytest.raises(TextLSTMError, match="--quantize int4: use int8"):
+    with pytest.raises(TextLSTMError, match="quantize='int4': use int8"):
         inference_mode("auto", "int4", "fp32")

@@ -99,10 +99,10 @@ def test_overrides_set_values_and_are_validated(tmp_path):
     assert recipe.model.hidden_size == 256 and recipe.data.text == ["a", "b"]
     assert recipe.data.dataset == "plain/string" and recipe.model.bidirectional is False
     assert problems(path, ["model.hiden_size=3"]) == [
-        "--set: model.hiden_size: unknown key (did you mean 'hidden_size'?)"]
+        "overrides: model.hiden_size: unknown key (did you mean 'hidden_size'?)"]
     assert problems(path, ["model.hidden_size"]) == [
-        "--set model.hidden_size: expected KEY=VALUE, e.g. --set model.hidden_size=256"]
-    assert problems(path, ["name.x=1"]) == ["--set name.x: 'name' is not a section"]
+        "overrides='model.hidden_size': expected KEY=VALUE, e.g. overrides='model.hidden_size=256'"]
+    assert problems(path, ["name.x=1"]) == ["overrides='name.x': 'name' is not a section"]
 
 
 def test_recipe_is_frozen():

@@ -10,7 +10,7 @@ import torch
 from textlstm.checkpoint import load
 from textlstm.errors import CheckpointError
 from textlstm.recipe import load_recipe
-from textlstm.training.resume import FILE
+from textlstm.training.state import FILE
 from textlstm.training import Events, resume, train
 
 KILLER = """
@@ -91,7 +91,8 @@ def test_ctrl_c_keeps_best_weights_and_the_run_resumes_exactly(tmp_path, recipe_
     stopped = train(load_recipe(recipe_path), tmp_path / "runs", device="cpu", events=events)
     assert stopped.stopped == "interrupted" and stopped.best_epoch in (1, 2)
     assert (stopped.run_dir / FILE).is_file() and load(stopped.run_dir).model is not None
-    assert any(f"textlstm train --resume {stopped.run_dir}" in m for m in events.messages)
+    assert f"interrupted: kept the best weights so far (epoch {stopped.best_epoch}) in " \
+        f"{stopped.run_dir}; it can be resumed" in events.messages
 
     result = resume(stopped.run_dir, device="cpu")
     assert result.run_dir == stopped.run_dir and result.stopped == "completed"
@@ -189,7 +190,7 @@ def test_the_package_has_no_way_to_unpickle_or_evaluate_strings():
 def test_resumed_tensors_are_aligned_like_freshly_allocated_ones(tmp_path, recipe_path):
     """Tensors read straight from the file sit at offsets set by the header's length; vector
     kernels round differently on them, and a resumed run drifted from the uninterrupted one."""
-    from textlstm.training.resume import load_state
+    from textlstm.training.state import load_state
 
     run = train(load_recipe(recipe_path), tmp_path / "runs", device="cpu",
                 events=InterruptAt(epoch=2)).run_dir

@@ -93,7 +93,7 @@ def test_evaluate_finds_the_mirror_the_run_was_trained_from(tmp_path):
     root = tmp_path / "mirror"
     write_label_folders(root / "someone" / "reviews")
     recipe = load_recipe(write_recipe(tmp_path / "r.toml", "someone/reviews"))
-    with pytest.raises(DataError, match="--data-dir"):
+    with pytest.raises(DataError, match="pass data_dir="):
         train(recipe, tmp_path / "runs", device="cpu")  # no mirror given: the hub is offline
     result = train(recipe, tmp_path / "runs", data_dir=root, device="cpu")
     assert json.loads((result.run_dir / "meta.json").read_text())["data_dir"] == str(root.resolve())

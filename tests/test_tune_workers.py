@@ -18,7 +18,8 @@ from conftest import make_texts, write_recipe
 from textlstm.cli import TuneTable, app
 from textlstm.recipe import load_recipe
 from textlstm.tuning import TrialSummary, tune
-from textlstm.tuning.study import STALE_SECONDS, _fail_stale, open_storage
+from textlstm.tuning.study import open_storage
+from textlstm.tuning.workers import STALE_SECONDS, fail_stale
 
 SPACE = '''
 [tune]
@@ -132,7 +133,7 @@ def test_a_running_trial_is_stale_when_its_process_is_gone_or_its_heartbeat_is_o
         trial.set_user_attr("case", name)
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
-    _fail_stale(study)
+    fail_stale(study)
     states = {t.user_attrs["case"]: (t.state.name, t.user_attrs.get("orphaned", False))
               for t in study.get_trials()}
     assert states == {

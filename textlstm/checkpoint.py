@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from textlstm.errors import CheckpointError, RecipeError
+from textlstm.files import atomic_path
 from textlstm.model import LSTMClassifier
 from textlstm.recipe import Recipe, load_recipe
 from textlstm.text.encoder import Encoder
@@ -67,14 +68,11 @@ def finalize(partial: Path) -> Path:
     """Give the finished run its final name and point ``<name>/latest`` at it."""
     final = partial.with_name(partial.name.removesuffix(PARTIAL))
     os.replace(partial, final)  # the name is ours: reserve_run_dir saw it free
-    link = final.parent / "latest"
-    tmp = final.parent / f".latest-{os.getpid()}"
     try:
-        tmp.unlink(missing_ok=True)
-        tmp.symlink_to(final.name)
-        os.replace(tmp, link)
+        with atomic_path(final.parent / "latest") as tmp:
+            tmp.symlink_to(final.name)
     except OSError:  # a file system without symlinks: the run itself is complete
-        tmp.unlink(missing_ok=True)
+        pass
     return final
 
 

@@ -14,9 +14,11 @@ import numpy as np
 import torch
 
 from textlstm.data import column, data_root, label_names, load_raw, load_splits, normalize
-from textlstm.errors import DataError
+from textlstm.errors import DataError, param
+from textlstm.files import atomic_path, write_text
 from textlstm.metrics import Report, report
-from textlstm.predict import load_for_inference, logits_for
+from textlstm.model import logits_for
+from textlstm.predict import load_for_inference
 
 
 @dataclass
@@ -49,7 +51,7 @@ def evaluate(run_dir: str | Path, split: str = "test", data: str | None = None,
         notes += splits.notes
         if split not in splits.names:
             raise DataError(f"{splits.source}: no '{split}' split to evaluate on (splits: "
-                            f"{', '.join(splits.names)}); pass --split or --data")
+                            f"{', '.join(splits.names)}); pass {param('split')} or {param('data')}")
         if splits.labels != loaded.labels:
             raise DataError(f"{splits.source}: labels {splits.labels} differ from the run's "
                             f"{loaded.labels}")
@@ -60,7 +62,8 @@ def evaluate(run_dir: str | Path, split: str = "test", data: str | None = None,
         raw, source, notes, _ = load_raw(data, cfg.config, data_dir, Path.cwd())
         chosen = split if split in raw else (next(iter(raw)) if len(raw) == 1 else None)
         if chosen is None:
-            raise DataError(f"{source}: no '{split}' split (splits: {', '.join(raw)}); pass --split")
+            raise DataError(f"{source}: no '{split}' split (splits: {', '.join(raw)}); pass "
+                            f"{param('split')}")
         label_names(raw[chosen], cfg.label, source, chosen)  # checks the label column exists
         dataset = normalize(raw[chosen], cfg, loaded.labels, source, chosen, notes)
         name = Path(data).stem if Path(data).suffix else data.replace("/", "_")
@@ -79,16 +82,11 @@ def evaluate(run_dir: str | Path, split: str = "test", data: str | None = None,
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name)
     json_path = loaded.run_dir / f"eval-{safe}.json"
     plot_path = loaded.run_dir / f"eval-{safe}-confusion.png"
-    _write_json(json_path, {"run": str(loaded.run_dir), "evaluated_on": name, "precision": mode,
-                            "notes": notes, **result.to_dict()})
+    write_text(json_path, json.dumps({"run": str(loaded.run_dir), "evaluated_on": name,
+                                      "precision": mode, "notes": notes, **result.to_dict()},
+                                     indent=2))
     plot_confusion(result, plot_path, f"{loaded.recipe.name}: {name}")
     return Evaluation(result, name, json_path, plot_path, notes, mode)
-
-
-def _write_json(path: Path, payload: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2), encoding="utf-8")
-    tmp.replace(path)
 
 
 def plot_confusion(result: Report, path: Path, title: str) -> None:
@@ -104,7 +102,6 @@ def plot_confusion(result: Report, path: Path, title: str) -> None:
         ax=ax, cmap="Blues", colorbar=False, xticks_rotation=45)
     ax.set_title(f"{title}  (accuracy {result.accuracy:.2%})")
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=120)
     plt.close(fig)
-    tmp.replace(path)

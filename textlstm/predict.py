@@ -6,26 +6,18 @@ order and memory stays flat however long the input is.
 """
 from __future__ import annotations
 
-import csv
-import io
-import json
-import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
-from typing import IO, Any
 
 import numpy as np
 import torch
 
-from textlstm.batching import iterate, lengths_of, sorted_batches
-from textlstm.errors import DataError, TextLSTMError
-from textlstm.model import LSTMClassifier
+from textlstm.errors import TextLSTMError, param
+from textlstm.model import LSTMClassifier, logits_for
 
 CHUNK = 8192
-INPUT_FORMATS = {".txt": "lines", ".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl"}
-OUTPUT_FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv"}
 
 
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -34,13 +26,13 @@ QUANTIZE = ("int8",)
 
 def check_precision(name: str) -> str:
     if name not in PRECISIONS:
-        raise TextLSTMError(f"--precision {name}: use one of {', '.join(PRECISIONS)}")
+        raise TextLSTMError(f"{param('precision', name)}: use one of {', '.join(PRECISIONS)}")
     return name
 
 
 def check_quantize(name: str | None) -> str | None:
     if name is not None and name not in QUANTIZE:
-        raise TextLSTMError(f"--quantize {name}: use {' or '.join(QUANTIZE)}")
+        raise TextLSTMError(f"{param('quantize', name)}: use {' or '.join(QUANTIZE)}")
     return name
 
 
@@ -55,12 +47,14 @@ def inference_mode(precision: str, quantize: str | None, trained: str, bf16: str
         if precision == "auto":
             return "fp32" if trained == "bf16" and bf16 != "native" else trained
         if precision == "bf16" and bf16 == "none":
-            raise TextLSTMError("--precision bf16: this CPU has no bfloat16 kernels for the LSTM "
-                                "and GRU (they need AVX-512 or AMX); use --precision fp32 or auto")
+            raise TextLSTMError(f"{param('precision', 'bf16')}: this CPU has no bfloat16 kernels "
+                                "for the LSTM and GRU (they need AVX-512 or AMX); use "
+                                f"{param('precision', 'fp32')} or auto")
         return precision
     if precision == "bf16":
-        raise TextLSTMError("--quantize int8 runs int8 weights with fp32 activations; drop "
-                            "--precision bf16 (or drop --quantize for bf16)")
+        raise TextLSTMError(f"{param('quantize', 'int8')} runs int8 weights with fp32 "
+                            f"activations; drop {param('precision', 'bf16')} (or drop "
+                            f"{param('quantize')} for bf16)")
     return quantize
 
 
@@ -79,25 +73,6 @@ def quantize_int8(model: LSTMClassifier) -> LSTMClassifier:
         return quantize_dynamic(model.cpu().eval(), {nn.LSTM, nn.GRU, nn.Linear}, dtype=torch.qint8)
 
 
-def logits_for(model: LSTMClassifier, ids: Sequence[np.ndarray], batch_size: int,
-               device: torch.device, precision: str = "fp32") -> np.ndarray:
-    """Logits (rows, num_classes) in input order. ``bf16`` runs the model under bfloat16
-    autocast: about 2x the texts/s of fp32 on a CPU with avx512_bf16 (bench/README.md). ``int8``
-    is for a model from ``quantize_int8``, whose activations stay fp32."""
-    from textlstm.runtime import autocast
-
-    if precision not in ("fp32", "bf16", "int8"):
-        raise TextLSTMError(f"precision {precision}: use fp32, bf16 or int8")
-    was_training = model.training
-    model.eval()
-    out = np.zeros((len(ids), model.head.out_features), dtype=np.float32)
-    with torch.inference_mode(), autocast(device, precision):
-        for rows, tokens, lengths in iterate(ids, sorted_batches(lengths_of(ids), batch_size)):
-            out[rows] = model(tokens.to(device), lengths.to(device)).float().cpu().numpy()
-    model.train(was_training)
-    return out
-
-
 def load_for_inference(run_dir: str | Path, device: str, precision: str, quantize: str | None):
     """The run loaded and made ready: (loaded, mode, device). int8 runs on the CPU."""
     from textlstm.checkpoint import load
@@ -105,8 +80,8 @@ def load_for_inference(run_dir: str | Path, device: str, precision: str, quantiz
 
     check_precision(precision)
     if check_quantize(quantize) is not None and device == "cuda":
-        raise TextLSTMError("--quantize int8: PyTorch's dynamic int8 quantization runs on the CPU "
-                            "only; pass --device cpu")
+        raise TextLSTMError(f"{param('quantize', 'int8')}: PyTorch's dynamic int8 quantization "
+                            f"runs on the CPU only; pass {param('device', 'cpu')}")
     target = pick_device("cpu" if quantize is not None and device == "auto" else device)
     loaded = load(run_dir, target)
     mode = inference_mode(precision, quantize, loaded.recipe.train.precision,
@@ -180,136 +155,3 @@ class BadRecord:
     source: str
     line: int
     message: str
-
-
-# --- input and output files --------------------------------------------------------------------
-
-ON_ERROR = ("fail", "record", "skip")
-
-
-def read_inputs(path: str, text_column: str = "text", text_key: str = "text",
-                on_error: str = "fail") -> Iterator[Any]:
-    """Texts from a .txt (one per line), .csv/.tsv (a column), .jsonl (a key) file, or ``-``.
-
-    A record that cannot be read (a broken JSON line, a row with the wrong number of fields)
-    raises DataError with ``on_error="fail"``; otherwise it comes out as a ``BadRecord`` in its
-    place. Problems with the whole file (missing, empty, binary, no such column) always raise.
-    """
-    for item in _read(path, text_column, text_key):
-        if isinstance(item, BadRecord) and on_error == "fail":
-            raise DataError(f"{item.source}:{item.line}: {item.message}")
-        yield item
-
-
-def _read(path: str, text_column: str, text_key: str) -> Iterator[Any]:
-    if path == "-":
-        yield from _lines(sys.stdin.buffer, "<stdin>")
-        return
-    file = Path(path)
-    if file.is_dir():
-        raise DataError(f"{path}: is a folder; give a .txt, .csv, .tsv or .jsonl file")
-    if not file.is_file():
-        raise DataError(f"{path}: input file not found")
-    if file.stat().st_size == 0:
-        raise DataError(f"{path}: the input file is empty")
-    with open(file, "rb") as handle:
-        if b"\x00" in handle.read(8192):
-            raise DataError(f"{path}: looks like a binary file, not text; give a .txt, .csv, "
-                            ".tsv or .jsonl file")
-    kind = INPUT_FORMATS.get(file.suffix.lower(), "lines")
-    with open(file, "rb") as handle:
-        if kind == "lines":
-            yield from _lines(handle, path)
-        elif kind == "jsonl":
-            yield from _jsonl(handle, path, text_key)
-        else:
-            yield from _table(handle, path, text_column, "\t" if kind == "tsv" else ",")
-
-
-def _lines(handle: IO[bytes], name: str) -> Iterator[str]:
-    for raw in handle:
-        yield raw.rstrip(b"\n").rstrip(b"\r").decode("utf-8", errors="replace")
-
-
-def _jsonl(handle: IO[bytes], name: str, key: str) -> Iterator[str | BadRecord]:
-    for number, raw in enumerate(handle, start=1):
-        if not raw.strip():
-            continue
-        try:
-            record = json.loads(raw.decode("utf-8", errors="replace"))
-        except json.JSONDecodeError as exc:
-            yield BadRecord(name, number, f"not valid JSON ({exc.msg}); fix or remove that line")
-            continue
-        if not isinstance(record, dict) or key not in record:
-            yield BadRecord(name, number, f"no key '{key}'; pass --text-key")
-            continue
-        value = record[key]
-        yield "" if value is None else str(value)
-
-
-def _table(handle: IO[bytes], name: str, column: str, delimiter: str
-           ) -> Iterator[str | BadRecord]:
-    # utf-8-sig: spreadsheet programs start CSV files with a byte-order mark
-    text = io.TextIOWrapper(handle, encoding="utf-8-sig", errors="replace", newline="")
-    csv.field_size_limit(2**31 - 1)  # one long document per field is normal here
-    reader = csv.reader(text, delimiter=delimiter)
-    try:
-        header = next(reader, None)
-        if not header or column not in header:
-            raise DataError(f"{name}: no column '{column}' (columns: {', '.join(header or [])}); "
-                            "pass --text-column")
-        index = header.index(column)
-        for row in reader:
-            if not row:
-                continue
-            if len(row) != len(header):
-                yield BadRecord(name, reader.line_num, f"expected {len(header)} fields, found "
-                                f"{len(row)}; fix the quoting on that row")
-                continue
-            yield row[index]
-    except csv.Error as exc:
-        raise DataError(f"{name}:{reader.line_num}: cannot parse this row ({exc})") from None
-
-
-class PredictionWriter:
-    """Writes predictions as JSONL (default), CSV or TSV; ``top_k`` keeps the k likeliest."""
-
-    def __init__(self, handle: IO[str], fmt: str, labels: list[str], top_k: int | None,
-                 errors: bool = False) -> None:
-        self.handle, self.fmt, self.top_k, self.errors = handle, fmt, top_k, errors
-        self.width = 2 * top_k if top_k else len(labels)
-        self.csv = None
-        if fmt in ("csv", "tsv"):
-            self.csv = csv.writer(handle, delimiter="\t" if fmt == "tsv" else ",",
-                                  lineterminator="\n")
-            if top_k:
-                header = [f"{kind}_{i}" for i in range(1, top_k + 1) for kind in ("label", "score")]
-            else:
-                header = [f"p_{label}" for label in labels]
-            self.csv.writerow(["label", "score", *header, *(["error"] if errors else [])])
-
-    def write_error(self, bad: BadRecord) -> None:
-        """One record in the bad input's place, so output lines still match input records."""
-        message = f"{bad.source}:{bad.line}: {bad.message}"
-        if self.csv is None:
-            self.handle.write(json.dumps({"error": message}, ensure_ascii=False) + "\n")
-        else:
-            self.csv.writerow(["", "", *[""] * self.width, message])
-
-    def write(self, prediction: Prediction) -> None:
-        scores = prediction.scores
-        if self.top_k:
-            ranked = sorted(scores.items(), key=lambda kv: -kv[1])[: self.top_k]
-            scores = dict(ranked)
-        if self.csv is None:
-            record = {"label": prediction.label, "score": round(prediction.score, 6),
-                      "scores": {k: round(v, 6) for k, v in scores.items()}}
-            self.handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-        elif self.top_k:
-            self.csv.writerow([prediction.label, f"{prediction.score:.6f}",
-                               *[x for kv in scores.items() for x in (kv[0], f"{kv[1]:.6f}")],
-                               *([""] if self.errors else [])])
-        else:
-            self.csv.writerow([prediction.label, f"{prediction.score:.6f}",
-                               *[f"{v:.6f}" for v in scores.values()],
-                               *([""] if self.errors else [])])

@@ -15,7 +15,7 @@ from typing import Any, Literal
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from textlstm.errors import RecipeError
+from textlstm.errors import RecipeError, param
 
 
 class _Section(BaseModel):
@@ -276,13 +276,13 @@ def _cross_checks(recipe: Recipe, label: str, overridden: set[str]) -> list[str]
         if kind in kinds or getattr(part, key) == type(part).model_fields[key].default:
             continue
         dotted = f"{section}.{key}"
-        where = "--set" if dotted in overridden else label
+        where = param("overrides") if dotted in overridden else label
         problems.append(f"{where}: {dotted}: not used by tokenizer.kind = '{kind}' (only by "
                         f"{', '.join(kinds)}); remove it or change tokenizer.kind")
     vocab = recipe.vocab
     for key in ("vectors_only", "freeze_embeddings"):
         if getattr(vocab, key) and vocab.vectors is None:
-            where = "--set" if f"vocab.{key}" in overridden else label
+            where = param("overrides") if f"vocab.{key}" in overridden else label
             problems.append(f"{where}: vocab.{key}: needs vocab.vectors (a pretrained vectors file)")
     if vocab.vectors_only and vocab.path is not None:
         problems.append(f"{label}: vocab.vectors_only: a pinned vocab.path is used as it is; "
@@ -307,7 +307,8 @@ def apply_override(raw: dict[str, Any], item: str, label: str) -> str | None:
     key, sep, text = item.partition("=")
     key = key.strip()
     if not sep or not key or not re.fullmatch(r"[A-Za-z0-9_.-]+", key):
-        return f"--set {item}: expected KEY=VALUE, e.g. --set model.hidden_size=256"
+        return (f"{param('overrides', item)}: expected KEY=VALUE, e.g. "
+                f"{param('overrides', 'model.hidden_size=256')}")
     try:
         value = tomllib.loads(f"v = {text.strip()}")["v"]
     except tomllib.TOMLDecodeError:
@@ -317,7 +318,7 @@ def apply_override(raw: dict[str, Any], item: str, label: str) -> str | None:
     for part in parts[:-1]:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
-            return f"--set {key}: '{part}' is not a section"
+            return f"{param('overrides', key)}: '{part}' is not a section"
     node[parts[-1]] = value
     return None
 
@@ -336,7 +337,7 @@ def _describe(error: dict[str, Any], raw: dict[str, Any], label: str,
               overridden: set[str]) -> tuple[str, str]:
     loc = [str(part) for part in error["loc"] if not _is_union_tag(part)]
     key = ".".join(loc)
-    where = "--set" if key in overridden else label
+    where = param("overrides") if key in overridden else label
     return key, f"{where}: {key}: {_problem(error, raw, loc)}"
 
 

@@ -8,7 +8,7 @@ import random
 import numpy as np
 import torch
 
-from textlstm.errors import TextLSTMError
+from textlstm.errors import TextLSTMError, param
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -22,9 +22,11 @@ def seed_everything(seed: int) -> np.random.Generator:
 
 def pick_device(name: str = "auto") -> torch.device:
     if name not in DEVICES:
-        raise TextLSTMError(f"--device {name}: unknown device; use one of {', '.join(DEVICES)}")
+        raise TextLSTMError(f"{param('device', name)}: unknown device; use one of "
+                            f"{', '.join(DEVICES)}")
     if name == "cuda" and not torch.cuda.is_available():
-        raise TextLSTMError("--device cuda: no CUDA GPU is available here; use --device cpu or auto")
+        raise TextLSTMError(f"{param('device', 'cuda')}: no CUDA GPU is available here; use "
+                            f"{param('device', 'cpu')} or auto")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)

@@ -11,20 +11,15 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
-import os
 from pathlib import Path
 from typing import Any
 
-from textlstm.errors import DataError
+from textlstm.errors import DataError, param
+from textlstm.settings import data_root
 
 FILE_FORMATS = {".csv": "csv", ".tsv": "csv", ".jsonl": "json", ".json": "json",
                 ".parquet": "parquet"}
 SPLIT_NAMES = ("train", "validation", "valid", "dev", "test")
-
-
-def data_root(data_dir: str | Path | None) -> Path | None:
-    root = data_dir or os.environ.get("TEXTLSTM_DATA_DIR")
-    return Path(root) if root else None
 
 
 def load_raw(dataset: str, config: str | None, data_dir: str | Path | None,
@@ -93,11 +88,11 @@ def load_hub(dataset: str, config: str | None, root: Path | None) -> Any:
         return datasets.load_dataset(dataset, config)
     except ConnectionError:
         raise DataError(f"{dataset}: cannot reach the Hugging Face hub and no local copy was "
-                        f"found at {where}; put the dataset there and pass --data-dir <root> "
+                        f"found at {where}; put the dataset there and pass {param('data_dir', '<root>')} "
                         "(or set TEXTLSTM_DATA_DIR)") from None
     except (FileNotFoundError, datasets.exceptions.DatasetNotFoundError):
         raise DataError(f"{dataset}: dataset not found, neither as a local path nor on the hub; "
-                        "check data.dataset or pass --data-dir") from None
+                        f"check data.dataset or pass {param('data_dir')}") from None
     except ValueError as exc:
         raise DataError(f"{dataset}: {_first_line(exc)}; check data.config") from None
 

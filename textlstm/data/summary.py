@@ -9,6 +9,7 @@ import numpy as np
 
 from textlstm.data.splits import column, load_splits
 from textlstm.text.encoder import write_vocab_file
+from textlstm import settings
 from textlstm.errors import CheckpointError
 from textlstm.text.cache import Options, preprocess, vectors_file, vocab_filename
 from textlstm.recipe import Recipe
@@ -81,7 +82,7 @@ def build_vocabulary(recipe: Recipe, data_dir: str | Path | None = None,
     if recipe.vocab.path is not None:
         path, written = Path(done.vocab_origin), False
     else:
-        folder = options.vocab_dir or Path("vocab")
+        folder = options.vocab_dir or settings.vocab_dir()
         path = folder / vocab_filename(recipe, done.vocab_key)
         written = not path.is_file()
         if written:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,29 +18,21 @@ from typing import Any
 
 import numpy as np
 
-from textlstm.batching import split_by_lengths
 from textlstm.text.encoder import Encoder, fit_encoder, read_vocab_file, write_vocab_file
+from textlstm import settings
 from textlstm.errors import CheckpointError, RecipeError
+from textlstm.files import atomic_path
 from textlstm.recipe import Recipe
 from textlstm.text.subword import SubwordTokenizer
 from textlstm.text.vectors import Coverage, VectorFile, coverage, embedding_matrix, inspect, read_vectors
-
-
-def default_cache_dir() -> Path:
-    if os.environ.get("TEXTLSTM_CACHE"):
-        return Path(os.environ["TEXTLSTM_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "textlstm"
-
-
-def default_vocab_dir() -> Path:
-    return Path(os.environ.get("TEXTLSTM_VOCAB_DIR") or "vocab")
+from textlstm.text.vocab import split_by_lengths
 
 
 @dataclass
 class Options:
     """Where preprocessing looks and writes. ``cache_dir=None`` turns the cache off."""
-    vocab_dir: Path | None = field(default_factory=default_vocab_dir)
-    cache_dir: Path | None = field(default_factory=default_cache_dir)
+    vocab_dir: Path | None = field(default_factory=settings.vocab_dir)
+    cache_dir: Path | None = field(default_factory=settings.cache_dir)
     workers: int | None = None  # None: every core
 
 
@@ -146,7 +137,7 @@ def _vocabulary(recipe: Recipe, train: Sequence[str], key: str, vf: VectorFile |
             return read_vocab_file(path, cfg), str(path), None
         except CheckpointError as exc:
             raise RecipeError(*(f"{recipe.source or '<recipe>'}: vocab.path: {line}"
-                                for line in exc.lines)) from None
+                                for line in exc.raw_lines)) from None
     if options.vocab_dir is not None and (options.vocab_dir / vocab_filename(recipe, key)).is_file():
         path = options.vocab_dir / vocab_filename(recipe, key)
         return read_vocab_file(path, cfg), str(path), None
@@ -197,14 +188,11 @@ def save_ids(folder: Path, ids: Sequence[np.ndarray]) -> None:
     values = np.concatenate(list(ids)).astype(np.int32) if ids else np.zeros(0, np.int32)
     table = pa.table({"ids": pa.ListArray.from_arrays(pa.array(offsets), pa.array(values))})
     folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
-    try:
-        datasets.Dataset(InMemoryTable(table)).save_to_disk(str(tmp))
-        os.replace(tmp, folder)
-    except OSError:  # another process finished the same entry first: theirs is as good
+    try:  # another process may finish the same entry first: theirs is as good
+        with atomic_path(folder, keep_existing=True) as tmp:
+            datasets.Dataset(InMemoryTable(table)).save_to_disk(str(tmp))
+    except OSError:  # a cache that cannot be written (disk full) only costs speed
         pass
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def load_ids(folder: Path, rows: int) -> list[np.ndarray]:
@@ -234,11 +222,10 @@ def _attach_vectors(result: Preprocessed, recipe: Recipe, vf: VectorFile,
         if store is not None:
             rows = [i for i, t in enumerate(vocab.tokens) if t in found]
             store.parent.mkdir(parents=True, exist_ok=True)
-            tmp = store.with_name(f".{store.stem}.{os.getpid()}.tmp.npz")
-            np.savez(tmp, rows=np.array(rows, dtype=np.int64), skipped=np.array(skipped),
-                     vectors=np.stack([found[vocab.tokens[i]] for i in rows]) if rows
-                     else np.zeros((0, vf.dim), np.float32))
-            os.replace(tmp, store)
+            with atomic_path(store) as tmp:
+                np.savez(tmp, rows=np.array(rows, dtype=np.int64), skipped=np.array(skipped),
+                         vectors=np.stack([found[vocab.tokens[i]] for i in rows]) if rows
+                         else np.zeros((0, vf.dim), np.float32))
     matrix, mask = embedding_matrix(vocab, found, vf.dim, np.random.default_rng(recipe.seed))
     train_ids = result.ids["train"]
     counts = np.bincount(np.concatenate(train_ids), minlength=len(vocab)) if train_ids \

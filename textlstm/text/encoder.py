@@ -18,14 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from textlstm.batching import split_by_lengths
 from textlstm.errors import CheckpointError
+from textlstm.files import atomic_path
 from textlstm.recipe import TokenizerConfig, VocabConfig
 from textlstm.text.scan import HashLookup, warm_up
 from textlstm.text.subword import (SubwordTokenizer, load_subword, subword_kind, subword_vocab,
                               train_subword)
 from textlstm.text.tokenizers import Tokenizer, build_tokenizer
-from textlstm.text.vocab import UNK_ID, Vocab, vocab_from_counts
+from textlstm.text.vocab import UNK_ID, Vocab, split_by_lengths, vocab_from_counts
 
 CHUNK = 2048  # texts per unit of work
 PARALLEL_MIN_CHARS = 2_000_000  # below this, starting worker processes costs more than it saves
@@ -142,15 +142,11 @@ def read_vocab_file(path: Path, cfg: TokenizerConfig) -> Encoder:
 
 def write_vocab_file(encoder: Encoder, path: Path, **about: Any) -> None:
     """Atomically: a half-written file must never be picked up as a matching vocabulary."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         if isinstance(encoder.tokenizer, SubwordTokenizer):
             encoder.tokenizer.hf.save(str(tmp))
         else:
             encoder.vocab.save(tmp, tokenizer=encoder.cfg.kind, **about)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 # ---- worker processes -----------------------------------------------------------------------

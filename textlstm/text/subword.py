@@ -14,11 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from textlstm.batching import split_by_lengths
 from textlstm.errors import CheckpointError
 from textlstm.recipe import TokenizerConfig
 from textlstm.text.tokenizers import TAG_PATTERN, WORD_PATTERN, truncate
-from textlstm.text.vocab import PAD, UNK, UNK_ID, Vocab
+from textlstm.text.vocab import PAD, UNK, UNK_ID, Vocab, split_by_lengths
 
 
 def _models() -> dict[str, tuple[Any, Any]]:

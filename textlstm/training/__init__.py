@@ -1,5 +1,23 @@
-"""Training: the epoch loop, a run from recipe to run folder, and the state that resumes it."""
-from textlstm.training.trainer import (EpochResult, Events, Prepared, TrainResult, prepare,
-                                       resume, train)
+"""Training: the epoch loop (``loop``), a run from recipe to run folder (``trainer``), the state
+that resumes it (``state``), and what it reports (``events``).
 
+Names are imported on first use, so ``textlstm.training.events`` loads without torch.
+"""
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from textlstm.training.events import EpochResult, Events, TrainResult
+    from textlstm.training.trainer import Prepared, prepare, resume, train
+
+_EXPORTS = {"EpochResult": "events", "Events": "events", "TrainResult": "events",
+            "Prepared": "trainer", "prepare": "trainer", "resume": "trainer", "train": "trainer"}
 __all__ = ["EpochResult", "Events", "Prepared", "TrainResult", "prepare", "resume", "train"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'textlstm.training' has no attribute {name!r}")
+    return getattr(import_module(f"textlstm.training.{_EXPORTS[name]}"), name)

@@ -1,73 +1,37 @@
-"""Training: data -> vocabulary -> model -> epochs with validation and early stopping -> run folder.
+"""A training run: data -> vocabulary -> model -> the epoch loop -> run folder.
 
 The library never prints: progress goes to an ``Events`` object (the CLI's draws rich output).
 Everything that can fail on user input (recipe, data, class weights) is checked before the run
-folder is created, so bad input leaves nothing behind.
+folder is created, so bad input leaves nothing behind. After each epoch the run folder holds a
+resumable checkpoint; this module decides what to keep and when to stop, ``loop`` runs epochs.
 """
 from __future__ import annotations
 
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from textlstm import checkpoint
-from textlstm.batching import bucketed_batches, iterate, lengths_of
 from textlstm.data import Splits, column, data_root, load_splits
-from textlstm.errors import CheckpointError, RecipeError, TextLSTMError
-from textlstm.metrics import quick_scores
+from textlstm.errors import CheckpointError, RecipeError, TrainingDiverged
 from textlstm.model import LSTMClassifier
-from textlstm.predict import logits_for
 from textlstm.recipe import Recipe, TrainConfig, load_recipe
-from textlstm.training.resume import FILE as RESUME_FILE
-from textlstm.training.resume import TrainState, load_state, restore, save_state
-from textlstm.runtime import autocast, bf16_support, pick_device, seed_everything
-from textlstm.text.encoder import Encoder
+from textlstm.runtime import bf16_support, pick_device, seed_everything
 from textlstm.text.cache import Options, Preprocessed, preprocess, vectors_file
+from textlstm.text.encoder import Encoder
 from textlstm.text.vocab import Vocab
-
-
-@dataclass
-class EpochResult:
-    epoch: int
-    train_loss: float
-    validation_loss: float
-    accuracy: float
-    macro_f1: float
-    learning_rate: float
-    seconds: float
-    tokens_per_second: float
-    best: bool = False
-
-
-@dataclass
-class TrainResult:
-    run_dir: Path
-    metric: str
-    best_epoch: int
-    best_value: float
-    epochs: list[EpochResult]
-    stopped: str  # "completed" | "early_stopping" | "interrupted"
-    seconds: float
-    splits: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-
-class Events:
-    """Progress hooks; the default does nothing. The CLI subclasses it to draw progress."""
-
-    def message(self, text: str) -> None: ...
-
-    def epoch_start(self, epoch: int, epochs: int, batches: int) -> None: ...
-
-    def batch_end(self, loss: float, tokens: int) -> None: ...
-
-    def epoch_end(self, result: EpochResult) -> None: ...
+from textlstm.training.events import EpochResult, Events, TrainResult
+from textlstm.training.loop import Fit, epochs
+from textlstm.training.state import FILE as RESUME_FILE
+from textlstm.training.state import TrainState, load_state, restore, save_state
 
 
 @dataclass
@@ -115,7 +79,7 @@ def class_weights(cfg: TrainConfig, labels: list[np.ndarray] | np.ndarray, names
     return torch.tensor([cfg.class_weights.get(n, 1.0) for n in names], dtype=torch.float32)
 
 
-def lr_schedule(cfg: TrainConfig, total_steps: int):
+def lr_schedule(cfg: TrainConfig, total_steps: int) -> Callable[[int], float]:
     warmup = int(cfg.warmup_fraction * total_steps)
 
     def factor(step: int) -> float:
@@ -127,18 +91,8 @@ def lr_schedule(cfg: TrainConfig, total_steps: int):
     return factor
 
 
-@dataclass
-class _Setup:
-    """The model and everything that updates it, built the same way for a new or resumed run."""
-    model: LSTMClassifier
-    criterion: nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LambdaLR
-    train_labels: np.ndarray
-    val_labels: np.ndarray
-
-
-def _setup(recipe: Recipe, prepared: Prepared, target: torch.device) -> _Setup:
+def build_fit(recipe: Recipe, prepared: Prepared, target: torch.device) -> Fit:
+    """The model, loss, optimizer and schedule: built the same way for a new or resumed run."""
     splits, cfg = prepared.splits, recipe.train
     train_labels = np.asarray(column(splits["train"], "label"))
     val_labels = np.asarray(column(splits["validation"], "label"))
@@ -156,7 +110,23 @@ def _setup(recipe: Recipe, prepared: Prepared, target: torch.device) -> _Setup:
     steps_per_epoch = math.ceil(len(prepared.ids["train"]) / cfg.batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_schedule(cfg, steps_per_epoch * cfg.epochs))
-    return _Setup(model, criterion, optimizer, scheduler, train_labels, val_labels)
+    return Fit(model, criterion, optimizer, scheduler, train_labels, val_labels,
+               len(splits.labels))
+
+
+@dataclass
+class _Run:
+    """One training run in progress: what it trains, where, and how far it got."""
+    recipe: Recipe
+    prepared: Prepared
+    fit: Fit
+    folder: Path
+    state: TrainState
+    rng: np.random.Generator
+    target: torch.device
+    precision: str
+    events: Events
+    data_dir: str | Path | None
 
 
 def train(recipe: Recipe, out_dir: str | Path = "runs", data_dir: str | Path | None = None,
@@ -167,19 +137,19 @@ def train(recipe: Recipe, out_dir: str | Path = "runs", data_dir: str | Path | N
     target = pick_device(device)
     rng = seed_everything(recipe.seed)
     prepared = prepare(recipe, data_dir, events, options)
-    setup = _setup(recipe, prepared, target)
-    precision = _describe(prepared, setup, target, events, recipe.train.precision)
-    run_dir = checkpoint.reserve_run_dir(out_dir, recipe.name)
-    try:  # what `--resume` reads back: the recipe, the vocabulary, the labels
-        checkpoint.save_identity(run_dir, _portable(recipe, prepared.splits), prepared.encoder,
+    fit = build_fit(recipe, prepared, target)
+    precision = _describe(prepared, fit, target, events, recipe.train.precision)
+    folder = checkpoint.reserve_run_dir(out_dir, recipe.name)
+    try:  # what `resume` reads back: the recipe, the vocabulary, the labels
+        checkpoint.save_identity(folder, _portable(recipe, prepared.splits), prepared.encoder,
                                  prepared.splits.labels)
     except BaseException:
-        checkpoint.discard(run_dir)
+        checkpoint.discard(folder)
         raise
     state = TrainState(0, -math.inf, math.inf, 0, None, [], 0.0,
                        str(Path(data_dir).resolve()) if data_dir else None)
-    return _epochs(recipe, prepared, setup, run_dir, state, rng, target, events, data_dir,
-                   precision)
+    return _train(_Run(recipe, prepared, fit, folder, state, rng, target, precision, events,
+                       data_dir))
 
 
 def resume(run_dir: str | Path, data_dir: str | Path | None = None, device: str = "auto",
@@ -191,148 +161,147 @@ def resume(run_dir: str | Path, data_dir: str | Path | None = None, device: str 
     """
     events = events or Events()
     target = pick_device(device)
-    run = checkpoint.resumable(run_dir)
-    state, raw = load_state(run)
+    folder = checkpoint.resumable(run_dir)
+    state, raw = load_state(folder)
     try:
-        recipe = load_recipe(run / "recipe.toml")
+        recipe = load_recipe(folder / "recipe.toml")
     except RecipeError as exc:
         raise CheckpointError(*exc.lines) from None
     data_dir = data_dir or state.data_dir
     rng = seed_everything(recipe.seed)
     prepared = prepare(recipe, data_dir, events, options)
-    checkpoint.check_identity(run, prepared.encoder, prepared.splits.labels)
-    setup = _setup(recipe, prepared, target)
-    restore(raw, setup.model, setup.optimizer, setup.scheduler, rng)
-    run = checkpoint.reopen(run)  # only now: a resume that fails above leaves the run as it was
-    with open(run / "metrics.jsonl", "w", encoding="utf-8") as log:  # drop a half-logged epoch
+    checkpoint.check_identity(folder, prepared.encoder, prepared.splits.labels)
+    fit = build_fit(recipe, prepared, target)
+    restore(raw, fit.model, fit.optimizer, fit.scheduler, rng)
+    folder = checkpoint.reopen(folder)  # only now: a resume that fails above leaves it as it was
+    with open(folder / "metrics.jsonl", "w", encoding="utf-8") as log:  # drop a half-logged epoch
         log.writelines(json.dumps(row) + "\n" for row in state.history)
-    events.message(f"resuming {run} after epoch {state.epoch} of {recipe.train.epochs}")
+    events.message(f"resuming {folder} after epoch {state.epoch} of {recipe.train.epochs}")
     precision = "fp32" if bf16_support(target) == "none" else recipe.train.precision
-    return _epochs(recipe, prepared, setup, run, state, rng, target, events, data_dir, precision)
+    return _train(_Run(recipe, prepared, fit, folder, state, rng, target, precision, events,
+                       data_dir))
 
 
-def _describe(prepared: Prepared, setup: _Setup, target: torch.device, events: Events,
+def _describe(prepared: Prepared, fit: Fit, target: torch.device, events: Events,
               precision: str) -> str:
     """Says what trains where; returns the precision the run trains in: bf16 falls back to fp32
     on a CPU that has no bf16 recurrent kernel."""
+    from textlstm.errors import param, say
+
     support = bf16_support(target) if precision == "bf16" else "native"
     if support == "none":
         precision = "fp32"
     events.message(f"{len(prepared.vocab):,} words in the vocabulary; "
-                   f"{sum(p.numel() for p in setup.model.parameters()):,} parameters; "
+                   f"{sum(p.numel() for p in fit.model.parameters()):,} parameters; "
                    f"device {target}, {precision}")
     if support == "emulated":
-        events.message(f"train.precision = \"bf16\": {target} has no native bfloat16 "
-                       "(avx512_bf16/AMX or a GPU from Ampere on), so bf16 is emulated and slower "
-                       "than fp32 here; --set 'train.precision=\"fp32\"' trains in fp32")
+        fp32 = 'train.precision="fp32"'
+        events.message(say(f"train.precision = \"bf16\": {target} has no native bfloat16 "
+                           "(avx512_bf16/AMX or a GPU from Ampere on), so bf16 is emulated and "
+                           f"slower than fp32 here; {param('overrides', fp32)} trains in fp32"))
     elif support == "none":
         events.message(f"train.precision = \"bf16\": {target} has no bfloat16 kernels for the "
                        "LSTM and GRU (they need AVX-512 or AMX), so this run trains in fp32")
     return precision
 
 
-def _epochs(recipe: Recipe, prepared: Prepared, setup: _Setup, run_dir: Path, state: TrainState,
-            rng: np.random.Generator, target: torch.device, events: Events,
-            data_dir: str | Path | None, precision: str) -> TrainResult:
-    cfg, splits = recipe.train, prepared.splits
-    model, optimizer, scheduler = setup.model, setup.optimizer, setup.scheduler
-    train_ids, val_ids = prepared.ids["train"], prepared.ids["validation"]
-    train_lengths = lengths_of(train_ids)
-    history = [EpochResult(**row) for row in state.history]
-    stopped = "completed"
+def _train(run: _Run) -> TrainResult:
+    """The epochs, then the finished run folder. A kill, a crash or a divergence after the first
+    finished epoch leaves the folder resumable; Ctrl-C keeps the best weights so far."""
     try:
-        for epoch in range(state.epoch + 1, cfg.epochs + 1):
-            if cfg.patience and state.epoch - state.best_epoch >= cfg.patience:
-                stopped = "early_stopping"  # a resumed run that had already stopped early
-                break
-            batches = bucketed_batches(train_lengths, cfg.batch_size, cfg.bucket_size, rng)
-            events.epoch_start(epoch, cfg.epochs, len(batches))
-            tick = time.perf_counter()
-            model.train()
-            total_loss, total_rows, total_tokens = 0.0, 0, 0
-            for rows, tokens, lengths in iterate(train_ids, batches):
-                targets = torch.from_numpy(setup.train_labels[rows]).to(target)
-                with autocast(target, precision):
-                    logits = model(tokens.to(target), lengths.to(target))  # (batch, num_classes)
-                loss = setup.criterion(logits.float(), targets)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.clip_grad_norm > 0:
-                    nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                value = loss.item()
-                if not math.isfinite(value):
-                    raise TextLSTMError(f"the training loss became {value} in epoch {epoch}; "
-                                        "lower train.lr or raise train.clip_grad_norm")
-                count = int(lengths.sum())
-                total_loss += value * len(rows)
-                total_rows += len(rows)
-                total_tokens += count
-                events.batch_end(value, count)
-            train_seconds = time.perf_counter() - tick
-            val_logits = logits_for(model, val_ids, cfg.eval_batch_size, target, precision)
-            val_loss = float(nn.functional.cross_entropy(
-                torch.from_numpy(val_logits), torch.from_numpy(setup.val_labels)))
-            accuracy, macro_f1 = quick_scores(setup.val_labels, val_logits.argmax(1),
-                                              len(splits.labels))
-            value = accuracy if cfg.metric == "accuracy" else macro_f1
-            # a tie on the metric (common on small validation sets) goes to a clearly lower loss
-            better = cfg.keep == "last" or value > state.best_value or (
-                value == state.best_value and val_loss < state.best_loss - 1e-4)
-            result = EpochResult(epoch, total_loss / max(total_rows, 1), val_loss, accuracy,
-                                 macro_f1, scheduler.get_last_lr()[0],
-                                 time.perf_counter() - tick, total_tokens / train_seconds,
-                                 best=better)
-            if better:
-                state.best_value, state.best_loss, state.best_epoch = value, val_loss, epoch
-                state.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            history.append(result)
-            state.epoch, state.history = epoch, [asdict(r) for r in history]
-            with open(run_dir / "metrics.jsonl", "a", encoding="utf-8") as log:
-                log.write(json.dumps(asdict(result)) + "\n")
-            state.seconds += time.perf_counter() - tick
-            save_state(run_dir, state, model, optimizer, scheduler, rng)
-            events.epoch_end(result)
-            if cfg.patience and epoch - state.best_epoch >= cfg.patience and epoch < cfg.epochs:
-                stopped = "early_stopping"
-                events.message(f"stopping early: no better validation {cfg.metric} for "
-                               f"{cfg.patience} epoch(s)")
-                break
+        stopped = _fit(run)
     except KeyboardInterrupt:
-        if state.best_state is None:  # not one epoch finished, in this session or before
-            if not (run_dir / RESUME_FILE).exists():
-                checkpoint.discard(run_dir)
+        if run.state.best_state is None:  # not one epoch finished, in this session or before
+            _discard_unless_resumable(run.folder)
             raise
         stopped = "interrupted"
+    except TrainingDiverged as exc:
+        kept = _discard_unless_resumable(run.folder)
+        where = (f"; {run.folder} keeps epoch {run.state.epoch} and can be resumed" if kept
+                 else "")
+        raise TrainingDiverged(f"{exc}{where}", run.folder if kept else None) from None
     except BaseException:
-        if not (run_dir / RESUME_FILE).exists():  # a run with a finished epoch stays resumable
-            checkpoint.discard(run_dir)
+        _discard_unless_resumable(run.folder)
         raise
+    return _finish(run, stopped)
+
+
+def _discard_unless_resumable(folder: Path) -> bool:
+    if (folder / RESUME_FILE).exists():  # a run with a finished epoch stays resumable
+        return True
+    checkpoint.discard(folder)
+    return False
+
+
+def _fit(run: _Run) -> str:
+    """Runs the loop from the run's last finished epoch; returns how it stopped."""
+    cfg, state = run.recipe.train, run.state
+    if cfg.patience and state.epoch - state.best_epoch >= cfg.patience and state.epoch < cfg.epochs:
+        return "early_stopping"  # a resumed run that had already stopped early
+    history = [EpochResult(**row) for row in state.history]
+    ids = run.prepared.ids
+    for result in epochs(run.fit, ids["train"], ids["validation"], cfg, state.epoch + 1, run.rng,
+                         run.target, run.precision, run.events):
+        result.best = _keep_if_better(run, result)
+        history.append(result)
+        state.epoch, state.history = result.epoch, [asdict(r) for r in history]
+        with open(run.folder / "metrics.jsonl", "a", encoding="utf-8") as log:
+            log.write(json.dumps(asdict(result)) + "\n")
+        state.seconds += result.seconds
+        save_state(run.folder, state, run.fit.model, run.fit.optimizer, run.fit.scheduler, run.rng)
+        run.events.epoch_end(result)
+        if cfg.patience and result.epoch - state.best_epoch >= cfg.patience \
+                and result.epoch < cfg.epochs:
+            run.events.message(f"stopping early: no better validation {cfg.metric} for "
+                               f"{cfg.patience} epoch(s)")
+            return "early_stopping"
+    return "completed"
+
+
+def _keep_if_better(run: _Run, result: EpochResult) -> bool:
+    """Whether this epoch's weights are the ones to keep (and keeps them)."""
+    cfg, state = run.recipe.train, run.state
+    value = result.accuracy if cfg.metric == "accuracy" else result.macro_f1
+    # a tie on the metric (common on small validation sets) goes to a clearly lower loss
+    better = cfg.keep == "last" or value > state.best_value or (
+        value == state.best_value and result.validation_loss < state.best_loss - 1e-4)
+    if better:
+        state.best_value, state.best_loss = value, result.validation_loss
+        state.best_epoch = result.epoch
+        state.best_state = {k: v.detach().clone() for k, v in run.fit.model.state_dict().items()}
+    return better
+
+
+def _finish(run: _Run, stopped: str) -> TrainResult:
+    """The run folder made complete: best weights, meta.json, and its final name."""
+    recipe, state, splits = run.recipe, run.state, run.prepared.splits
     assert state.best_state is not None
-    seconds = state.seconds  # finished epochs only, over every session of this run
-    meta = {"name": recipe.name, "seed": recipe.seed, "device": str(target),
-            "data_source": splits.source, "data_fingerprint": splits.fingerprint(),
-            "data_dir": _mirror_root(recipe, data_dir),
-            "split_rows": {name: len(splits[name]) for name in splits.names},
-            "vocabulary": {"origin": prepared.preprocessed.vocab_origin,
-                           "key": prepared.preprocessed.vocab_key,
-                           "vectors_coverage": (asdict(prepared.preprocessed.coverage)
-                                                if prepared.preprocessed.coverage else None)},
-            "metric": cfg.metric, "precision": precision, "best_epoch": state.best_epoch,
-            "stopped": stopped,
-            "validation": asdict(history[state.best_epoch - 1]),
-            "train_seconds": round(seconds, 2), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    checkpoint.save(run_dir, model, state.best_state, _portable(recipe, splits), prepared.encoder,
-                    splits.labels, meta)
+    history = [EpochResult(**row) for row in state.history]
+    checkpoint.save(run.folder, run.fit.model, state.best_state, _portable(recipe, splits),
+                    run.prepared.encoder, splits.labels, _meta(run, stopped, history))
     if stopped != "interrupted":
-        (run_dir / RESUME_FILE).unlink(missing_ok=True)  # finished: nothing left to resume
-    final = checkpoint.finalize(run_dir)
+        (run.folder / RESUME_FILE).unlink(missing_ok=True)  # finished: nothing left to resume
+    final = checkpoint.finalize(run.folder)
     if stopped == "interrupted":
-        events.message(f"interrupted: kept the best weights so far (epoch {state.best_epoch}) in "
-                       f"{final}; continue with: textlstm train --resume {final}")
-    return TrainResult(final, cfg.metric, state.best_epoch, state.best_value, history, stopped,
-                       seconds, splits.names, splits.notes)
+        run.events.message(f"interrupted: kept the best weights so far (epoch {state.best_epoch}) "
+                           f"in {final}; it can be resumed")
+    return TrainResult(final, recipe.train.metric, state.best_epoch, state.best_value, history,
+                       stopped, state.seconds, splits.names, splits.notes)
+
+
+def _meta(run: _Run, stopped: str, history: list[EpochResult]) -> dict[str, Any]:
+    recipe, state, splits, done = run.recipe, run.state, run.prepared.splits, run.prepared.preprocessed
+    return {"name": recipe.name, "seed": recipe.seed, "device": str(run.target),
+            "data_source": splits.source, "data_fingerprint": splits.fingerprint(),
+            "data_dir": _mirror_root(recipe, run.data_dir),
+            "split_rows": {name: len(splits[name]) for name in splits.names},
+            "vocabulary": {"origin": done.vocab_origin, "key": done.vocab_key,
+                           "vectors_coverage": asdict(done.coverage) if done.coverage else None},
+            "metric": recipe.train.metric, "precision": run.precision,
+            "best_epoch": state.best_epoch, "stopped": stopped,
+            "validation": asdict(history[state.best_epoch - 1]),
+            "train_seconds": round(state.seconds, 2),  # finished epochs, over every session
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
 def _portable(recipe: Recipe, splits: Splits) -> Recipe:
@@ -348,7 +317,7 @@ def _portable(recipe: Recipe, splits: Splits) -> Recipe:
 
 
 def _mirror_root(recipe: Recipe, data_dir: str | Path | None) -> str | None:
-    """The mirror root the data came from, so evaluate can find it again without --data-dir."""
+    """The mirror root the data came from, so evaluate can find it again without a data_dir."""
     root = data_root(data_dir)
     if root is None or not (root / recipe.data.dataset).exists():
         return None

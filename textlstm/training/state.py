@@ -9,7 +9,6 @@ epoch's state or the new one, never a torn file.
 from __future__ import annotations
 
 import json
-import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 
 from textlstm.errors import CheckpointError
+from textlstm.files import atomic_path
 
 FILE = "resume.safetensors"
 
@@ -51,29 +51,9 @@ def save_state(run_dir: Path, state: TrainState, model: torch.nn.Module,
             "data_dir": state.data_dir, "param_groups": optim["param_groups"],
             "scheduler": scheduler.state_dict(), "rng_numpy": rng.bit_generator.state,
             "rng_python": random.getstate()}
-    tmp = run_dir / f".{FILE}.{os.getpid()}.tmp"
-    try:
+    with atomic_path(run_dir / FILE, durable=True) as tmp:
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp),
                   metadata={"format": "textlstm-resume", "state": json.dumps(meta)})
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, run_dir / FILE)
-        _fsync_dir(run_dir)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def load_state(run_dir: Path) -> tuple[TrainState, dict[str, Any]]:

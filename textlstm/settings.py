@@ -1,0 +1,33 @@
+"""Folder defaults and environment variables: read here and nowhere else.
+
+The CLI's options default to None and the library fills them in from here, so a variable means the
+same to ``textlstm ...`` and to ``import textlstm``.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DATA_DIR_ENV = "TEXTLSTM_DATA_DIR"  # root of local dataset mirrors: <root>/<hub id>
+CACHE_ENV = "TEXTLSTM_CACHE"  # the preprocessing cache
+VOCAB_DIR_ENV = "TEXTLSTM_VOCAB_DIR"  # where `textlstm vocab` keeps vocabularies
+RUNS_DIR = Path("runs")  # parent of run folders, relative to the working folder
+VOCAB_DIR = Path("vocab")
+
+
+def data_root(data_dir: str | Path | None = None) -> Path | None:
+    """The mirror root: ``data_dir`` when given, else ``$TEXTLSTM_DATA_DIR``, else none."""
+    root = data_dir or os.environ.get(DATA_DIR_ENV)
+    return Path(root) if root else None
+
+
+def cache_dir() -> Path:
+    """``$TEXTLSTM_CACHE``, else ``$XDG_CACHE_HOME/textlstm``, else ``~/.cache/textlstm``."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "textlstm"
+
+
+def vocab_dir() -> Path:
+    """``$TEXTLSTM_VOCAB_DIR``, else ``vocab`` in the working folder."""
+    return Path(os.environ.get(VOCAB_DIR_ENV) or VOCAB_DIR)
