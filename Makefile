@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 RUN := $(BIN)/textlstm
 
-.PHONY: bench-quick setup demo test bench clean
+.PHONY: bench-quick setup demo check test bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,7 +28,13 @@ demo: setup
 	  "The company unveiled a faster chip for smartphones and laptops." \
 	  | $(RUN) predict runs/demo/bbc-news/latest - --top-k 2
 
-test: setup
+# The checks run themselves: lint, format and types first (seconds), then the suite
+check: setup
+	$(BIN)/ruff check textlstm tests bench
+	$(BIN)/ruff format --check textlstm tests bench
+	$(BIN)/mypy
+
+test: check
 	$(BIN)/python -m pytest
 
 # Benchmarks need real data: DATA (or TEXTLSTM_DATA_DIR) is a root holding stanfordnlp/imdb

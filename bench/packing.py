@@ -4,6 +4,7 @@ Usage: python bench/packing.py [DATA_ROOT]   (DATA_ROOT holds stanfordnlp/imdb; 
 TEXTLSTM_DATA_DIR). Trains each variant for the same steps, interleaved, and prints the median
 tokens/s of forward + backward over 3 repetitions.
 """
+
 from __future__ import annotations
 
 import statistics
@@ -32,8 +33,9 @@ class PackedBiLSTM(nn.Module):
         self.head = nn.Linear(2 * hidden_size, classes)
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        packed = pack_padded_sequence(self.embedding(tokens), lengths, batch_first=True,
-                                      enforce_sorted=False)
+        packed = pack_padded_sequence(
+            self.embedding(tokens), lengths, batch_first=True, enforce_sorted=False
+        )
         out, _ = self.lstm(packed)
         out, _ = pad_packed_sequence(out, batch_first=True, padding_value=float("-inf"))
         return self.head(out.amax(dim=1))  # (batch, classes)
@@ -59,16 +61,21 @@ def main() -> None:
     ids = prepared.ids["train"][:3000]
     labels = np.asarray(column(prepared.splits["train"], "label"))[:3000]
     cfg = recipe.model.model_copy(update={"embedding_dropout": 0.0, "dropout": 0.0})
-    models = {"masked padded (textlstm)": LSTMClassifier(cfg, len(prepared.vocab), 2),
-              "packed sequences": PackedBiLSTM(len(prepared.vocab), cfg.embedding_dim,
-                                               cfg.hidden_size, 2)}
+    models = {
+        "masked padded (textlstm)": LSTMClassifier(cfg, len(prepared.vocab), 2),
+        "packed sequences": PackedBiLSTM(
+            len(prepared.vocab), cfg.embedding_dim, cfg.hidden_size, 2
+        ),
+    }
     results: dict[str, list[float]] = {name: [] for name in models}
     for rep in range(3):
         batches = bucketed_batches(lengths_of(ids), 64, 100, np.random.default_rng(rep))
         for name, model in models.items():
             results[name].append(tokens_per_second(model, ids, labels, batches))
-    print(f"{len(ids):,} IMDB reviews, BiLSTM({cfg.hidden_size}), emb {cfg.embedding_dim}, "
-          f"max_length {recipe.tokenizer.max_length}, batch 64, {torch.get_num_threads()} threads")
+    print(
+        f"{len(ids):,} IMDB reviews, BiLSTM({cfg.hidden_size}), emb {cfg.embedding_dim}, "
+        f"max_length {recipe.tokenizer.max_length}, batch 64, {torch.get_num_threads()} threads"
+    )
     base = statistics.median(results["packed sequences"])
     for name, values in results.items():
         median = statistics.median(values)

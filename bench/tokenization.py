@@ -7,9 +7,10 @@ Usage: python bench/tokenization.py [DATA_ROOT] [--kinds regex,spacy,...] [--rep
    all cores, no truncation), against the plain-Python reference measured in the same run,
    interleaved with it: ``[re.findall(pattern, text.lower()) for text in texts]``, which only
    produces token strings. Median of ``--repeats``; tokens/s counts the tokens each side produced.
-2. Cache: ``text.cache.preprocess`` of recipes/imdb.toml (vocabulary + train and validation ids) into an
-   empty cache folder, then the same call again, which reads the cache.
+2. Cache: ``text.cache.preprocess`` of recipes/imdb.toml (vocabulary + train, validation ids)
+   into an empty cache folder, then the same call again, which reads the cache.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,10 +22,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from textlstm.text.encoder import cores, fit_encoder
-from textlstm.text.cache import Options, preprocess
-from textlstm.recipe import TokenizerConfig, VocabConfig, load_recipe
 from textlstm.data.sources import load_raw
+from textlstm.recipe import TokenizerConfig, VocabConfig, load_recipe
+from textlstm.text.cache import Options, preprocess
+from textlstm.text.encoder import cores, fit_encoder
 from textlstm.text.tokenizers import WORD_PATTERN
 
 KINDS = ("regex", "whitespace", "spacy", "bpe", "wordpiece", "unigram")
@@ -44,10 +45,16 @@ def timed(fn, *args):
 
 def throughput(texts: list[str], kinds: list[str], repeats: int) -> None:
     print(f"{len(texts):,} reviews, {sum(map(len, texts)) / 1e6:.1f}M characters, {cores()} cores")
-    print(f"{'kind':<11} {'fit s':>7} {'tokens':>11} {'tokens/s':>12} {'reference/s':>12} {'ratio':>6}")
+    print(
+        f"{'kind':<11} {'fit s':>7} {'tokens':>11} {'tokens/s':>12} "
+        f"{'reference/s':>12} {'ratio':>6}"
+    )
     for kind in kinds:
-        cfg = TokenizerConfig(kind=kind, max_length=100_000, **(
-            {"vocab_size": 30_000} if kind in ("bpe", "wordpiece", "unigram") else {}))
+        cfg = TokenizerConfig(
+            kind=kind,
+            max_length=100_000,
+            **({"vocab_size": 30_000} if kind in ("bpe", "wordpiece", "unigram") else {}),
+        )
         fit_seconds, (encoder, _) = timed(fit_encoder, cfg, VocabConfig(max_size=30_000), texts)
         ours, refs, count, ref_count = [], [], 0, 0
         for _ in range(repeats):  # interleaved: the machine's noise hits both sides alike
@@ -57,8 +64,11 @@ def throughput(texts: list[str], kinds: list[str], repeats: int) -> None:
             ours.append(seconds)
             count = sum(map(len, ids))
         ours_rate, ref_rate = count / statistics.median(ours), ref_count / statistics.median(refs)
-        print(f"{kind:<11} {fit_seconds:7.2f} {count:11,} {ours_rate:12,.0f} {ref_rate:12,.0f} "
-              f"{ours_rate / ref_rate:6.2f}", flush=True)
+        print(
+            f"{kind:<11} {fit_seconds:7.2f} {count:11,} {ours_rate:12,.0f} {ref_rate:12,.0f} "
+            f"{ours_rate / ref_rate:6.2f}",
+            flush=True,
+        )
 
 
 def cached_pass(data_root: str | None, repeats: int) -> None:
@@ -76,9 +86,11 @@ def cached_pass(data_root: str | None, repeats: int) -> None:
             seconds.append(took)
         assert done.cached == ["train", "validation"], done.cached
     first, second = statistics.median(firsts), statistics.median(seconds)
-    print(f"preprocessing of {RECIPE.name} (vocabulary + train and validation ids, "
-          f"{sum(map(len, texts.values())):,} texts), median of {repeats}: first pass "
-          f"{first:.2f}s, cached second pass {second:.3f}s ({second / first:.1%} of the first)")
+    print(
+        f"preprocessing of {RECIPE.name} (vocabulary + train and validation ids, "
+        f"{sum(map(len, texts.values())):,} texts), median of {repeats}: first pass "
+        f"{first:.2f}s, cached second pass {second:.3f}s ({second / first:.1%} of the first)"
+    )
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ the size of glove.6B.100d.txt) into a temporary folder. Then reads the vectors f
 ``--vocab``-word vocabulary, half of whose words are in the file, in a fresh process, and reports
 the peak resident memory above the process's baseline against the size of the matrix it keeps.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,8 +26,10 @@ def write_standin(path: Path, words: int, dim: int) -> None:
     with open(path, "w", encoding="utf-8") as out:
         for start in range(0, words, 10_000):
             block = rng.normal(0, 0.4, size=(min(10_000, words - start), dim))
-            out.writelines(f"w{start + i} " + " ".join(f"{v:.6f}" for v in row) + "\n"
-                           for i, row in enumerate(block))
+            out.writelines(
+                f"w{start + i} " + " ".join(f"{v:.6f}" for v in row) + "\n"
+                for i, row in enumerate(block)
+            )
 
 
 def measure(path: str, vocab_size: int) -> None:
@@ -34,17 +37,21 @@ def measure(path: str, vocab_size: int) -> None:
     from textlstm.text.vectors import embedding_matrix, inspect, read_vectors
     from textlstm.text.vocab import PAD, UNK, Vocab
 
-    words = [f"w{i * 2}" for i in range(vocab_size // 2)] + [f"x{i}" for i in range(vocab_size // 2)]
+    words = [f"w{i * 2}" for i in range(vocab_size // 2)] + [
+        f"x{i}" for i in range(vocab_size // 2)
+    ]
     vocab = Vocab([PAD, UNK, *words])
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     start = time.perf_counter()
     vf = inspect(Path(path), "bench")
-    found, skipped = read_vectors(vf, set(vocab.tokens), lowercase=True)
-    matrix, mask = embedding_matrix(vocab, found, vf.dim, np.random.default_rng(0))
+    found, _skipped = read_vectors(vf, set(vocab.tokens), lowercase=True)
+    matrix, _mask = embedding_matrix(vocab, found, vf.dim, np.random.default_rng(0))
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base
-    print(f"{Path(path).name}: {len(found):,} of {len(vocab) - 2:,} words found in {seconds:.1f}s; "
-          f"matrix {matrix.nbytes / 2**20:.1f} MiB; peak RSS above baseline {peak / 1024:.0f} MiB")
+    print(
+        f"{Path(path).name}: {len(found):,} of {len(vocab) - 2:,} words found in {seconds:.1f}s; "
+        f"matrix {matrix.nbytes / 2**20:.1f} MiB; peak RSS above baseline {peak / 1024:.0f} MiB"
+    )
 
 
 def main() -> None:
@@ -64,10 +71,13 @@ def main() -> None:
             path = str(Path(folder) / f"standin.{args.words // 1000}k.{args.dim}d.txt")
             start = time.perf_counter()
             write_standin(Path(path), args.words, args.dim)
-            print(f"wrote {path} ({Path(path).stat().st_size / 2**20:.0f} MiB) in "
-                  f"{time.perf_counter() - start:.0f}s")
-        subprocess.run([sys.executable, __file__, "--measure", path, "--vocab", str(args.vocab)],
-                       check=True)
+            print(
+                f"wrote {path} ({Path(path).stat().st_size / 2**20:.0f} MiB) in "
+                f"{time.perf_counter() - start:.0f}s"
+            )
+        subprocess.run(
+            [sys.executable, __file__, "--measure", path, "--vocab", str(args.vocab)], check=True
+        )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """Shared fixtures: tiny corpora and recipes made inside each test; no network, ever."""
+
 from __future__ import annotations
 
 import os
@@ -8,13 +9,23 @@ from pathlib import Path
 
 # Before `datasets` is imported anywhere: offline, with its cache in a throwaway folder.
 _CACHE = tempfile.mkdtemp(prefix="textlstm-test-hf-")
-os.environ.update({"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": _CACHE,
-                   "HF_DATASETS_CACHE": os.path.join(_CACHE, "datasets"),
-                   "TOKENIZERS_PARALLELISM": "false"})
+os.environ.update(
+    {
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "HF_HOME": _CACHE,
+        "HF_DATASETS_CACHE": os.path.join(_CACHE, "datasets"),
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+)
 os.environ.pop("TEXTLSTM_DATA_DIR", None)
 # textlstm's own preprocessing cache and vocabulary store: throwaway folders too
-os.environ.update({"TEXTLSTM_CACHE": os.path.join(_CACHE, "textlstm"),
-                   "TEXTLSTM_VOCAB_DIR": os.path.join(_CACHE, "vocab")})
+os.environ.update(
+    {
+        "TEXTLSTM_CACHE": os.path.join(_CACHE, "textlstm"),
+        "TEXTLSTM_VOCAB_DIR": os.path.join(_CACHE, "vocab"),
+    }
+)
 
 import pytest  # noqa: E402
 
@@ -37,8 +48,9 @@ def make_texts(label: str, count: int, seed: int) -> list[str]:
     return texts
 
 
-def write_label_folders(root: Path, per_class: int = 40, seed: int = 0,
-                        labels: tuple[str, ...] = ("neg", "pos")) -> Path:
+def write_label_folders(
+    root: Path, per_class: int = 40, seed: int = 0, labels: tuple[str, ...] = ("neg", "pos")
+) -> Path:
     """``root/<label>/<n>.txt``: the BBC / aclImdb layout."""
     for label in labels:
         folder = root / label

@@ -1,5 +1,6 @@
 """textlstm.checkpoint: finished runs load strictly; damaged, partial or foreign run folders are
 refused with one CheckpointError line naming the file; nothing is ever unpickled."""
+
 from __future__ import annotations
 
 import json
@@ -40,6 +41,7 @@ def edit_json(path: Path, change) -> None:
 
 
 # --- a good run --------------------------------------------------------------------------------
+
 
 def test_trained_run_has_the_expected_files(trained_run):
     names = {p.name for p in trained_run.iterdir()}
@@ -83,6 +85,7 @@ def test_loaded_weights_are_the_saved_weights(trained_run):
 
 # --- incomplete and missing runs ---------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", checkpoint.FILES)
 def test_missing_file_is_named(run, name):
     (run / name).unlink()
@@ -97,14 +100,17 @@ def test_several_missing_files_are_all_named(run):
 
 def test_partial_folder_is_refused(tmp_path, trained_run):
     partial = Path(shutil.copytree(trained_run, tmp_path / "20240101-000000.partial"))
-    assert refused(partial) == f"{partial}: this run did not finish; train again or use a finished run"
+    assert (
+        refused(partial) == f"{partial}: this run did not finish; train again or use a finished run"
+    )
 
 
 def test_folder_that_does_not_exist(tmp_path):
     assert refused(tmp_path / "nope") == f"{tmp_path / 'nope'}: run folder not found"
     gone = tmp_path / "20240101-000000.partial"
-    assert refused(gone) == (f"{gone}: run folder not found "
-                             "(a .partial folder is a run that did not finish)")
+    assert refused(gone) == (
+        f"{gone}: run folder not found (a .partial folder is a run that did not finish)"
+    )
 
 
 def test_a_file_instead_of_a_folder(tmp_path):
@@ -113,6 +119,7 @@ def test_a_file_instead_of_a_folder(tmp_path):
 
 
 # --- damaged weights ---------------------------------------------------------------------------
+
 
 def test_truncated_weights(run):
     weights = run / "model.safetensors"
@@ -123,12 +130,15 @@ def test_truncated_weights(run):
     assert message.endswith("the file is truncated or damaged: train again")
 
 
-@pytest.mark.parametrize("content", [
-    pytest.param(random.Random(0).randbytes(4096), id="random-bytes"),
-    pytest.param(b"", id="empty"),
-    pytest.param(b"abc", id="shorter-than-a-header"),
-    pytest.param((12).to_bytes(8, "little") + b"{not json!!}", id="bad-header"),
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param(random.Random(0).randbytes(4096), id="random-bytes"),
+        pytest.param(b"", id="empty"),
+        pytest.param(b"abc", id="shorter-than-a-header"),
+        pytest.param((12).to_bytes(8, "little") + b"{not json!!}", id="bad-header"),
+    ],
+)
 def test_garbage_weights(run, content):
     (run / "model.safetensors").write_bytes(content)
     assert refused(run).startswith(f"{run / 'model.safetensors'}: not a readable safetensors file")
@@ -172,10 +182,13 @@ def test_planted_torch_save_file_is_refused_and_never_unpickled(run, tmp_path):
 
 # --- files that do not belong together ---------------------------------------------------------
 
+
 def test_unknown_format_version(run):
     edit_json(run / "meta.json", lambda meta: meta.update(format_version=99))
-    assert refused(run) == (f"{run / 'meta.json'}: unknown format_version 99; "
-                            f"this textlstm reads version {checkpoint.FORMAT_VERSION}")
+    assert refused(run) == (
+        f"{run / 'meta.json'}: unknown format_version 99; "
+        f"this textlstm reads version {checkpoint.FORMAT_VERSION}"
+    )
 
 
 def test_meta_without_format_version(run):
@@ -194,9 +207,11 @@ def test_vocab_with_a_token_removed_is_a_shape_mismatch(run):
     size = len(vocab["tokens"])
     edit_json(run / "vocab.json", lambda v: v["tokens"].pop())
     message = refused(run)
-    assert message.startswith(f"{run / 'model.safetensors'}: weight 'embedding.weight' has shape "
-                              f"({size}, 16) but the recipe, vocab.json and labels.json need "
-                              f"({size - 1}, 16)")
+    assert message.startswith(
+        f"{run / 'model.safetensors'}: weight 'embedding.weight' has shape "
+        f"({size}, 16) but the recipe, vocab.json and labels.json need "
+        f"({size - 1}, 16)"
+    )
     assert message.endswith("the run folder's files do not belong together")
 
 
@@ -209,7 +224,10 @@ def test_labels_with_an_extra_label_is_a_shape_mismatch(run):
 
 def test_labels_with_a_single_label(run):
     (run / "labels.json").write_text('["neg"]', encoding="utf-8")
-    assert refused(run) == f"{run / 'labels.json'}: expected a list of at least two distinct label names"
+    assert (
+        refused(run)
+        == f"{run / 'labels.json'}: expected a list of at least two distinct label names"
+    )
 
 
 def test_vocab_that_is_not_a_textlstm_vocabulary(run):
@@ -223,6 +241,7 @@ def test_damaged_recipe(run):
 
 
 # --- run folder names --------------------------------------------------------------------------
+
 
 def test_reserve_run_dir_never_reuses_a_name_within_one_second(tmp_path, monkeypatch):
     monkeypatch.setattr(checkpoint.time, "strftime", lambda fmt, *args: "20250101-120000")
@@ -248,7 +267,12 @@ def test_reserve_run_dir_never_reuses_a_name_within_one_second(tmp_path, monkeyp
     final_third = checkpoint.finalize(third)
     assert os.readlink(latest) == final_third.name == "20250101-120000-2"
     assert sorted(p.name for p in (tmp_path / "exp").iterdir()) == [
-        "20250101-120000", "20250101-120000-1", "20250101-120000-2", "20250101-120000-3", "latest"]
+        "20250101-120000",
+        "20250101-120000-1",
+        "20250101-120000-2",
+        "20250101-120000-3",
+        "latest",
+    ]
 
 
 def test_reserve_run_dir_twice_at_real_time(tmp_path):
@@ -279,8 +303,15 @@ def test_save_finalize_load_round_trip(tmp_path, trained_run):
     loaded = checkpoint.load(trained_run, device="cpu")
     partial = checkpoint.reserve_run_dir(tmp_path, "copy")
     extra = {key: loaded.meta[key] for key in ("vocab_size",) if key in loaded.meta}
-    checkpoint.save(partial, loaded.model, loaded.model.state_dict(), loaded.recipe, loaded.encoder,
-                    loaded.labels, extra)
+    checkpoint.save(
+        partial,
+        loaded.model,
+        loaded.model.state_dict(),
+        loaded.recipe,
+        loaded.encoder,
+        loaded.labels,
+        extra,
+    )
     with pytest.raises(CheckpointError):  # not finished yet
         checkpoint.load(partial)
     again = checkpoint.load(checkpoint.finalize(partial), device="cpu")

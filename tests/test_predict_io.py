@@ -1,5 +1,6 @@
 """textlstm.predict: input files in (one DataError line per bad file), predictions out in input
 order, written as JSONL / CSV / TSV. Uses the session's trained run; never trains."""
+
 from __future__ import annotations
 
 import csv
@@ -13,11 +14,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import make_texts, write_label_folders, write_recipe
 from textlstm.errors import DataError
 from textlstm.predict import Prediction, Predictor
 from textlstm.predict_files import PredictionWriter, read_inputs
 from textlstm.training import Events
+
+from conftest import make_texts, write_label_folders, write_recipe
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +55,7 @@ def mixed_texts(count: int) -> list[str]:
 
 
 # --- read_inputs: text files -------------------------------------------------------------------
+
 
 def test_txt_one_text_per_line_with_crlf_and_empty_lines(tmp_path):
     path = tmp_path / "in.txt"
@@ -93,6 +96,7 @@ def test_read_inputs_is_lazy(tmp_path):
 
 # --- read_inputs: tables -----------------------------------------------------------------------
 
+
 def test_csv_text_column(tmp_path):
     path = tmp_path / "in.csv"
     with open(path, "w", newline="", encoding="utf-8") as handle:
@@ -103,7 +107,11 @@ def test_csv_text_column(tmp_path):
         writer.writerow(["3", "two\nlines", "1"])
         writer.writerow(["4", "", "2"])
     assert read(path, text_column="review") == [
-        "plain", 'with, comma and "quotes"', "two\nlines", ""]
+        "plain",
+        'with, comma and "quotes"',
+        "two\nlines",
+        "",
+    ]
 
 
 def test_csv_with_crlf_rows_and_non_utf8(tmp_path):
@@ -124,14 +132,14 @@ def test_csv_missing_column_lists_the_columns(tmp_path):
     path.write_text("id,body\n1,hello\n", encoding="utf-8")
     assert bad_input(path) == f"{path}: no column 'text' (columns: id, body); pass text_column"
     assert bad_input(path, text_column="review") == (
-        f"{path}: no column 'review' (columns: id, body); pass text_column")
+        f"{path}: no column 'review' (columns: id, body); pass text_column"
+    )
 
 
 def test_csv_ragged_row_names_its_line(tmp_path):
     path = tmp_path / "in.csv"
     path.write_text("id,text\n1,fine\n2,also fine\n3,not, quoted\n4,never read\n", encoding="utf-8")
-    assert bad_input(path) == (f"{path}:4: expected 2 fields, found 3; "
-                               "fix the quoting on that row")
+    assert bad_input(path) == (f"{path}:4: expected 2 fields, found 3; fix the quoting on that row")
 
 
 def test_csv_short_row_names_its_line(tmp_path):
@@ -156,17 +164,23 @@ def test_csv_with_a_very_long_field(tmp_path):
 
 # --- read_inputs: jsonl ------------------------------------------------------------------------
 
+
 def test_jsonl_text_key(tmp_path):
     path = tmp_path / "in.jsonl"
-    path.write_text('{"review": "first", "id": 1}\n\n{"review": "caf\\u00e9"}\n'
-                    '{"review": null}\n{"review": 42}\n', encoding="utf-8")
+    path.write_text(
+        '{"review": "first", "id": 1}\n\n{"review": "caf\\u00e9"}\n'
+        '{"review": null}\n{"review": 42}\n',
+        encoding="utf-8",
+    )
     assert read(path, text_key="review") == ["first", "café", "", "42"]
 
 
 def test_jsonl_broken_line_names_file_and_line(tmp_path):
     path = tmp_path / "in.jsonl"
-    path.write_text('{"text": "ok"}\n{"text": "ok too"}\n{"text": "broken\n{"text": "never"}\n',
-                    encoding="utf-8")
+    path.write_text(
+        '{"text": "ok"}\n{"text": "ok too"}\n{"text": "broken\n{"text": "never"}\n',
+        encoding="utf-8",
+    )
     message = bad_input(path)
     assert message.startswith(f"{path}:3: not valid JSON (")
     assert message.endswith("); fix or remove that line")
@@ -186,6 +200,7 @@ def test_jsonl_record_that_is_not_an_object(tmp_path):
 
 # --- read_inputs: unusable files ---------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", ["in.txt", "in.csv", "in.jsonl"])
 def test_empty_file(tmp_path, name):
     path = tmp_path / name
@@ -194,8 +209,9 @@ def test_empty_file(tmp_path, name):
 
 
 def test_a_directory(tmp_path):
-    assert bad_input(tmp_path) == (f"{tmp_path}: is a folder; give a .txt, .csv, .tsv or "
-                                   ".jsonl file")
+    assert bad_input(tmp_path) == (
+        f"{tmp_path}: is a folder; give a .txt, .csv, .tsv or .jsonl file"
+    )
 
 
 def test_a_missing_file(tmp_path):
@@ -206,11 +222,13 @@ def test_a_missing_file(tmp_path):
 def test_a_binary_file(tmp_path, name):
     path = tmp_path / name
     path.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00")
-    assert bad_input(path) == (f"{path}: looks like a binary file, not text; give a .txt, .csv, "
-                               ".tsv or .jsonl file")
+    assert bad_input(path) == (
+        f"{path}: looks like a binary file, not text; give a .txt, .csv, .tsv or .jsonl file"
+    )
 
 
 # --- Predictor ---------------------------------------------------------------------------------
+
 
 def check_prediction(prediction: Prediction, labels: list[str]) -> None:
     assert list(prediction.scores) == labels
@@ -234,7 +252,7 @@ def test_predictor_labels(predictor):
 
 
 def test_predict_keeps_input_order_and_count(predictor):
-    texts = mixed_texts(7) + ["", "great", " ".join(["dull"] * 60)]
+    texts = [*mixed_texts(7), "", "great", " ".join(["dull"] * 60)]
     batched = predictor.predict(texts, batch_size=4)  # several length-sorted batches
     assert len(batched) == len(texts)
     alone = [predictor.predict([text])[0] for text in texts]
@@ -324,16 +342,20 @@ def test_jsonl_output_keeps_non_ascii_labels():
 
 def test_csv_output():
     rows = list(csv.reader(io.StringIO(written("csv", None))))
-    assert rows == [["label", "score", "p_neg", "p_pos"],
-                    ["pos", "0.750000", "0.250000", "0.750000"],
-                    ["neg", "0.612346", "0.612346", "0.387654"]]
+    assert rows == [
+        ["label", "score", "p_neg", "p_pos"],
+        ["pos", "0.750000", "0.250000", "0.750000"],
+        ["neg", "0.612346", "0.612346", "0.387654"],
+    ]
 
 
 def test_csv_output_top_k():
     rows = list(csv.reader(io.StringIO(written("csv", 1))))
-    assert rows == [["label", "score", "label_1", "score_1"],
-                    ["pos", "0.750000", "pos", "0.750000"],
-                    ["neg", "0.612346", "neg", "0.612346"]]
+    assert rows == [
+        ["label", "score", "label_1", "score_1"],
+        ["pos", "0.750000", "pos", "0.750000"],
+        ["neg", "0.612346", "neg", "0.612346"],
+    ]
     rows = list(csv.reader(io.StringIO(written("csv", 2))))
     assert rows[0] == ["label", "score", "label_1", "score_1", "label_2", "score_2"]
     assert rows[1] == ["pos", "0.750000", "pos", "0.750000", "neg", "0.250000"]
@@ -347,16 +369,20 @@ def test_csv_output_quotes_labels_with_commas():
 
 def test_tsv_output_uses_tabs():
     text = written("tsv", None)
-    assert text.splitlines() == ["label\tscore\tp_neg\tp_pos",
-                                 "pos\t0.750000\t0.250000\t0.750000",
-                                 "neg\t0.612346\t0.612346\t0.387654"]
+    assert text.splitlines() == [
+        "label\tscore\tp_neg\tp_pos",
+        "pos\t0.750000\t0.250000\t0.750000",
+        "neg\t0.612346\t0.612346\t0.387654",
+    ]
     assert "," not in text
 
 
 def test_writer_with_real_predictions(predictor):
     predictions = predictor.predict(mixed_texts(5))
-    records = [json.loads(line) for line in written("jsonl", None, predictions,
-                                                    predictor.labels).splitlines()]
+    records = [
+        json.loads(line)
+        for line in written("jsonl", None, predictions, predictor.labels).splitlines()
+    ]
     assert [r["label"] for r in records] == [p.label for p in predictions]
     for record in records:
         assert set(record) == {"label", "score", "scores"}
@@ -368,6 +394,7 @@ def test_writer_with_real_predictions(predictor):
 @pytest.mark.parametrize("fmt", ["jsonl", "csv"])
 def test_unreadable_records_become_error_records_or_are_skipped(trained_run, tmp_path, fmt):
     from typer.testing import CliRunner
+
     from textlstm.cli import app
 
     source = tmp_path / "in.jsonl"
@@ -380,21 +407,32 @@ def test_unreadable_records_become_error_records_or_are_skipped(trained_run, tmp
     if fmt == "jsonl":
         records = [json.loads(r) for r in rows]
         assert [("error" in r) for r in records] == [False, True, True, False]
-        assert records[1]["error"] == f"{source}:2: not valid JSON (Expecting value); fix or remove that line"
+        assert (
+            records[1]["error"]
+            == f"{source}:2: not valid JSON (Expecting value); fix or remove that line"
+        )
         assert records[2]["error"] == f"{source}:3: no key 'text'; pass --text-key"
     else:
         assert rows[0].split(",")[-1] == "error" and len(rows) == 5
         assert rows[2].startswith(",,") and rows[2].endswith("fix or remove that line")
 
-    skipped = CliRunner().invoke(app, ["predict", str(trained_run), str(source), "--on-error", "skip"])
+    skipped = CliRunner().invoke(
+        app, ["predict", str(trained_run), str(source), "--on-error", "skip"]
+    )
     assert skipped.exit_code == 0 and len(skipped.stdout.splitlines()) == 2
     assert "skipped them" in skipped.stderr
 
 
 def assert_close_to_fp32(run, predictor) -> None:
     """Same labels as fp32, scores within 0.05, and not all identical (the mode really ran)."""
-    texts = ["a superb and lovely film", "awful dull boring plot", "the film was great",
-             "dreadful terrible acting", "wonderful story and brilliant actor", "horrible scene"]
+    texts = [
+        "a superb and lovely film",
+        "awful dull boring plot",
+        "the film was great",
+        "dreadful terrible acting",
+        "wonderful story and brilliant actor",
+        "horrible scene",
+    ]
     fp32 = Predictor.load(run, "cpu", precision="fp32").predict(texts)
     got = predictor.predict(texts)
     assert [p.label for p in got] == [p.label for p in fp32]
@@ -408,8 +446,11 @@ def cpu_bf16() -> str:
     return bf16_support(torch.device("cpu"))
 
 
-needs_bf16 = pytest.mark.skipif(cpu_bf16() == "none", reason="this CPU has no bfloat16 LSTM kernels "
-                                "(no AVX-512/AMX); the fp32 fallback is tested instead")
+needs_bf16 = pytest.mark.skipif(
+    cpu_bf16() == "none",
+    reason="this CPU has no bfloat16 LSTM kernels "
+    "(no AVX-512/AMX); the fp32 fallback is tested instead",
+)
 
 
 @needs_bf16
@@ -422,7 +463,9 @@ def test_bf16_predictions_agree_with_fp32_and_evaluate_keeps_both_reports(traine
     run = Path(shutil.copytree(trained_run, tmp_path / "run"))
     plain = evaluate(run, "test", device="cpu")
     lower = evaluate(run, "test", device="cpu", precision="bf16")
-    assert plain.json_path.name == "eval-test.json" and lower.json_path.name == "eval-test-bf16.json"
+    assert (
+        plain.json_path.name == "eval-test.json" and lower.json_path.name == "eval-test-bf16.json"
+    )
     assert plain.json_path.is_file() and abs(plain.report.accuracy - lower.report.accuracy) <= 0.1
 
 
@@ -434,7 +477,10 @@ def test_int8_quantization_predicts_like_fp32_with_int8_weights(trained_run, tmp
     int8 = Predictor.load(trained_run, "auto", quantize="int8")
     assert int8.mode == "int8" and int8.device.type == "cpu"
     layer = int8.loaded.model.forward_layers[0]
-    assert "quantized" in type(layer).__module__ and "quantized" in type(int8.loaded.model.head).__module__
+    assert (
+        "quantized" in type(layer).__module__
+        and "quantized" in type(int8.loaded.model.head).__module__
+    )
     assert_close_to_fp32(trained_run, int8)
     run = Path(shutil.copytree(trained_run, tmp_path / "run"))
     plain = evaluate(run, "test", device="cpu")
@@ -458,7 +504,9 @@ def bf16_recipe(tmp_path):
 
     corpus = write_label_folders(tmp_path / "corpus")
     recipe = load_recipe(write_recipe(tmp_path / "tiny.toml", corpus))
-    return recipe.model_copy(update={"train": recipe.train.model_copy(update={"precision": "bf16"})})
+    return recipe.model_copy(
+        update={"train": recipe.train.model_copy(update={"precision": "bf16"})}
+    )
 
 
 @needs_bf16
@@ -496,14 +544,18 @@ def test_bf16_falls_back_to_fp32_on_a_cpu_without_bf16_recurrent_kernels(tmp_pat
     events = Messages()
     result = train(bf16_recipe(tmp_path), tmp_path / "runs", device="cpu", events=events)
     assert any(line.endswith("device cpu, fp32") for line in events.lines)
-    assert any("no bfloat16 kernels for the LSTM and GRU" in line and "trains in fp32" in line
-               for line in events.lines)
+    assert any(
+        "no bfloat16 kernels for the LSTM and GRU" in line and "trains in fp32" in line
+        for line in events.lines
+    )
     assert json.loads((result.run_dir / "meta.json").read_text())["precision"] == "fp32"
     assert Predictor.load(result.run_dir, "cpu").mode == "fp32"
     with pytest.raises(TextLSTMError) as info:
         Predictor.load(result.run_dir, "cpu", precision="bf16")
-    assert info.value.lines == ["precision='bf16': this CPU has no bfloat16 kernels for the LSTM and "
-                                "GRU (they need AVX-512 or AMX); use precision='fp32' or auto"]
+    assert info.value.lines == [
+        "precision='bf16': this CPU has no bfloat16 kernels for the LSTM and "
+        "GRU (they need AVX-512 or AMX); use precision='fp32' or auto"
+    ]
 
 
 def test_inference_mode_follows_the_run_unless_told_and_avoids_emulated_bf16():

@@ -5,10 +5,10 @@ import pytest
 from textlstm.errors import RecipeError
 from textlstm.recipe import Recipe, load_recipe, recipe_from_dict
 
-MINIMAL = '''name = "r"
+MINIMAL = """name = "r"
 [data]
 dataset = "some/data"
-'''
+"""
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -37,39 +37,66 @@ def test_resolved_recipe_round_trips(tmp_path):
     assert again.train.class_weights == {"neg": 2.0}
 
 
-@pytest.mark.parametrize("body, expected", [
-    ('[model]\nhiden_size = 64\n', "model.hiden_size: unknown key (did you mean 'hidden_size'?)"),
-    ('[model]\nhidden_size = "big"\n', "model.hidden_size: expected an integer, got 'big'"),
-    ('[model]\ndropout = 1.5\n', "model.dropout: 1.5 is out of range; input should be less than 1"),
-    ('[model]\npooling = "avg"\n',
-     "model.pooling: unknown choice 'avg'; expected one of 'last', 'mean', 'max' or 'attention'"),
-    ('[train]\nmetric = "f1"\n',
-     "train.metric: unknown choice 'f1'; expected one of 'accuracy' or 'macro_f1'"),
-    ('[train]\nepochs = 0\n',
-     "train.epochs: 0 is out of range; input should be greater than or equal to 1"),
-    ('[tokenizer]\nlowercase = "yes"\n', "tokenizer.lowercase: expected true or false, got 'yes'"),
-    ('[train]\nclass_weights = "bal"\n',
-     "train.class_weights: unknown choice 'bal'; expected one of 'none' or 'balanced'"),
-    ('[trian]\nepochs = 2\n', "trian: unknown key (did you mean 'train'?)"),
-])
+@pytest.mark.parametrize(
+    "body, expected",
+    [
+        (
+            "[model]\nhiden_size = 64\n",
+            "model.hiden_size: unknown key (did you mean 'hidden_size'?)",
+        ),
+        ('[model]\nhidden_size = "big"\n', "model.hidden_size: expected an integer, got 'big'"),
+        (
+            "[model]\ndropout = 1.5\n",
+            "model.dropout: 1.5 is out of range; input should be less than 1",
+        ),
+        (
+            '[model]\npooling = "avg"\n',
+            "model.pooling: unknown choice 'avg'; expected one of 'last', 'mean', 'max' or 'attention'",
+        ),
+        (
+            '[train]\nmetric = "f1"\n',
+            "train.metric: unknown choice 'f1'; expected one of 'accuracy' or 'macro_f1'",
+        ),
+        (
+            "[train]\nepochs = 0\n",
+            "train.epochs: 0 is out of range; input should be greater than or equal to 1",
+        ),
+        (
+            '[tokenizer]\nlowercase = "yes"\n',
+            "tokenizer.lowercase: expected true or false, got 'yes'",
+        ),
+        (
+            '[train]\nclass_weights = "bal"\n',
+            "train.class_weights: unknown choice 'bal'; expected one of 'none' or 'balanced'",
+        ),
+        ("[trian]\nepochs = 2\n", "trian: unknown key (did you mean 'train'?)"),
+    ],
+)
 def test_each_bad_value_gets_its_exact_line(tmp_path, body, expected):
     path = write(tmp_path, MINIMAL + body)
     assert problems(path) == [f"{path}: {expected}"]
 
 
 def test_all_problems_are_reported_together(tmp_path):
-    path = write(tmp_path, MINIMAL + '[model]\nhiden_size = 64\npooling = "avg"\n'
-                 '[train]\nlr = -1\n')
+    path = write(
+        tmp_path, MINIMAL + '[model]\nhiden_size = 64\npooling = "avg"\n[train]\nlr = -1\n'
+    )
     lines = problems(path)
     assert len(lines) == 3
     assert all(line.startswith(f"{path}: ") for line in lines)
-    assert {line.split(": ")[1] for line in lines} == {"model.hiden_size", "model.pooling", "train.lr"}
+    assert {line.split(": ")[1] for line in lines} == {
+        "model.hiden_size",
+        "model.pooling",
+        "train.lr",
+    }
 
 
 def test_missing_required_keys(tmp_path):
     path = write(tmp_path, "seed = 1\n")
-    assert problems(path) == [f"{path}: name: required key is missing",
-                              f"{path}: data: required key is missing"]
+    assert problems(path) == [
+        f"{path}: name: required key is missing",
+        f"{path}: data: required key is missing",
+    ]
 
 
 def test_toml_syntax_error_names_the_line(tmp_path):
@@ -82,7 +109,7 @@ def test_unreadable_recipes(tmp_path):
     assert problems(tmp_path / "nope.toml") == [f"{tmp_path / 'nope.toml'}: recipe file not found"]
     assert problems(tmp_path) == [f"{tmp_path}: is a directory; give a recipe .toml file"]
     binary = tmp_path / "bin.toml"
-    binary.write_bytes(b"name = \"\xff\xfe\"\n")
+    binary.write_bytes(b'name = "\xff\xfe"\n')
     assert problems(binary) == [f"{binary}: not UTF-8 text; save the recipe as UTF-8"]
 
 
@@ -94,20 +121,31 @@ def test_run_names_cannot_escape_the_output_folder(tmp_path):
 
 def test_overrides_set_values_and_are_validated(tmp_path):
     path = write(tmp_path, MINIMAL)
-    recipe = load_recipe(path, ["model.hidden_size=256", "data.text=[\"a\", \"b\"]",
-                                "data.dataset=plain/string", "model.bidirectional=false"])
+    recipe = load_recipe(
+        path,
+        [
+            "model.hidden_size=256",
+            'data.text=["a", "b"]',
+            "data.dataset=plain/string",
+            "model.bidirectional=false",
+        ],
+    )
     assert recipe.model.hidden_size == 256 and recipe.data.text == ["a", "b"]
     assert recipe.data.dataset == "plain/string" and recipe.model.bidirectional is False
     assert problems(path, ["model.hiden_size=3"]) == [
-        "overrides: model.hiden_size: unknown key (did you mean 'hidden_size'?)"]
+        "overrides: model.hiden_size: unknown key (did you mean 'hidden_size'?)"
+    ]
     assert problems(path, ["model.hidden_size"]) == [
-        "overrides='model.hidden_size': expected KEY=VALUE, e.g. overrides='model.hidden_size=256'"]
+        "overrides='model.hidden_size': expected KEY=VALUE, e.g. overrides='model.hidden_size=256'"
+    ]
     assert problems(path, ["name.x=1"]) == ["overrides='name.x': 'name' is not a section"]
 
 
 def test_recipe_is_frozen():
     recipe = recipe_from_dict({"name": "r", "data": {"dataset": "d"}})
-    with pytest.raises(Exception):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="frozen"):
         recipe.seed = 3  # type: ignore[misc]
     assert isinstance(recipe, Recipe)
 

@@ -1,5 +1,6 @@
 """Interruptions lose nothing: a run killed mid-epoch, or stopped with Ctrl-C, resumes to exactly
 the result of an uninterrupted run."""
+
 import json
 import subprocess
 import sys
@@ -10,8 +11,8 @@ import torch
 from textlstm.checkpoint import load
 from textlstm.errors import CheckpointError
 from textlstm.recipe import load_recipe
-from textlstm.training.state import FILE
 from textlstm.training import Events, resume, train
+from textlstm.training.state import FILE
 
 KILLER = """
 import os, signal, sys
@@ -49,8 +50,9 @@ class InterruptAt(Events):
 
 def metrics(run):
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in row.items() if k not in ("seconds", "tokens_per_second")}
-            for row in rows]
+    return [
+        {k: v for k, v in row.items() if k not in ("seconds", "tokens_per_second")} for row in rows
+    ]
 
 
 def assert_same_run(a, b):
@@ -66,18 +68,25 @@ def reference(tmp_path, recipe_path):
     return train(load_recipe(recipe_path), tmp_path / "reference", device="cpu").run_dir
 
 
-def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path, recipe_path,
-                                                                    reference):
-    killed = subprocess.run([sys.executable, "-c", KILLER, str(recipe_path),
-                             str(tmp_path / "runs"), "2"], capture_output=True, text=True)
+def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(
+    tmp_path, recipe_path, reference
+):
+    killed = subprocess.run(
+        [sys.executable, "-c", KILLER, str(recipe_path), str(tmp_path / "runs"), "2"],
+        capture_output=True,
+        text=True,
+    )
     assert killed.returncode == -9, killed.stderr
     (partial,) = (tmp_path / "runs" / "tiny").glob("*.partial")
     assert (partial / FILE).is_file() and len(metrics(partial)) == 1  # epoch 1 was saved
     with pytest.raises(CheckpointError, match="did not finish"):
         load(partial)
 
-    done = subprocess.run([sys.executable, "-m", "textlstm", "train", "--resume", str(partial),
-                           "--device", "cpu"], capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "textlstm", "train", "--resume", str(partial), "--device", "cpu"],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     assert "resuming" in done.stdout and "after epoch 1 of 3" in done.stdout
     final = partial.with_name(partial.name.removesuffix(".partial"))
@@ -91,8 +100,10 @@ def test_ctrl_c_keeps_best_weights_and_the_run_resumes_exactly(tmp_path, recipe_
     stopped = train(load_recipe(recipe_path), tmp_path / "runs", device="cpu", events=events)
     assert stopped.stopped == "interrupted" and stopped.best_epoch in (1, 2)
     assert (stopped.run_dir / FILE).is_file() and load(stopped.run_dir).model is not None
-    assert f"interrupted: kept the best weights so far (epoch {stopped.best_epoch}) in " \
+    assert (
+        f"interrupted: kept the best weights so far (epoch {stopped.best_epoch}) in "
         f"{stopped.run_dir}; it can be resumed" in events.messages
+    )
 
     result = resume(stopped.run_dir, device="cpu")
     assert result.run_dir == stopped.run_dir and result.stopped == "completed"
@@ -128,6 +139,7 @@ def test_damaged_resume_file_is_one_line(tmp_path, recipe_path):
 
 def test_cli_needs_a_recipe_or_resume_but_not_both(recipe_path, trained_run):
     from typer.testing import CliRunner
+
     from textlstm.cli import app
 
     for args in ([], [str(recipe_path), "--resume", str(trained_run)]):
@@ -138,10 +150,25 @@ def test_cli_needs_a_recipe_or_resume_but_not_both(recipe_path, trained_run):
 
 def test_concurrent_runs_of_one_recipe_never_clobber_each_other(tmp_path, recipe_path):
     """Three processes train the same recipe into the same runs/<name>/ at the same moment."""
-    procs = [subprocess.Popen([sys.executable, "-m", "textlstm", "train", str(recipe_path),
-                               "--out", str(tmp_path / "runs"), "--device", "cpu"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(3)]
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "textlstm",
+                "train",
+                str(recipe_path),
+                "--out",
+                str(tmp_path / "runs"),
+                "--device",
+                "cpu",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(3)
+    ]
     for proc in procs:
         _, stderr = proc.communicate(timeout=300)
         assert proc.returncode == 0, stderr
@@ -151,7 +178,9 @@ def test_concurrent_runs_of_one_recipe_never_clobber_each_other(tmp_path, recipe
     assert (folder / "latest").resolve() in runs
     first = metrics(runs[0])
     for run in runs:
-        assert load(run).labels == ["neg", "pos"] and metrics(run) == first  # same seed, same result
+        assert (
+            load(run).labels == ["neg", "pos"] and metrics(run) == first
+        )  # same seed, same result
 
 
 def test_planted_pickle_as_resume_checkpoint_is_refused_and_never_unpickled(tmp_path, recipe_path):
@@ -161,8 +190,9 @@ def test_planted_pickle_as_resume_checkpoint_is_refused_and_never_unpickled(tmp_
         def __reduce__(self):
             return (open, (str(tmp_path / "pwned"), "w"))
 
-    run = train(load_recipe(recipe_path), tmp_path / "runs", device="cpu",
-                events=InterruptAt(epoch=2)).run_dir
+    run = train(
+        load_recipe(recipe_path), tmp_path / "runs", device="cpu", events=InterruptAt(epoch=2)
+    ).run_dir
     torch.save({"model.embedding.weight": Planted()}, str(run / FILE))
     with pytest.raises(CheckpointError, match="not a readable resume checkpoint"):
         resume(run, device="cpu")
@@ -179,8 +209,10 @@ def test_the_package_has_no_way_to_unpickle_or_evaluate_strings():
 
     import textlstm
 
-    banned = re.compile(r"\bimport pickle\b|\bpickle\.|\btorch\.load\(|\bjoblib\b|\bdill\b|"
-                        r"(?<![.\w])eval\(|(?<![.\w])exec\(|\b__import__\(|\bmarshal\b")
+    banned = re.compile(
+        r"\bimport pickle\b|\bpickle\.|\btorch\.load\(|\bjoblib\b|\bdill\b|"
+        r"(?<![.\w])eval\(|(?<![.\w])exec\(|\b__import__\(|\bmarshal\b"
+    )
     for path in Path(textlstm.__file__).parent.glob("*.py"):
         for number, line in enumerate(path.read_text().splitlines(), start=1):
             code = line.split("#", 1)[0]
@@ -192,7 +224,8 @@ def test_resumed_tensors_are_aligned_like_freshly_allocated_ones(tmp_path, recip
     kernels round differently on them, and a resumed run drifted from the uninterrupted one."""
     from textlstm.training.state import load_state
 
-    run = train(load_recipe(recipe_path), tmp_path / "runs", device="cpu",
-                events=InterruptAt(epoch=2)).run_dir
+    run = train(
+        load_recipe(recipe_path), tmp_path / "runs", device="cpu", events=InterruptAt(epoch=2)
+    ).run_dir
     _, raw = load_state(run)
     assert {t.data_ptr() % 64 for t in raw["tensors"].values()} == {0}

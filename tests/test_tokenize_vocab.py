@@ -10,7 +10,16 @@ from textlstm.text.vocab import PAD, UNK, UNK_ID, Vocab, build_vocab
 def test_regex_tokenizer_splits_words_numbers_and_punctuation():
     tokenize = build_tokenizer(TokenizerConfig())
     assert tokenize("Don't panic: it's 42, OK?!") == [
-        "don't", "panic", ":", "it's", "42", ",", "ok", "?", "!"]
+        "don't",
+        "panic",
+        ":",
+        "it's",
+        "42",
+        ",",
+        "ok",
+        "?",
+        "!",
+    ]
 
 
 def test_lowercase_off_and_truncation():
@@ -57,11 +66,14 @@ def test_vocab_saves_and_loads(tmp_path):
         Vocab.load(tmp_path / "bad.json")
 
 
-@pytest.mark.parametrize("truncation, expected", [
-    ("head", ["a", "b", "c", "d"]),
-    ("tail", ["g", "h", "i", "j"]),
-    ("head+tail", ["a", "b", "i", "j"]),
-])
+@pytest.mark.parametrize(
+    "truncation, expected",
+    [
+        ("head", ["a", "b", "c", "d"]),
+        ("tail", ["g", "h", "i", "j"]),
+        ("head+tail", ["a", "b", "i", "j"]),
+    ],
+)
 def test_truncation_keeps_the_chosen_part(truncation, expected):
     tokenize = build_tokenizer(TokenizerConfig(max_length=4, truncation=truncation))
     assert tokenize("a b c d e f g h i j") == expected
@@ -71,7 +83,19 @@ def test_truncation_keeps_the_chosen_part(truncation, expected):
 def test_strip_html_drops_tags_but_not_comparisons():
     text = "Great film.<br /><br />Loved it, 3 < 5 and <i>really</i> fun"
     assert build_tokenizer(TokenizerConfig(strip_html=True))(text) == [
-        "great", "film", ".", "loved", "it", ",", "3", "<", "5", "and", "really", "fun"]
+        "great",
+        "film",
+        ".",
+        "loved",
+        "it",
+        ",",
+        "3",
+        "<",
+        "5",
+        "and",
+        "really",
+        "fun",
+    ]
     assert "br" in build_tokenizer(TokenizerConfig())(text)
 
 
@@ -80,6 +104,7 @@ ALPHABET = "ab_Z9 \t\n'’'.,!-<>/éÉ日本\u0301\u00a0\u2028\x1c\x00\ud800🙂
 
 def random_texts(seed: int, count: int = 300) -> list[str]:
     import random
+
     rng = random.Random(seed)
     return ["".join(rng.choice(ALPHABET) for _ in range(rng.randint(0, 40))) for _ in range(count)]
 
@@ -93,7 +118,7 @@ def test_vectorised_scan_finds_exactly_the_regex_tokens(kind, lowercase):
 
     tokenizer = build_tokenizer(TokenizerConfig(kind=kind, lowercase=lowercase, max_length=100_000))
     for seed in range(5):
-        texts = random_texts(seed) + ["", "  ", "don't o'clock 'quoted' a''b a'b'c rock’n’roll"]
+        texts = [*random_texts(seed), "", "  ", "don't o'clock 'quoted' a''b a'b'c rock’n’roll"]
         expected = tokenizer.batch(texts)
         scan = tokenizer.scan(texts)
         assert scan.counts.tolist() == [len(t) for t in expected]
@@ -113,6 +138,8 @@ def test_vectorised_encoding_equals_token_by_token_lookup(truncation):
     tokenizer = build_tokenizer(cfg)
     reference = build_vocab(tokenizer.batch(texts), VocabConfig(max_size=40))
     assert encoder.vocab.tokens == reference.tokens
-    assert counts == __import__("collections").Counter(t for ts in tokenizer.batch(texts) for t in ts)
+    assert counts == __import__("collections").Counter(
+        t for ts in tokenizer.batch(texts) for t in ts
+    )
     for ids, tokens in zip(encoder.encode(texts), tokenizer.batch(texts)):
         assert ids.tolist() == reference.encode(tokens).tolist()

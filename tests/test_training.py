@@ -2,15 +2,22 @@ import json
 
 import pytest
 
-from conftest import write_label_folders, write_recipe
 from textlstm import Events, Predictor, evaluate, load_recipe, train
 from textlstm.errors import DataError, RecipeError
+
+from conftest import write_label_folders, write_recipe
 
 
 def test_run_folder_describes_itself(trained_run):
     names = sorted(p.name for p in trained_run.iterdir())
-    assert {"model.safetensors", "recipe.toml", "vocab.json", "labels.json", "meta.json",
-            "metrics.jsonl"} <= set(names)
+    assert {
+        "model.safetensors",
+        "recipe.toml",
+        "vocab.json",
+        "labels.json",
+        "meta.json",
+        "metrics.jsonl",
+    } <= set(names)
     meta = json.loads((trained_run / "meta.json").read_text())
     assert meta["format_version"] == 1 and meta["seed"] == 7 and meta["name"] == "tiny"
     assert meta["split_rows"] == {"train": 48, "validation": 16, "test": 16}
@@ -32,22 +39,33 @@ def test_save_and_load_reproduce_the_validation_metrics(trained_run):
 def test_same_seed_gives_identical_metrics(tmp_path, recipe_path):
     first = train(load_recipe(recipe_path), tmp_path / "a", device="cpu")
     second = train(load_recipe(recipe_path), tmp_path / "b", device="cpu")
-    assert [(e.train_loss, e.validation_loss, e.accuracy) for e in first.epochs] == \
-           [(e.train_loss, e.validation_loss, e.accuracy) for e in second.epochs]
+    assert [(e.train_loss, e.validation_loss, e.accuracy) for e in first.epochs] == [
+        (e.train_loss, e.validation_loss, e.accuracy) for e in second.epochs
+    ]
     texts = ["great superb film", "awful boring plot", ""]
-    assert [p.scores for p in Predictor.load(first.run_dir, "cpu").predict(texts)] == \
-           [p.scores for p in Predictor.load(second.run_dir, "cpu").predict(texts)]
+    assert [p.scores for p in Predictor.load(first.run_dir, "cpu").predict(texts)] == [
+        p.scores for p in Predictor.load(second.run_dir, "cpu").predict(texts)
+    ]
 
 
 def test_it_learns_a_separable_task(tmp_path):
     corpus = write_label_folders(tmp_path / "c", per_class=60)
-    recipe = load_recipe(write_recipe(tmp_path / "r.toml", corpus),
-                         ["train.epochs=6", "model.cell=gru", "model.pooling=attention",
-                          "model.num_layers=2", "train.class_weights=\"balanced\""])
+    recipe = load_recipe(
+        write_recipe(tmp_path / "r.toml", corpus),
+        [
+            "train.epochs=6",
+            "model.cell=gru",
+            "model.pooling=attention",
+            "model.num_layers=2",
+            'train.class_weights="balanced"',
+        ],
+    )
     result = train(recipe, tmp_path / "runs", device="cpu")
     assert max(e.accuracy for e in result.epochs) >= 0.9
     assert evaluate(result.run_dir, split="test", device="cpu").report.accuracy >= 0.9
-    assert Predictor.load(result.run_dir, "cpu").predict(["superb wonderful film"])[0].label == "pos"
+    assert (
+        Predictor.load(result.run_dir, "cpu").predict(["superb wonderful film"])[0].label == "pos"
+    )
 
 
 def test_early_stopping_keeps_the_best_epoch(tmp_path, recipe_path):
@@ -80,8 +98,12 @@ def test_interrupt_before_any_epoch_leaves_nothing(tmp_path, recipe_path):
 
 
 def test_bad_input_creates_no_run_folder(tmp_path, corpus):
-    recipe = load_recipe(write_recipe(tmp_path / "w.toml", corpus), ["train.class_weights={nope = 2.0}"])
-    with pytest.raises(RecipeError, match=r"train.class_weights: unknown label 'nope'; labels are neg, pos"):
+    recipe = load_recipe(
+        write_recipe(tmp_path / "w.toml", corpus), ["train.class_weights={nope = 2.0}"]
+    )
+    with pytest.raises(
+        RecipeError, match=r"train.class_weights: unknown label 'nope'; labels are neg, pos"
+    ):
         train(recipe, tmp_path / "runs", device="cpu")
     missing = load_recipe(write_recipe(tmp_path / "m.toml", tmp_path / "missing-folder"))
     with pytest.raises(DataError, match="dataset path does not exist"):

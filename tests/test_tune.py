@@ -1,25 +1,27 @@
 """`textlstm tune`: a tiny study completes, resumes after SIGKILL with only the missing trials,
 writes a best.toml that trains, and rejects a bad search space before any trial."""
+
 import subprocess
 import sys
 
 import pytest
 from typer.testing import CliRunner
 
-from conftest import write_recipe
 from textlstm.cli import app
 from textlstm.errors import RecipeError
 from textlstm.recipe import load_recipe
 from textlstm.tuning import tune
 
-SPACE = '''
+from conftest import write_recipe
+
+SPACE = """
 [tune]
 trials = 3
 seed = 1
 [tune.space]
 "train.lr" = { log_uniform = [1e-3, 3e-2] }
 "model.hidden_size" = { choice = [8, 16] }
-'''
+"""
 
 KILL_AT_TRIAL = """
 import os, signal, sys
@@ -41,21 +43,38 @@ def tune_recipe(tmp_path, corpus):
 
 
 def test_tune_runs_the_trials_writes_a_leaderboard_and_a_best_recipe(tmp_path, tune_recipe):
-    result = CliRunner().invoke(app, ["tune", str(tune_recipe), "--out", str(tmp_path / "runs"),
-                                      "--device", "cpu", "--no-prune"], catch_exceptions=False)
+    result = CliRunner().invoke(
+        app,
+        [
+            "tune",
+            str(tune_recipe),
+            "--out",
+            str(tmp_path / "runs"),
+            "--device",
+            "cpu",
+            "--no-prune",
+        ],
+        catch_exceptions=False,
+    )
     assert result.exit_code == 0, result.output
     assert "leaderboard" in result.stdout and "best.toml" in result.stdout
     best = tmp_path / "runs" / "tiny-tune" / "best.toml"
     recipe = load_recipe(best)
     assert recipe.model.hidden_size in (8, 16) and 1e-3 <= recipe.train.lr <= 3e-2
-    trained = CliRunner().invoke(app, ["train", str(best), "--out", str(tmp_path / "again"),
-                                       "--device", "cpu"], catch_exceptions=False)
+    trained = CliRunner().invoke(
+        app,
+        ["train", str(best), "--out", str(tmp_path / "again"), "--device", "cpu"],
+        catch_exceptions=False,
+    )
     assert trained.exit_code == 0, trained.output
 
 
 def test_a_killed_study_resumes_with_only_the_missing_trials(tmp_path, tune_recipe):
-    killed = subprocess.run([sys.executable, "-c", KILL_AT_TRIAL, str(tune_recipe),
-                             str(tmp_path / "runs"), "2"], capture_output=True, text=True)
+    killed = subprocess.run(
+        [sys.executable, "-c", KILL_AT_TRIAL, str(tune_recipe), str(tmp_path / "runs"), "2"],
+        capture_output=True,
+        text=True,
+    )
     assert killed.returncode == -9, killed.stderr
     result = tune(load_recipe(tune_recipe), tmp_path / "runs", trials=4, device="cpu")
     states = [t.state for t in result.trials]
@@ -67,24 +86,40 @@ def test_a_killed_study_resumes_with_only_the_missing_trials(tmp_path, tune_reci
 
 
 def test_a_misspelt_space_key_fails_before_any_trial(tmp_path, corpus):
-    recipe = write_recipe(tmp_path / "tiny.toml", corpus, SPACE.replace("hidden_size", "hiden_size"))
+    recipe = write_recipe(
+        tmp_path / "tiny.toml", corpus, SPACE.replace("hidden_size", "hiden_size")
+    )
     result = CliRunner().invoke(app, ["tune", str(recipe), "--out", str(tmp_path / "runs")])
     assert result.exit_code == 2
-    assert result.stderr.strip() == (f"error: {recipe}: tune.space.model.hiden_size: unknown recipe "
-                                     "key (did you mean 'hidden_size'?)")
+    assert result.stderr.strip() == (
+        f"error: {recipe}: tune.space.model.hiden_size: unknown recipe "
+        "key (did you mean 'hidden_size'?)"
+    )
     assert not (tmp_path / "runs").exists()
 
 
-@pytest.mark.parametrize("entry, message", [
-    ('"model.pooling" = { choice = ["max", "maxx"] }',
-     "tune.space.model.pooling: 'maxx' is not a valid value: unknown choice 'maxx'"),
-    ('"train.epochs" = { int_uniform = [3, 1] }',
-     "tune.space.train.epochs: int_uniform = [low, high] needs low < high"),
-    ('"train.lr" = { log_uniform = [0, 1] }', "tune.space.train.lr: log_uniform needs a low bound above 0"),
-    ('"data.dataset" = { choice = ["x"] }', "tune.space.data.dataset: not a tunable key"),
-    ('"train.lr" = { uniform = [0.1, 0.2], choice = [1] }',
-     "tune.space.train.lr: give exactly one of choice, uniform, log_uniform, int_uniform"),
-])
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        (
+            '"model.pooling" = { choice = ["max", "maxx"] }',
+            "tune.space.model.pooling: 'maxx' is not a valid value: unknown choice 'maxx'",
+        ),
+        (
+            '"train.epochs" = { int_uniform = [3, 1] }',
+            "tune.space.train.epochs: int_uniform = [low, high] needs low < high",
+        ),
+        (
+            '"train.lr" = { log_uniform = [0, 1] }',
+            "tune.space.train.lr: log_uniform needs a low bound above 0",
+        ),
+        ('"data.dataset" = { choice = ["x"] }', "tune.space.data.dataset: not a tunable key"),
+        (
+            '"train.lr" = { uniform = [0.1, 0.2], choice = [1] }',
+            "tune.space.train.lr: give exactly one of choice, uniform, log_uniform, int_uniform",
+        ),
+    ],
+)
 def test_space_entries_are_validated_at_load(tmp_path, entry, message):
     path = tmp_path / "r.toml"
     path.write_text(f'name = "x"\n[data]\ndataset = "d"\n[tune]\n[tune.space]\n{entry}\n')
@@ -101,9 +136,19 @@ def test_ctrl_c_stops_the_study_and_still_writes_the_best_recipe(tmp_path, tune_
             if number == 2:
                 raise KeyboardInterrupt
 
-    result = tune(load_recipe(tune_recipe), tmp_path / "runs", trials=5, device="cpu",
-                  events=CtrlC(), prune=False)
-    assert result.interrupted and [t.state for t in result.trials] == ["COMPLETE", "COMPLETE", "FAIL"]
+    result = tune(
+        load_recipe(tune_recipe),
+        tmp_path / "runs",
+        trials=5,
+        device="cpu",
+        events=CtrlC(),
+        prune=False,
+    )
+    assert result.interrupted and [t.state for t in result.trials] == [
+        "COMPLETE",
+        "COMPLETE",
+        "FAIL",
+    ]
     assert (tmp_path / "runs" / "tiny-tune" / "best.toml").is_file()
     again = tune(load_recipe(tune_recipe), tmp_path / "runs", trials=5, device="cpu", prune=False)
     assert not again.interrupted and sum(t.state == "COMPLETE" for t in again.trials) == 5

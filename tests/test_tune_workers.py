@@ -1,5 +1,6 @@
 """`textlstm tune` with several worker processes, a database storage, dead workers found by their
 process or heartbeat, best-N folders, plots, the retrain step and the live table."""
+
 import csv
 import json
 import os
@@ -14,21 +15,22 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import make_texts, write_recipe
 from textlstm.cli import TuneTable, app
 from textlstm.recipe import load_recipe
 from textlstm.tuning import TrialSummary, tune
 from textlstm.tuning.study import open_storage
 from textlstm.tuning.workers import STALE_SECONDS, fail_stale
 
-SPACE = '''
+from conftest import make_texts, write_recipe
+
+SPACE = """
 [tune]
 trials = 6
 seed = 3
 [tune.space]
 "train.lr" = { log_uniform = [1e-3, 3e-2] }
 "model.hidden_size" = { choice = [8, 12, 16] }
-'''
+"""
 
 
 def study_of(folder, name="tiny", url=None):
@@ -39,8 +41,11 @@ def study_of(folder, name="tiny", url=None):
 
 def counts(study):
     trials = study.get_trials(deepcopy=False)
-    done = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED", "FAIL")
-            and not t.user_attrs.get("orphaned")]
+    done = [
+        t
+        for t in trials
+        if t.state.name in ("COMPLETE", "PRUNED", "FAIL") and not t.user_attrs.get("orphaned")
+    ]
     return len(done), [t for t in trials if t.user_attrs.get("orphaned")], trials
 
 
@@ -60,8 +65,19 @@ def wait_gone(pid, seconds=60.0):
 
 
 def tune_cli(recipe, out, *args):
-    return [sys.executable, "-m", "textlstm", "tune", str(recipe), "--out", str(out),
-            "--device", "cpu", "--no-prune", *args]
+    return [
+        sys.executable,
+        "-m",
+        "textlstm",
+        "tune",
+        str(recipe),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+        "--no-prune",
+        *args,
+    ]
 
 
 GATED = Path(__file__).parent / "helpers" / "gated_cli.py"
@@ -72,9 +88,13 @@ def start_held_at(recipe, out, held, gate):
     start (tests/helpers/gated_cli.py); returned once both workers wait there, so exactly
     ``held`` trials have finished and trials ``held`` and ``held + 1`` are running."""
     gate.mkdir()
-    command = subprocess.Popen([sys.executable, str(GATED), *tune_cli(recipe, out, "--jobs", "2")[3:]],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "TEXTLSTM_TEST_GATE": f"{gate}:{held}"})
+    command = subprocess.Popen(
+        [sys.executable, str(GATED), *tune_cli(recipe, out, "--jobs", "2")[3:]],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TEXTLSTM_TEST_GATE": f"{gate}:{held}"},
+    )
     wanted = {gate / f"reached-{held}", gate / f"reached-{held + 1}"}
     end = time.monotonic() + 240  # a safety net for a broken run, not a timing condition
     while not all(path.exists() for path in wanted):
@@ -84,7 +104,9 @@ def start_held_at(recipe, out, held, gate):
     return command, out / "tiny-tune"
 
 
-def test_two_workers_killed_with_sigkill_resume_the_same_study_and_best_toml_trains(tmp_path, corpus):
+def test_two_workers_killed_with_sigkill_resume_the_same_study_and_best_toml_trains(
+    tmp_path, corpus
+):
     recipe = write_recipe(tmp_path / "tiny.toml", corpus, SPACE)
     out = tmp_path / "runs"
     first, folder = start_held_at(recipe, out, 2, tmp_path / "gate")
@@ -97,16 +119,19 @@ def test_two_workers_killed_with_sigkill_resume_the_same_study_and_best_toml_tra
     for worker in workers:  # each worker notices its parent is gone and exits
         assert wait_gone(int(worker.split(":")[1])), f"worker {worker} outlived its parent"
 
-    again = subprocess.run(tune_cli(recipe, out, "--jobs", "2"), capture_output=True, text=True,
-                           timeout=300)
+    again = subprocess.run(
+        tune_cli(recipe, out, "--jobs", "2"), capture_output=True, text=True, timeout=300
+    )
     assert again.returncode == 0, again.stderr
     finished_after, orphans, trials = counts(study_of(folder))
     assert finished_after == 6  # the same study: only the missing trials ran, not 6 new ones
     assert len(trials) == 8 and sorted(t.number for t in orphans) == [2, 3]
     assert all(t.user_attrs["reason"] == "its worker died; the trial is run again" for t in orphans)
     assert "leaderboard" in again.stdout
-    trained = CliRunner().invoke(app, ["train", str(folder / "best.toml"), "--out",
-                                       str(tmp_path / "again"), "--device", "cpu"])
+    trained = CliRunner().invoke(
+        app,
+        ["train", str(folder / "best.toml"), "--out", str(tmp_path / "again"), "--device", "cpu"],
+    )
     assert trained.exit_code == 0, trained.output
 
 
@@ -118,15 +143,17 @@ def test_a_running_trial_is_stale_when_its_process_is_gone_or_its_heartbeat_is_o
     study = optuna.create_study(study_name="s", storage=open_storage(folder, None))
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    start = open(f"/proc/{os.getpid()}/stat").read().rsplit(")", 1)[1].split()[19]
+    start = Path(f"/proc/{os.getpid()}/stat").read_text().rsplit(")", 1)[1].split()[19]
     here = socket.gethostname()
     cases = {
         "dead process here": {"worker": f"{here}:{dead.pid}:1"},
         "pid reused by another process": {"worker": f"{here}:{os.getpid()}:{int(start) + 1}"},
         "live process here": {"worker": f"{here}:{os.getpid()}:{start}"},
         "other machine, fresh heartbeat": {"worker": "elsewhere:1:1", "heartbeat": time.time()},
-        "other machine, old heartbeat": {"worker": "elsewhere:1:1",
-                                         "heartbeat": time.time() - STALE_SECONDS - 5},
+        "other machine, old heartbeat": {
+            "worker": "elsewhere:1:1",
+            "heartbeat": time.time() - STALE_SECONDS - 5,
+        },
     }
     for name, attrs in cases.items():
         trial = study.ask()
@@ -134,8 +161,10 @@ def test_a_running_trial_is_stale_when_its_process_is_gone_or_its_heartbeat_is_o
         for key, value in attrs.items():
             trial.set_user_attr(key, value)
     fail_stale(study)
-    states = {t.user_attrs["case"]: (t.state.name, t.user_attrs.get("orphaned", False))
-              for t in study.get_trials()}
+    states = {
+        t.user_attrs["case"]: (t.state.name, t.user_attrs.get("orphaned", False))
+        for t in study.get_trials()
+    }
     assert states == {
         "dead process here": ("FAIL", True),
         "pid reused by another process": ("FAIL", True),
@@ -146,7 +175,8 @@ def test_a_running_trial_is_stale_when_its_process_is_gone_or_its_heartbeat_is_o
 
 
 def test_keep_best_n_folders_plots_and_a_trial_that_raises_does_not_stop_the_study(
-        tmp_path, corpus, monkeypatch):
+    tmp_path, corpus, monkeypatch
+):
     import textlstm.tuning.study as tuning
 
     real_train = tuning.train
@@ -157,15 +187,19 @@ def test_keep_best_n_folders_plots_and_a_trial_that_raises_does_not_stop_the_stu
         return real_train(recipe, out, *args, **kwargs)
 
     monkeypatch.setattr(tuning, "train", flaky)
-    recipe = load_recipe(write_recipe(tmp_path / "tiny.toml", corpus, SPACE.replace(
-        "trials = 6", "trials = 4\nkeep = 2")))
+    recipe = load_recipe(
+        write_recipe(
+            tmp_path / "tiny.toml", corpus, SPACE.replace("trials = 6", "trials = 4\nkeep = 2")
+        )
+    )
     result = tune(recipe, tmp_path / "runs", device="cpu", prune=False)
     folder = tmp_path / "runs" / "tiny-tune"
     states = [t.state for t in result.trials]
     assert states == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
     assert result.trials[1].reason == "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB"
-    complete = sorted((t for t in result.trials if t.state == "COMPLETE"),
-                      key=lambda t: (-t.value, t.number))
+    complete = sorted(
+        (t for t in result.trials if t.state == "COMPLETE"), key=lambda t: (-t.value, t.number)
+    )
     kept = sorted(p.name for p in (folder / "trials").iterdir())
     assert kept == sorted(f"{t.number:04d}" for t in complete[:2])  # only the best two
     assert [t.run_dir is not None for t in complete] == [True, True, False]
@@ -189,12 +223,28 @@ def write_split_csvs(root):
 def test_retrain_fits_train_plus_validation_for_the_best_trials_epochs(tmp_path):
     data = write_split_csvs(tmp_path / "data")
     text = write_recipe(tmp_path / "tiny.toml", data, SPACE.replace("trials = 6", "trials = 2"))
-    text.write_text(text.read_text().replace("validation_fraction = 0.2\ntest_fraction = 0.2\n", ""))
-    result = CliRunner().invoke(app, ["tune", str(text), "--out", str(tmp_path / "runs"),
-                                      "--device", "cpu", "--no-prune", "--retrain"])
+    text.write_text(
+        text.read_text().replace("validation_fraction = 0.2\ntest_fraction = 0.2\n", "")
+    )
+    result = CliRunner().invoke(
+        app,
+        [
+            "tune",
+            str(text),
+            "--out",
+            str(tmp_path / "runs"),
+            "--device",
+            "cpu",
+            "--no-prune",
+            "--retrain",
+        ],
+    )
     assert result.exit_code == 0, result.output
-    runs = [p for p in (tmp_path / "runs" / "tiny-tune" / "retrain" / "tiny").iterdir()
-            if not p.is_symlink()]  # and `latest`
+    runs = [
+        p
+        for p in (tmp_path / "runs" / "tiny-tune" / "retrain" / "tiny").iterdir()
+        if not p.is_symlink()
+    ]  # and `latest`
     assert len(runs) == 1
     meta = json.loads((runs[0] / "meta.json").read_text())
     best = load_recipe(tmp_path / "runs" / "tiny-tune" / "best.toml")
@@ -210,8 +260,12 @@ def test_retrain_fits_train_plus_validation_for_the_best_trials_epochs(tmp_path)
 def test_two_workers_share_a_sqlite_database_storage(tmp_path, corpus):
     recipe = write_recipe(tmp_path / "tiny.toml", corpus, SPACE.replace("trials = 6", "trials = 4"))
     url = f"sqlite:///{tmp_path / 'study.db'}"
-    done = subprocess.run(tune_cli(recipe, tmp_path / "runs", "--jobs", "2", "--storage", url),
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        tune_cli(recipe, tmp_path / "runs", "--jobs", "2", "--storage", url),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     study = study_of(None, url=url)
     finished, orphans, trials = counts(study)
@@ -222,11 +276,23 @@ def test_two_workers_share_a_sqlite_database_storage(tmp_path, corpus):
 
 def test_a_storage_url_that_does_not_open_is_one_line_and_creates_nothing(tmp_path, corpus):
     recipe = write_recipe(tmp_path / "tiny.toml", corpus, SPACE)
-    result = CliRunner().invoke(app, ["tune", str(recipe), "--out", str(tmp_path / "runs"),
-                                      "--storage", "postgresql://me:secret@127.0.0.1:1/nodb"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "tune",
+            str(recipe),
+            "--out",
+            str(tmp_path / "runs"),
+            "--storage",
+            "postgresql://me:secret@127.0.0.1:1/nodb",
+        ],
+    )
     assert result.exit_code == 2
     line = result.stderr.strip()
-    assert line.startswith("error: --storage postgresql://me:***@127.0.0.1:1/nodb: ") and "\n" not in line
+    assert (
+        line.startswith("error: --storage postgresql://me:***@127.0.0.1:1/nodb: ")
+        and "\n" not in line
+    )
     assert "secret" not in line
     assert not (tmp_path / "runs").exists()
 
@@ -237,7 +303,9 @@ def postgres():
     pytest.importorskip("psycopg")
     import glob
 
-    path = os.pathsep.join([os.environ.get("PATH", ""), *sorted(glob.glob("/usr/lib/postgresql/*/bin"))])
+    path = os.pathsep.join(
+        [os.environ.get("PATH", ""), *sorted(glob.glob("/usr/lib/postgresql/*/bin"))]
+    )
     initdb, pg_ctl = shutil.which("initdb", path=path), shutil.which("pg_ctl", path=path)
     if not (initdb and pg_ctl):
         pytest.skip("no PostgreSQL server programs (initdb, pg_ctl) here")
@@ -259,26 +327,50 @@ def postgres():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    subprocess.run([*prefix, initdb, "-D", str(data), "-A", "trust", "-U", "postgres"],
-                   check=True, capture_output=True)
-    subprocess.run([*prefix, pg_ctl, "-D", str(data), "-w", "-l", str(root / "log"), "-o",
-                    f"-p {port} -k {root} -h 127.0.0.1", "start"], check=True, capture_output=True)
+    subprocess.run(
+        [*prefix, initdb, "-D", str(data), "-A", "trust", "-U", "postgres"],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            *prefix,
+            pg_ctl,
+            "-D",
+            str(data),
+            "-w",
+            "-l",
+            str(root / "log"),
+            "-o",
+            f"-p {port} -k {root} -h 127.0.0.1",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
     try:
         yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run([*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True)
+        subprocess.run(
+            [*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 
 def test_workers_on_two_machines_share_a_postgresql_study(tmp_path, corpus, postgres):
     """Two `tune` commands with separate folders (as on two machines) and one database."""
     recipe = write_recipe(tmp_path / "tiny.toml", corpus, SPACE.replace("trials = 6", "trials = 5"))
-    commands = [subprocess.Popen(tune_cli(recipe, tmp_path / f"machine{i}", "--storage", postgres),
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                for i in (1, 2)]
+    commands = [
+        subprocess.Popen(
+            tune_cli(recipe, tmp_path / f"machine{i}", "--storage", postgres),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in (1, 2)
+    ]
     for command in commands:
-        stdout, stderr = command.communicate(timeout=300)
+        _stdout, stderr = command.communicate(timeout=300)
         assert command.returncode == 0, stderr
     finished, orphans, trials = counts(study_of(None, url=postgres))
     assert finished == 5 and len(trials) == 5 + len(orphans)
@@ -296,8 +388,11 @@ def test_the_live_table_shows_running_and_finished_trials():
     table.trial_start(0, {"train.lr": 0.01, "model.hidden_size": 8})
     table.trial_epoch(0, 1, 0.75)
     table.trial_start(1, {"train.lr": 0.002, "model.hidden_size": 16})
-    table.trial_end(TrialSummary(0, {"train.lr": 0.01, "model.hidden_size": 8}, 0.8125,
-                                 "COMPLETE", 12.0, best_epoch=2))
+    table.trial_end(
+        TrialSummary(
+            0, {"train.lr": 0.01, "model.hidden_size": 8}, 0.8125, "COMPLETE", 12.0, best_epoch=2
+        )
+    )
     render = Console(file=StringIO(), width=120, record=True)
     render.print(table)
     text = render.export_text()
@@ -314,14 +409,19 @@ def test_a_joined_train_split_reads_both_and_says_validation_is_not_held_out(tmp
     data = write_split_csvs(tmp_path / "data")
     splits = load_splits(DataConfig(dataset=str(data), train_split="train+validation"))
     assert [len(splits[n]) for n in splits.names] == [80, 20, 20]
-    assert "the validation rows are also training rows here: its scores are not held out" in splits.notes
+    assert (
+        "the validation rows are also training rows here: its scores are not held out"
+        in splits.notes
+    )
     with pytest.raises(Exception) as info:
         load_splits(DataConfig(dataset=str(data), train_split="train+dev"))
     assert "no 'dev' split" in str(info.value)
 
 
 def test_ctrl_c_with_two_workers_stops_both_and_still_writes_the_best_recipe(tmp_path, corpus):
-    recipe = write_recipe(tmp_path / "tiny.toml", corpus, SPACE.replace("trials = 6", "trials = 40"))
+    recipe = write_recipe(
+        tmp_path / "tiny.toml", corpus, SPACE.replace("trials = 6", "trials = 40")
+    )
     command, folder = start_held_at(recipe, tmp_path / "runs", 1, tmp_path / "gate")
     command.send_signal(signal.SIGINT)  # as Ctrl-C does to the command (it passes it on)
     stdout, stderr = command.communicate(timeout=120)
@@ -341,10 +441,15 @@ def test_the_library_tune_with_retrain_trains_the_best_configuration(tmp_path):
 
     data = write_split_csvs(tmp_path / "data")
     text = write_recipe(tmp_path / "tiny.toml", data, SPACE.replace("trials = 6", "trials = 2"))
-    text.write_text(text.read_text().replace("validation_fraction = 0.2\ntest_fraction = 0.2\n", ""))
-    result = textlstm.tune(textlstm.load_recipe(text), tmp_path / "runs", device="cpu",
-                           prune=False, retrain=True)
+    text.write_text(
+        text.read_text().replace("validation_fraction = 0.2\ntest_fraction = 0.2\n", "")
+    )
+    result = textlstm.tune(
+        textlstm.load_recipe(text), tmp_path / "runs", device="cpu", prune=False, retrain=True
+    )
     assert result.retrained is not None
     assert result.retrained.run_dir.parent.parent == tmp_path / "runs" / "tiny-tune" / "retrain"
-    assert textlstm.load_recipe(result.retrained.run_dir / "recipe.toml").data.train_split == \
-        "train+validation"
+    assert (
+        textlstm.load_recipe(result.retrained.run_dir / "recipe.toml").data.train_split
+        == "train+validation"
+    )

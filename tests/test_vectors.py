@@ -1,4 +1,5 @@
 """Pretrained word vectors: formats, coverage, restriction, freezing and the errors users meet."""
+
 import gzip
 import json
 import subprocess
@@ -8,20 +9,23 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import write_recipe
 from textlstm.checkpoint import load
 from textlstm.errors import RecipeError
-from textlstm.text.cache import Options, preprocess
 from textlstm.recipe import load_recipe
-from textlstm.training import train
+from textlstm.text.cache import Options, preprocess
 from textlstm.text.vectors import inspect, read_vectors
+from textlstm.training import train
+
+from conftest import write_recipe
 
 WORDS = {"great": 0.5, "awful": -0.5, "film": 0.1, "The": 0.3, "the": 0.2, "plot": 0.05}
 
 
 def write_vectors(path, dim=16, header=False, words=WORDS, extra_lines=()):
     lines = [f"{len(words)} {dim}"] if header else []
-    lines += [f"{w} " + " ".join(f"{v + i / 100:.4f}" for i in range(dim)) for w, v in words.items()]
+    lines += [
+        f"{w} " + " ".join(f"{v + i / 100:.4f}" for i in range(dim)) for w, v in words.items()
+    ]
     body = "\n".join([*lines, *extra_lines]) + "\n"
     if path.suffix == ".gz":
         with gzip.open(path, "wt", encoding="utf-8") as f:
@@ -31,8 +35,10 @@ def write_vectors(path, dim=16, header=False, words=WORDS, extra_lines=()):
     return path
 
 
-@pytest.mark.parametrize("name, header", [("glove.txt", False), ("w2v.vec", True),
-                                          ("glove.txt.gz", False), ("ft.vec.gz", True)])
+@pytest.mark.parametrize(
+    "name, header",
+    [("glove.txt", False), ("w2v.vec", True), ("glove.txt.gz", False), ("ft.vec.gz", True)],
+)
 def test_formats_are_detected_and_read(tmp_path, name, header):
     vf = inspect(write_vectors(tmp_path / name, dim=8, header=header), "r.toml")
     assert (vf.dim, vf.header) == (8, header)
@@ -54,11 +60,14 @@ def test_malformed_lines_are_skipped_and_counted(tmp_path):
     assert skipped == 2 and found["film"].shape == (4,)
 
 
-@pytest.mark.parametrize("content, message", [
-    (None, "file not found"),
-    (b"\x00\x01binary\xff\xfe", "not a text vectors file"),
-    (b"lonely\n", "expected 'word v1 v2 ...' lines"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "file not found"),
+        (b"\x00\x01binary\xff\xfe", "not a text vectors file"),
+        (b"lonely\n", "expected 'word v1 v2 ...' lines"),
+    ],
+)
 def test_unreadable_vector_files_are_one_line(tmp_path, content, message):
     path = tmp_path / "v.bin"
     if content is not None:
@@ -71,8 +80,11 @@ def test_unreadable_vector_files_are_one_line(tmp_path, content, message):
 def vectors_recipe(tmp_path, dim=16, extra=""):
     write_vectors(tmp_path / "vectors.txt", dim=dim)
     recipe = write_recipe(tmp_path / "tiny.toml", tmp_path / "corpus", extra="")
-    text = recipe.read_text().replace("[model]\n", "[model]\n").replace(
-        "embedding_dim = 16", f"embedding_dim = {dim}")
+    text = (
+        recipe.read_text()
+        .replace("[model]\n", "[model]\n")
+        .replace("embedding_dim = 16", f"embedding_dim = {dim}")
+    )
     recipe.write_text(text + f'\n[vocab]\nvectors = "vectors.txt"\n{extra}')
     return recipe
 
@@ -82,10 +94,17 @@ def test_embedding_starts_from_vectors_and_coverage_is_reported(tmp_path, corpus
     messages: list[str] = []
 
     class Events:
-        def message(self, text): messages.append(text)
-        def epoch_start(self, *a): pass
-        def batch_end(self, *a): pass
-        def epoch_end(self, *a): pass
+        def message(self, text):
+            messages.append(text)
+
+        def epoch_start(self, *a):
+            pass
+
+        def batch_end(self, *a):
+            pass
+
+        def epoch_end(self, *a):
+            pass
 
     result = train(recipe, tmp_path / "runs", device="cpu", events=Events())
     line = next(m for m in messages if m.startswith("vectors: "))
@@ -96,8 +115,14 @@ def test_embedding_starts_from_vectors_and_coverage_is_reported(tmp_path, corpus
     assert torch.allclose(weight[vocab.index["great"]], great, atol=1e-4)  # frozen: unchanged
     assert torch.all(weight[0] == 0)
     assert loaded.recipe.vocab.vectors == str((tmp_path / "vectors.txt").resolve())
-    coverage = json.loads((result.run_dir / "meta.json").read_text())["vocabulary"]["vectors_coverage"]
-    assert coverage["found"] == 5 and 0 < coverage["vocab_share"] < 1 and 0 < coverage["token_share"] < 1
+    coverage = json.loads((result.run_dir / "meta.json").read_text())["vocabulary"][
+        "vectors_coverage"
+    ]
+    assert (
+        coverage["found"] == 5
+        and 0 < coverage["vocab_share"] < 1
+        and 0 < coverage["token_share"] < 1
+    )
 
 
 def test_unfrozen_vectors_train(tmp_path, corpus):
@@ -124,11 +149,16 @@ def test_dimension_mismatch_is_one_line_and_exit_2(tmp_path, corpus):
     write_vectors(tmp_path / "vectors.txt", dim=50)
     with pytest.raises(RecipeError) as info:
         train(load_recipe(recipe), tmp_path / "runs", device="cpu")
-    assert info.value.lines == [f"{recipe}: vocab.vectors: {tmp_path / 'vectors.txt'} holds "
-                                "50-dimensional vectors but model.embedding_dim is 16; set "
-                                "model.embedding_dim = 50"]
+    assert info.value.lines == [
+        f"{recipe}: vocab.vectors: {tmp_path / 'vectors.txt'} holds "
+        "50-dimensional vectors but model.embedding_dim is 16; set "
+        "model.embedding_dim = 50"
+    ]
     assert not (tmp_path / "runs").exists()
-    proc = subprocess.run([sys.executable, "-m", "textlstm", "train", str(recipe), "--out",
-                           str(tmp_path / "runs")], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "textlstm", "train", str(recipe), "--out", str(tmp_path / "runs")],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.count("\n") == 1 and "50-dimensional vectors" in proc.stderr

@@ -9,6 +9,7 @@
 
 Names are imported on first use, so ``import textlstm`` (and ``textlstm --help``) stays fast.
 """
+
 from __future__ import annotations
 
 from importlib import import_module
@@ -17,16 +18,26 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "load_recipe": "textlstm.recipe", "Recipe": "textlstm.recipe",
-    "train": "textlstm.training", "TrainResult": "textlstm.training", "Events": "textlstm.training",
-    "evaluate": "textlstm.evaluation", "Evaluation": "textlstm.evaluation",
-    "Predictor": "textlstm.predict", "Prediction": "textlstm.predict",
-    "tune": "textlstm.tuning", "TuneResult": "textlstm.tuning", "TuneEvents": "textlstm.tuning",
-    "summarize": "textlstm.data.summary", "load_splits": "textlstm.data",
-    "TextLSTMError": "textlstm.errors", "RecipeError": "textlstm.errors",
-    "DataError": "textlstm.errors", "CheckpointError": "textlstm.errors",
+    "load_recipe": "textlstm.recipe",
+    "Recipe": "textlstm.recipe",
+    "train": "textlstm.training",
+    "TrainResult": "textlstm.training",
+    "Events": "textlstm.training",
+    "evaluate": "textlstm.evaluation",
+    "Evaluation": "textlstm.evaluation",
+    "Predictor": "textlstm.predict",
+    "Prediction": "textlstm.predict",
+    "tune": "textlstm.tuning",
+    "TuneResult": "textlstm.tuning",
+    "TuneEvents": "textlstm.tuning",
+    "summarize": "textlstm.data.summary",
+    "load_splits": "textlstm.data",
+    "TextLSTMError": "textlstm.errors",
+    "RecipeError": "textlstm.errors",
+    "DataError": "textlstm.errors",
+    "CheckpointError": "textlstm.errors",
 }
-__all__ = sorted(_EXPORTS) + ["__version__"]
+__all__ = [*sorted(_EXPORTS), "__version__"]
 
 
 def __getattr__(name: str) -> Any:

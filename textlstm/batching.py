@@ -5,6 +5,7 @@ batches, each bucket is sorted by length and cut into batches, and the batch ord
 again. Each batch then holds texts of similar length, so almost no compute goes to padding, while
 which texts share a batch still changes every epoch.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
@@ -19,22 +20,23 @@ def lengths_of(ids: Sequence[np.ndarray]) -> np.ndarray:
     return np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
 
 
-def bucketed_batches(lengths: np.ndarray, batch_size: int, bucket_size: int,
-                     rng: np.random.Generator) -> list[np.ndarray]:
+def bucketed_batches(
+    lengths: np.ndarray, batch_size: int, bucket_size: int, rng: np.random.Generator
+) -> list[np.ndarray]:
     order = rng.permutation(len(lengths))
     span = batch_size * bucket_size
     batches: list[np.ndarray] = []
     for start in range(0, len(order), span):
-        bucket = order[start:start + span]
+        bucket = order[start : start + span]
         bucket = bucket[np.argsort(lengths[bucket], kind="stable")]
-        batches.extend(bucket[i:i + batch_size] for i in range(0, len(bucket), batch_size))
+        batches.extend(bucket[i : i + batch_size] for i in range(0, len(bucket), batch_size))
     return [batches[i] for i in rng.permutation(len(batches))]
 
 
 def sorted_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
     """Longest first, for evaluation and prediction (callers restore the input order)."""
     order = np.argsort(-lengths, kind="stable")
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 def collate(ids: Sequence[np.ndarray], rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -46,8 +48,9 @@ def collate(ids: Sequence[np.ndarray], rows: np.ndarray) -> tuple[torch.Tensor, 
     return torch.from_numpy(tokens), torch.from_numpy(lengths)
 
 
-def iterate(ids: Sequence[np.ndarray], batches: list[np.ndarray]
-            ) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
+def iterate(
+    ids: Sequence[np.ndarray], batches: list[np.ndarray]
+) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
     for rows in batches:
         tokens, lengths = collate(ids, rows)
         yield rows, tokens, lengths

@@ -3,6 +3,7 @@
 A run is trained into ``<name>/<stamp>.partial/`` and renamed to ``<name>/<stamp>/`` once every
 file is written, ``meta.json`` last. Weights are safetensors; nothing here unpickles.
 """
+
 from __future__ import annotations
 
 import json
@@ -50,7 +51,9 @@ def reserve_run_dir(out_dir: str | Path, name: str) -> Path:
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise CheckpointError(f"{parent}: cannot create the output folder ({exc.strerror})") from None
+        raise CheckpointError(
+            f"{parent}: cannot create the output folder ({exc.strerror})"
+        ) from None
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for attempt in range(1000):
         candidate = stamp if attempt == 0 else f"{stamp}-{attempt}"
@@ -83,8 +86,11 @@ def discard(partial: Path) -> None:
 def versions() -> dict[str, str]:
     from textlstm import __version__
 
-    return {"textlstm": __version__, "torch": torch.__version__,
-            "python": platform.python_version()}
+    return {
+        "textlstm": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def save_identity(run_dir: Path, recipe: Recipe, encoder: Encoder, labels: list[str]) -> None:
@@ -100,8 +106,10 @@ def check_identity(run_dir: Path, encoder: Encoder, labels: list[str]) -> None:
     saved_vocab = Vocab.load(run_dir / "vocab.json")
     if saved_labels != labels or saved_vocab.tokens != encoder.vocab.tokens:
         what = "labels" if saved_labels != labels else "vocabulary"
-        raise CheckpointError(f"{run_dir}: the data now gives a different {what} than when this "
-                              "run started; it cannot be resumed: train it again")
+        raise CheckpointError(
+            f"{run_dir}: the data now gives a different {what} than when this "
+            "run started; it cannot be resumed: train it again"
+        )
 
 
 def resumable(run_dir: str | Path) -> Path:
@@ -115,8 +123,10 @@ def resumable(run_dir: str | Path) -> Path:
         return run
     meta = _read_json(run / "meta.json", dict) if (run / "meta.json").is_file() else {}
     if meta.get("stopped") != "interrupted":
-        raise CheckpointError(f"{run}: this run finished ({meta.get('stopped', 'unknown')}); only "
-                              "a killed (.partial) or interrupted run can be resumed")
+        raise CheckpointError(
+            f"{run}: this run finished ({meta.get('stopped', 'unknown')}); only "
+            "a killed (.partial) or interrupted run can be resumed"
+        )
     return run
 
 
@@ -129,23 +139,42 @@ def reopen(run: Path) -> Path:
     return partial
 
 
-def save(run_dir: Path, model: LSTMClassifier, state: dict[str, torch.Tensor], recipe: Recipe,
-         encoder: Encoder, labels: list[str], meta: dict[str, Any]) -> None:
+def save(
+    run_dir: Path,
+    model: torch.nn.Module,
+    state: dict[str, torch.Tensor],
+    recipe: Recipe,
+    encoder: Encoder,
+    labels: list[str],
+    meta: dict[str, Any],
+) -> None:
     from safetensors.torch import save_file
 
-    save_file({k: v.detach().cpu().contiguous() for k, v in state.items()},
-              str(run_dir / "model.safetensors"), metadata={"format": "textlstm"})
+    save_file(
+        {k: v.detach().cpu().contiguous() for k, v in state.items()},
+        str(run_dir / "model.safetensors"),
+        metadata={"format": "textlstm"},
+    )
     save_identity(run_dir, recipe, encoder, labels)
-    full = {"format_version": FORMAT_VERSION, **versions(), **meta,
-            "vocab_size": len(encoder.vocab), "num_classes": len(labels),
-            "num_parameters": sum(p.numel() for p in model.parameters())}
+    full = {
+        "format_version": FORMAT_VERSION,
+        **versions(),
+        **meta,
+        "vocab_size": len(encoder.vocab),
+        "num_classes": len(labels),
+        "num_parameters": sum(p.numel() for p in model.parameters()),
+    }
     (run_dir / "meta.json").write_text(json.dumps(full, indent=2), encoding="utf-8")
 
 
 def load(run_dir: str | Path, device: torch.device | str = "cpu") -> Loaded:
     run = Path(run_dir)
     if not run.is_dir():
-        hint = " (a .partial folder is a run that did not finish)" if run.name.endswith(PARTIAL) else ""
+        hint = (
+            " (a .partial folder is a run that did not finish)"
+            if run.name.endswith(PARTIAL)
+            else ""
+        )
         raise CheckpointError(f"{run}: run folder not found{hint}")
     if run.name.endswith(PARTIAL):
         raise CheckpointError(f"{run}: this run did not finish; train again or use a finished run")
@@ -154,13 +183,20 @@ def load(run_dir: str | Path, device: torch.device | str = "cpu") -> Loaded:
         raise CheckpointError(f"{run}: not a complete run folder: missing {', '.join(missing)}")
     meta = _read_json(run / "meta.json", dict)
     if meta.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{run / 'meta.json'}: unknown format_version "
-                              f"{meta.get('format_version')!r}; this textlstm reads version "
-                              f"{FORMAT_VERSION}")
+        raise CheckpointError(
+            f"{run / 'meta.json'}: unknown format_version "
+            f"{meta.get('format_version')!r}; this textlstm reads version "
+            f"{FORMAT_VERSION}"
+        )
     labels = _read_json(run / "labels.json", list)
-    if len(labels) < 2 or not all(isinstance(x, str) for x in labels) or len(set(labels)) != len(labels):
-        raise CheckpointError(f"{run / 'labels.json'}: expected a list of at least two distinct "
-                              "label names")
+    if (
+        len(labels) < 2
+        or not all(isinstance(x, str) for x in labels)
+        or len(set(labels)) != len(labels)
+    ):
+        raise CheckpointError(
+            f"{run / 'labels.json'}: expected a list of at least two distinct label names"
+        )
     try:
         recipe = load_recipe(run / "recipe.toml")
     except RecipeError as exc:
@@ -190,18 +226,24 @@ def _read_weights(path: Path, model: LSTMClassifier) -> dict[str, torch.Tensor]:
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: not a readable safetensors file ({exc}); "
-                              "the file is truncated or damaged: train again") from None
+        raise CheckpointError(
+            f"{path}: not a readable safetensors file ({exc}); "
+            "the file is truncated or damaged: train again"
+        ) from None
     expected = model.state_dict()
     problems = [name for name in expected if name not in state]
     problems += [name for name in state if name not in expected]
     if problems:
-        raise CheckpointError(f"{path}: weights do not match the run's recipe "
-                              f"(unexpected or missing: {', '.join(problems[:3])})")
+        raise CheckpointError(
+            f"{path}: weights do not match the run's recipe "
+            f"(unexpected or missing: {', '.join(problems[:3])})"
+        )
     for name, tensor in expected.items():
         if state[name].shape != tensor.shape:
-            raise CheckpointError(f"{path}: weight '{name}' has shape {tuple(state[name].shape)} "
-                                  f"but the recipe, vocab.json and labels.json need "
-                                  f"{tuple(tensor.shape)}; the run folder's files do not belong "
-                                  "together")
+            raise CheckpointError(
+                f"{path}: weight '{name}' has shape {tuple(state[name].shape)} "
+                f"but the recipe, vocab.json and labels.json need "
+                f"{tuple(tensor.shape)}; the run folder's files do not belong "
+                "together"
+            )
     return state

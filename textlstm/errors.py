@@ -5,6 +5,7 @@ one red line per problem and exit code 2. A message that names a parameter write
 ``param``: a library user reads ``device='cuda'``, the command line shows its flag,
 ``--device cuda`` (``for_cli``).
 """
+
 from __future__ import annotations
 
 import re
@@ -12,7 +13,9 @@ import shlex
 from collections.abc import Mapping
 
 _MARK, _SEP = "\x1f", "\x1e"
-_REF = re.compile(f"{_MARK}([^{_MARK}{_SEP}]*)(?:{_SEP}([^{_MARK}{_SEP}]*){_SEP}([^{_MARK}]*))?{_MARK}")
+_REF = re.compile(
+    f"{_MARK}([^{_MARK}{_SEP}]*)(?:{_SEP}([^{_MARK}{_SEP}]*){_SEP}([^{_MARK}]*))?{_MARK}"
+)
 _UNSET = object()
 _QUOTED = " \t\"'"  # a value holding these is quoted as a shell would need it
 
@@ -57,7 +60,9 @@ class TextLSTMError(Exception):
     """Base of every error caused by user input. ``lines`` holds one message per problem."""
 
     def __init__(self, *lines: str) -> None:
-        self.lines = [say(getattr(line, "raw", line)) for line in lines if line] or ["unknown error"]
+        self.lines = [say(getattr(line, "raw", line)) for line in lines if line] or [
+            "unknown error"
+        ]
         super().__init__("\n".join(self.lines))
 
     @property

@@ -3,6 +3,7 @@
 Writes ``eval-<name>.json`` (the full report) and ``eval-<name>-confusion.png`` into the run
 folder and returns the report.
 """
+
 from __future__ import annotations
 
 import json
@@ -31,18 +32,28 @@ class Evaluation:
     precision: str = "fp32"  # fp32, bf16 or int8: what the model ran in
 
 
-def evaluate(run_dir: str | Path, split: str = "test", data: str | None = None,
-             data_dir: str | Path | None = None, device: str = "auto",
-             text_column: str | list[str] | None = None, label_column: str | None = None,
-             batch_size: int | None = None, precision: str = "auto",
-             quantize: str | None = None) -> Evaluation:
+def evaluate(
+    run_dir: str | Path,
+    split: str = "test",
+    data: str | None = None,
+    data_dir: str | Path | None = None,
+    device: str = "auto",
+    text_column: str | list[str] | None = None,
+    label_column: str | None = None,
+    batch_size: int | None = None,
+    precision: str = "auto",
+    quantize: str | None = None,
+) -> Evaluation:
     """``precision``: auto (as the run was trained), fp32 or bf16; ``quantize="int8"``: dynamic
     int8 quantization (CPU). A report in another mode than the run's own gets its own files
     (``eval-test-int8.json``), so the default report is never overwritten."""
     loaded, mode, target = load_for_inference(run_dir, device, precision, quantize)
     recipe = loaded.recipe
-    cfg = recipe.data.model_copy(update={
-        k: v for k, v in {"text": text_column, "label": label_column}.items() if v is not None})
+    cfg = recipe.data.model_copy(
+        update={
+            k: v for k, v in {"text": text_column, "label": label_column}.items() if v is not None
+        }
+    )
     notes: list[str] = []
     if data_root(data_dir) is None:
         data_dir = loaded.meta.get("data_dir")  # the mirror the run was trained from, if any
@@ -50,11 +61,14 @@ def evaluate(run_dir: str | Path, split: str = "test", data: str | None = None,
         splits = load_splits(cfg, data_dir, recipe.seed)
         notes += splits.notes
         if split not in splits.names:
-            raise DataError(f"{splits.source}: no '{split}' split to evaluate on (splits: "
-                            f"{', '.join(splits.names)}); pass {param('split')} or {param('data')}")
+            raise DataError(
+                f"{splits.source}: no '{split}' split to evaluate on (splits: "
+                f"{', '.join(splits.names)}); pass {param('split')} or {param('data')}"
+            )
         if splits.labels != loaded.labels:
-            raise DataError(f"{splits.source}: labels {splits.labels} differ from the run's "
-                            f"{loaded.labels}")
+            raise DataError(
+                f"{splits.source}: labels {splits.labels} differ from the run's {loaded.labels}"
+            )
         if splits.fingerprint() != loaded.meta.get("data_fingerprint"):
             notes.append("the data differ from what this run was trained on")
         dataset, name = splits[split], split
@@ -62,8 +76,9 @@ def evaluate(run_dir: str | Path, split: str = "test", data: str | None = None,
         raw, source, notes, _ = load_raw(data, cfg.config, data_dir, Path.cwd())
         chosen = split if split in raw else (next(iter(raw)) if len(raw) == 1 else None)
         if chosen is None:
-            raise DataError(f"{source}: no '{split}' split (splits: {', '.join(raw)}); pass "
-                            f"{param('split')}")
+            raise DataError(
+                f"{source}: no '{split}' split (splits: {', '.join(raw)}); pass {param('split')}"
+            )
         label_names(raw[chosen], cfg.label, source, chosen)  # checks the label column exists
         dataset = normalize(raw[chosen], cfg, loaded.labels, source, chosen, notes)
         name = Path(data).stem if Path(data).suffix else data.replace("/", "_")
@@ -76,15 +91,26 @@ def evaluate(run_dir: str | Path, split: str = "test", data: str | None = None,
     if mode != recipe.train.precision:  # its own report files, beside the default ones
         name = f"{name}-{mode}"
     truth = np.asarray(column(dataset, "label"))
-    loss = float(torch.nn.functional.cross_entropy(torch.from_numpy(logits),
-                                                   torch.from_numpy(truth)))
+    loss = float(
+        torch.nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(truth))
+    )
     result = report(truth, logits.argmax(axis=1), loaded.labels, loss)
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name)
     json_path = loaded.run_dir / f"eval-{safe}.json"
     plot_path = loaded.run_dir / f"eval-{safe}-confusion.png"
-    write_text(json_path, json.dumps({"run": str(loaded.run_dir), "evaluated_on": name,
-                                      "precision": mode, "notes": notes, **result.to_dict()},
-                                     indent=2))
+    write_text(
+        json_path,
+        json.dumps(
+            {
+                "run": str(loaded.run_dir),
+                "evaluated_on": name,
+                "precision": mode,
+                "notes": notes,
+                **result.to_dict(),
+            },
+            indent=2,
+        ),
+    )
     plot_confusion(result, plot_path, f"{loaded.recipe.name}: {name}")
     return Evaluation(result, name, json_path, plot_path, notes, mode)
 
@@ -99,7 +125,8 @@ def plot_confusion(result: Report, path: Path, title: str) -> None:
     size = max(4.0, 0.8 * len(result.labels) + 2)
     fig, ax = plt.subplots(figsize=(size, size))
     ConfusionMatrixDisplay(np.asarray(result.confusion), display_labels=result.labels).plot(
-        ax=ax, cmap="Blues", colorbar=False, xticks_rotation=45)
+        ax=ax, cmap="Blues", colorbar=False, xticks_rotation=45
+    )
     ax.set_title(f"{title}  (accuracy {result.accuracy:.2%})")
     fig.tight_layout()
     with atomic_path(path) as tmp:

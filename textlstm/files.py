@@ -6,6 +6,7 @@ name beside its target and renamed over it when complete, so a reader never sees
 Every file read by path is checked first: a FIFO or a device would block or never end, and a file
 far larger than its kind can be is the wrong file, so both are refused in one line.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -23,8 +24,9 @@ _counter = itertools.count()
 
 
 @contextlib.contextmanager
-def atomic_path(target: str | Path, durable: bool = False, keep_existing: bool = False
-                ) -> Iterator[Path]:
+def atomic_path(
+    target: str | Path, durable: bool = False, keep_existing: bool = False
+) -> Iterator[Path]:
     """A temporary path beside ``target`` (same suffix, so writers that go by it still work);
     whatever is written there replaces ``target`` when the block ends without an error.
 
@@ -70,12 +72,20 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-_KINDS = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a device"),
-          (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket"))
+_KINDS = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISCHR, "a device"),
+    (stat.S_ISBLK, "a device"),
+    (stat.S_ISSOCK, "a socket"),
+)
 
 
-def check_file(path: str | Path, what: str, error: type[TextLSTMError] = TextLSTMError,
-               limit: int | None = None) -> int:
+def check_file(
+    path: str | Path,
+    what: str,
+    error: type[TextLSTMError] = TextLSTMError,
+    limit: int | None = None,
+) -> int:
     """The size of ``path`` if it is a regular file of at most ``limit`` bytes; else one line.
     A missing path raises FileNotFoundError and a folder IsADirectoryError, for the caller to
     word."""
@@ -86,8 +96,9 @@ def check_file(path: str | Path, what: str, error: type[TextLSTMError] = TextLST
     return mode.st_size
 
 
-def read_bytes(path: str | Path, what: str, error: type[TextLSTMError] = TextLSTMError,
-               limit: int = 64 * MiB) -> bytes:
+def read_bytes(
+    path: str | Path, what: str, error: type[TextLSTMError] = TextLSTMError, limit: int = 64 * MiB
+) -> bytes:
     """The whole file, read only after it proved a regular file within ``limit`` bytes (opened
     without blocking, so a FIFO put in its place cannot hang the read)."""
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
@@ -102,8 +113,9 @@ def read_bytes(path: str | Path, what: str, error: type[TextLSTMError] = TextLST
     return data
 
 
-def _check_mode(path: str | Path, mode: os.stat_result, what: str,
-                error: type[TextLSTMError], limit: int | None) -> None:
+def _check_mode(
+    path: str | Path, mode: os.stat_result, what: str, error: type[TextLSTMError], limit: int | None
+) -> None:
     for test, kind in _KINDS:
         if test(mode.st_mode):
             raise error(f"{path}: is {kind}, not a regular file; give a {what}")
@@ -112,5 +124,7 @@ def _check_mode(path: str | Path, mode: os.stat_result, what: str,
 
 
 def _too_large(path: str | Path, size: int, what: str, limit: int) -> str:
-    return (f"{path}: {size / MiB:,.0f} MiB is far larger than a {what} can be (at most "
-            f"{limit / MiB:,.0f} MiB); check the path")
+    return (
+        f"{path}: {size / MiB:,.0f} MiB is far larger than a {what} can be (at most "
+        f"{limit / MiB:,.0f} MiB); check the path"
+    )

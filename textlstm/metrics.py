@@ -1,10 +1,16 @@
 """Classification metrics, computed by scikit-learn."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    f1_score,
+    precision_recall_fscore_support,
+)
 
 
 @dataclass
@@ -36,18 +42,31 @@ class Report:
 def quick_scores(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> tuple[float, float]:
     """Accuracy and macro-F1 (over every class the model knows)."""
     classes = list(range(num_classes))
-    return (float(accuracy_score(y_true, y_pred)),
-            float(f1_score(y_true, y_pred, labels=classes, average="macro", zero_division=0)))
+    return (
+        float(accuracy_score(y_true, y_pred)),
+        float(f1_score(y_true, y_pred, labels=classes, average="macro", zero_division=0)),
+    )
 
 
-def report(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str],
-           loss: float | None = None) -> Report:
+def report(
+    y_true: np.ndarray, y_pred: np.ndarray, labels: list[str], loss: float | None = None
+) -> Report:
     classes = list(range(len(labels)))
     accuracy, macro_f1 = quick_scores(y_true, y_pred, len(labels))
     precision, recall, f1, support = precision_recall_fscore_support(
-        y_true, y_pred, labels=classes, zero_division=0)
-    per_class = [ClassScore(labels[i], float(precision[i]), float(recall[i]), float(f1[i]),
-                            int(support[i])) for i in classes]
+        y_true, y_pred, labels=classes, zero_division=0
+    )
+    per_class = [
+        ClassScore(labels[i], float(precision[i]), float(recall[i]), float(f1[i]), int(support[i]))
+        for i in classes
+    ]
     matrix = confusion_matrix(y_true, y_pred, labels=classes)
-    return Report(accuracy, macro_f1, loss, int(len(y_true)), per_class,
-                  matrix.astype(int).tolist(), list(labels))
+    return Report(
+        accuracy,
+        macro_f1,
+        loss,
+        len(y_true),
+        per_class,
+        matrix.astype(int).tolist(),
+        list(labels),
+    )

@@ -5,6 +5,7 @@ recurrent kernels; packed sequences measured about 10x slower for the same accur
 kept out of the result instead: pooling is masked, and the backward direction reads each text
 reversed *within its own length*, so it starts at the text's last real token, never at padding.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -29,14 +30,19 @@ def reversal_index(lengths: torch.Tensor, steps: int) -> torch.Tensor:
     return torch.where(positions <= last, last - positions, positions)  # (seq_len, batch)
 
 
-def reverse_within_length(x: torch.Tensor, lengths: torch.Tensor,
-                          index: torch.Tensor | None = None) -> torch.Tensor:
+def reverse_within_length(
+    x: torch.Tensor, lengths: torch.Tensor, index: torch.Tensor | None = None
+) -> torch.Tensor:
     """Reverse each sequence of ``x`` (seq_len, batch, ...) within its length, padding in place."""
     if index is None:
         index = reversal_index(lengths, x.shape[0])
     if x.dim() == 2:
         return x.gather(0, index)
     return x.gather(0, index.unsqueeze(-1).expand_as(x))  # (seq_len, batch, features)
+
+
+def _cell(kind: type[nn.RNNBase], input_size: int, hidden_size: int) -> nn.Module:
+    return kind(input_size, hidden_size)  # type: ignore[call-arg, arg-type]  # nn.LSTM's own signature
 
 
 class LSTMClassifier(nn.Module):
@@ -51,10 +57,12 @@ class LSTMClassifier(nn.Module):
         self.embedding = nn.Embedding(vocab_size, cfg.embedding_dim, padding_idx=PAD_ID)
         self.embedding_dropout = nn.Dropout(cfg.embedding_dropout)
         sizes = [cfg.embedding_dim] + [cfg.hidden_size * directions] * (cfg.num_layers - 1)
-        self.forward_layers = nn.ModuleList(cell(size, cfg.hidden_size) for size in sizes)
-        self.backward_layers = nn.ModuleList(
-            cell(size, cfg.hidden_size) for size in sizes
-        ) if cfg.bidirectional else nn.ModuleList()
+        self.forward_layers = nn.ModuleList(_cell(cell, size, cfg.hidden_size) for size in sizes)
+        self.backward_layers = (
+            nn.ModuleList(_cell(cell, size, cfg.hidden_size) for size in sizes)
+            if cfg.bidirectional
+            else nn.ModuleList()
+        )
         self.output_size = cfg.hidden_size * directions
         self.attention = nn.Linear(self.output_size, 1) if cfg.pooling == "attention" else None
         self.dropout = nn.Dropout(cfg.dropout)
@@ -82,8 +90,9 @@ class LSTMClassifier(nn.Module):
             if i == last_layer and self.cfg.pooling in ("max", "mean"):
                 # pooling that ignores order reads the backward outputs as they are: padding
                 # sits at the same positions in both orders
-                pooled = torch.cat([self.pool(forward_out, lengths),
-                                    self.pool(backward_out, lengths)], dim=-1)  # (batch, output_size)
+                pooled = torch.cat(
+                    [self.pool(forward_out, lengths), self.pool(backward_out, lengths)], dim=-1
+                )  # (batch, output_size)
                 return self.head(self.dropout(pooled))
             backward_out = reverse_within_length(backward_out, lengths, index)
             x = torch.cat([forward_out, backward_out], dim=-1)  # (seq_len, batch, 2 * hidden_size)
@@ -93,7 +102,9 @@ class LSTMClassifier(nn.Module):
     def pool(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """x (seq_len, batch, features) -> (batch, features), ignoring the padding."""
         steps = x.shape[0]
-        mask = torch.arange(steps, device=x.device).unsqueeze(1) < lengths.unsqueeze(0)  # (seq_len, batch)
+        mask = torch.arange(steps, device=x.device).unsqueeze(1) < lengths.unsqueeze(
+            0
+        )  # (seq_len, batch)
         pooling = self.cfg.pooling
         if pooling == "max":
             return x.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(dim=0)
@@ -113,8 +124,13 @@ class LSTMClassifier(nn.Module):
         return torch.cat([final[:, :half], x[0, :, half:]], dim=-1)  # (batch, 2 * hidden_size)
 
 
-def logits_for(model: nn.Module, ids: Sequence[np.ndarray], batch_size: int,
-               device: torch.device, precision: str = "fp32") -> np.ndarray:
+def logits_for(
+    model: nn.Module,
+    ids: Sequence[np.ndarray],
+    batch_size: int,
+    device: torch.device,
+    precision: str = "fp32",
+) -> np.ndarray:
     """Logits (rows, num_classes) in input order. ``bf16`` runs the model under bfloat16
     autocast: about 2x the texts/s of fp32 on a CPU with avx512_bf16 (bench/README.md). ``int8``
     is for a model from ``quantize_int8``, whose activations stay fp32."""
@@ -122,7 +138,8 @@ def logits_for(model: nn.Module, ids: Sequence[np.ndarray], batch_size: int,
         raise ValueError(f"precision {precision!r}: use fp32, bf16 or int8")
     was_training = model.training
     model.eval()
-    out = np.zeros((len(ids), model.head.out_features), dtype=np.float32)  # type: ignore[union-attr]
+    classes = int(model.head.out_features)  # type: ignore[union-attr, arg-type]
+    out = np.zeros((len(ids), classes), dtype=np.float32)
     with torch.inference_mode(), autocast(device, precision):
         for rows, tokens, lengths in iterate(ids, sorted_batches(lengths_of(ids), batch_size)):
             out[rows] = model(tokens.to(device), lengths.to(device)).float().cpu().numpy()

@@ -4,18 +4,23 @@ Texts are processed in chunks: each chunk is sorted by length into batches (litt
 under ``torch.inference_mode``, and put back in input order, so output order always matches input
 order and memory stays flat however long the input is.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from textlstm.errors import TextLSTMError, param
 from textlstm.model import LSTMClassifier, logits_for
+
+if TYPE_CHECKING:
+    from textlstm.checkpoint import Loaded
 
 CHUNK = 8192
 
@@ -36,8 +41,7 @@ def check_quantize(name: str | None) -> str | None:
     return name
 
 
-def inference_mode(precision: str, quantize: str | None, trained: str, bf16: str = "native"
-                   ) -> str:
+def inference_mode(precision: str, quantize: str | None, trained: str, bf16: str = "native") -> str:
     """What a model runs in: ``fp32``, ``bf16`` or ``int8``. ``auto`` is the precision the run
     was trained in (its recipe's ``train.precision``), except that bf16 becomes fp32 where the
     hardware has no native bf16 (``bf16`` is ``runtime.bf16_support``: emulated bf16 is slower
@@ -47,15 +51,19 @@ def inference_mode(precision: str, quantize: str | None, trained: str, bf16: str
         if precision == "auto":
             return "fp32" if trained == "bf16" and bf16 != "native" else trained
         if precision == "bf16" and bf16 == "none":
-            raise TextLSTMError(f"{param('precision', 'bf16')}: this CPU has no bfloat16 kernels "
-                                "for the LSTM and GRU (they need AVX-512 or AMX); use "
-                                f"{param('precision', 'fp32')} or auto")
+            raise TextLSTMError(
+                f"{param('precision', 'bf16')}: this CPU has no bfloat16 kernels "
+                "for the LSTM and GRU (they need AVX-512 or AMX); use "
+                f"{param('precision', 'fp32')} or auto"
+            )
         return precision
     if precision == "bf16":
-        raise TextLSTMError(f"{param('quantize', 'int8')} runs int8 weights with fp32 "
-                            f"activations; drop {param('precision', 'bf16')} (or drop "
-                            f"{param('quantize')} for bf16)")
-    return quantize
+        raise TextLSTMError(
+            f"{param('quantize', 'int8')} runs int8 weights with fp32 "
+            f"activations; drop {param('precision', 'bf16')} (or drop "
+            f"{param('quantize')} for bf16)"
+        )
+    return "int8"
 
 
 def quantize_int8(model: LSTMClassifier) -> LSTMClassifier:
@@ -73,19 +81,22 @@ def quantize_int8(model: LSTMClassifier) -> LSTMClassifier:
         return quantize_dynamic(model.cpu().eval(), {nn.LSTM, nn.GRU, nn.Linear}, dtype=torch.qint8)
 
 
-def load_for_inference(run_dir: str | Path, device: str, precision: str, quantize: str | None):
+def load_for_inference(
+    run_dir: str | Path, device: str, precision: str, quantize: str | None
+) -> tuple[Loaded, str, torch.device]:
     """The run loaded and made ready: (loaded, mode, device). int8 runs on the CPU."""
     from textlstm.checkpoint import load
     from textlstm.runtime import bf16_support, pick_device
 
     check_precision(precision)
     if check_quantize(quantize) is not None and device == "cuda":
-        raise TextLSTMError(f"{param('quantize', 'int8')}: PyTorch's dynamic int8 quantization "
-                            f"runs on the CPU only; pass {param('device', 'cpu')}")
+        raise TextLSTMError(
+            f"{param('quantize', 'int8')}: PyTorch's dynamic int8 quantization "
+            f"runs on the CPU only; pass {param('device', 'cpu')}"
+        )
     target = pick_device("cpu" if quantize is not None and device == "auto" else device)
     loaded = load(run_dir, target)
-    mode = inference_mode(precision, quantize, loaded.recipe.train.precision,
-                          bf16_support(target))
+    mode = inference_mode(precision, quantize, loaded.recipe.train.precision, bf16_support(target))
     if mode == "int8":
         loaded.model = quantize_int8(loaded.model)
     return loaded, mode, target
@@ -101,15 +112,22 @@ class Prediction:
 class Predictor:
     """``Predictor.load(run_dir).predict(["a text", ...])`` -> list of Prediction."""
 
-    def __init__(self, loaded, mode: str = "fp32", device: torch.device | None = None) -> None:
+    def __init__(
+        self, loaded: Loaded, mode: str = "fp32", device: torch.device | None = None
+    ) -> None:
         self.loaded = loaded
         self.mode = mode  # fp32, bf16 or int8 (an int8 model runs its activations in fp32)
         self.labels: list[str] = loaded.labels
         self.device = device or next(loaded.model.parameters()).device
 
     @classmethod
-    def load(cls, run_dir: str | Path, device: str = "auto", precision: str = "auto",
-             quantize: str | None = None) -> "Predictor":
+    def load(
+        cls,
+        run_dir: str | Path,
+        device: str = "auto",
+        precision: str = "auto",
+        quantize: str | None = None,
+    ) -> Predictor:
         """``precision``: auto (as the run was trained), fp32 or bf16; ``quantize="int8"``:
         dynamic int8 quantization (CPU)."""
         loaded, mode, target = load_for_inference(run_dir, device, precision, quantize)
@@ -123,13 +141,15 @@ class Predictor:
     def predict(self, texts: Sequence[str], batch_size: int = 256) -> list[Prediction]:
         return list(self.predict_stream(texts, batch_size))
 
-    def predict_stream(self, texts: Iterable[str], batch_size: int = 256,
-                       chunk: int = CHUNK) -> Iterator[Prediction]:
+    def predict_stream(
+        self, texts: Iterable[str], batch_size: int = 256, chunk: int = CHUNK
+    ) -> Iterator[Prediction]:
         for block in self.predict_chunks(texts, batch_size, chunk):
             yield from block  # type: ignore[misc]
 
-    def predict_chunks(self, items: Iterable[str | BadRecord], batch_size: int = 256,
-                       chunk: int = CHUNK) -> Iterator[list[Prediction | BadRecord]]:
+    def predict_chunks(
+        self, items: Iterable[str | BadRecord], batch_size: int = 256, chunk: int = CHUNK
+    ) -> Iterator[list[Prediction | BadRecord]]:
         """Chunks of results in input order; a ``BadRecord`` passes through in its place."""
         iterator = iter(items)
         while block := list(islice(iterator, chunk)):
@@ -144,14 +164,20 @@ class Predictor:
                     continue
                 row, index = probs[position], best[position]  # type: ignore[index]
                 position += 1
-                out.append(Prediction(self.labels[index], float(row[index]),
-                                      {label: float(p) for label, p in zip(self.labels, row)}))
+                out.append(
+                    Prediction(
+                        self.labels[index],
+                        float(row[index]),
+                        {label: float(p) for label, p in zip(self.labels, row)},
+                    )
+                )
             yield out
 
 
 @dataclass
 class BadRecord:
     """An input record that could not be read (with ``--on-error record`` or ``skip``)."""
+
     source: str
     line: int
     message: str

@@ -6,6 +6,7 @@ written, a named output file appears only when complete, and a record that canno
 error record in its place (``on_error="record"``), is dropped (``"skip"``), or stops the run
 (``"fail"``).
 """
+
 from __future__ import annotations
 
 import csv
@@ -26,8 +27,9 @@ OUTPUT_FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "t
 ON_ERROR = ("fail", "record", "skip")
 
 
-def read_inputs(path: str, text_column: str = "text", text_key: str = "text",
-                on_error: str = "fail") -> Iterator[Any]:
+def read_inputs(
+    path: str, text_column: str = "text", text_key: str = "text", on_error: str = "fail"
+) -> Iterator[Any]:
     """Texts from a .txt (one per line), .csv/.tsv (a column), .jsonl (a key) file, or ``-``.
 
     A record that cannot be read (a broken JSON line, a row with the wrong number of fields)
@@ -53,8 +55,10 @@ def _read(path: str, text_column: str, text_key: str) -> Iterator[Any]:
         raise DataError(f"{path}: the input file is empty")
     with open(file, "rb") as handle:
         if b"\x00" in handle.read(8192):
-            raise DataError(f"{path}: looks like a binary file, not text; give a .txt, .csv, "
-                            ".tsv or .jsonl file")
+            raise DataError(
+                f"{path}: looks like a binary file, not text; give a .txt, .csv, "
+                ".tsv or .jsonl file"
+            )
     kind = INPUT_FORMATS.get(file.suffix.lower(), "lines")
     with open(file, "rb") as handle:
         if kind == "lines":
@@ -86,8 +90,7 @@ def _jsonl(handle: IO[bytes], name: str, key: str) -> Iterator[str | BadRecord]:
         yield "" if value is None else str(value)
 
 
-def _table(handle: IO[bytes], name: str, column: str, delimiter: str
-           ) -> Iterator[str | BadRecord]:
+def _table(handle: IO[bytes], name: str, column: str, delimiter: str) -> Iterator[str | BadRecord]:
     # utf-8-sig: spreadsheet programs start CSV files with a byte-order mark
     text = io.TextIOWrapper(handle, encoding="utf-8-sig", errors="replace", newline="")
     csv.field_size_limit(2**31 - 1)  # one long document per field is normal here
@@ -95,15 +98,20 @@ def _table(handle: IO[bytes], name: str, column: str, delimiter: str
     try:
         header = next(reader, None)
         if not header or column not in header:
-            raise DataError(f"{name}: no column '{column}' (columns: {', '.join(header or [])}); "
-                            f"pass {param('text_column')}")
+            raise DataError(
+                f"{name}: no column '{column}' (columns: {', '.join(header or [])}); "
+                f"pass {param('text_column')}"
+            )
         index = header.index(column)
         for row in reader:
             if not row:
                 continue
             if len(row) != len(header):
-                yield BadRecord(name, reader.line_num, f"expected {len(header)} fields, found "
-                                f"{len(row)}; fix the quoting on that row")
+                yield BadRecord(
+                    name,
+                    reader.line_num,
+                    f"expected {len(header)} fields, found {len(row)}; fix the quoting on that row",
+                )
                 continue
             yield row[index]
     except csv.Error as exc:
@@ -116,11 +124,20 @@ class FilesPredicted:
     bad: int  # input records that could not be read (written as error records, or skipped)
 
 
-def predict_files(run_dir: str | Path, inputs: Sequence[str], output: str | Path | IO[str],
-                  text_column: str = "text", text_key: str = "text", top_k: int | None = None,
-                  batch_size: int = 256, on_error: str = "record", device: str = "auto",
-                  precision: str = "auto", quantize: str | None = None,
-                  wording: Callable[[str], str] = say) -> FilesPredicted:
+def predict_files(
+    run_dir: str | Path,
+    inputs: Sequence[str],
+    output: str | Path | IO[str],
+    text_column: str = "text",
+    text_key: str = "text",
+    top_k: int | None = None,
+    batch_size: int = 256,
+    on_error: str = "record",
+    device: str = "auto",
+    precision: str = "auto",
+    quantize: str | None = None,
+    wording: Callable[[str], str] = say,
+) -> FilesPredicted:
     """Classify every text of ``inputs`` (paths, or ``-`` for stdin) into ``output``: a file path
     (its suffix picks JSON lines, CSV or TSV; written under a temporary name and renamed when
     complete) or an open text stream (JSON lines, each chunk flushed whole). ``wording`` turns
@@ -151,9 +168,16 @@ def output_format(output: str | Path | IO[str]) -> str:
     return fmt
 
 
-def _write_all(predictor: Predictor, items: Iterator[Any], handle: IO[str], fmt: str,
-               top_k: int | None, batch_size: int, on_error: str,
-               wording: Callable[[str], str]) -> FilesPredicted:
+def _write_all(
+    predictor: Predictor,
+    items: Iterator[Any],
+    handle: IO[str],
+    fmt: str,
+    top_k: int | None,
+    batch_size: int,
+    on_error: str,
+    wording: Callable[[str], str],
+) -> FilesPredicted:
     writer = PredictionWriter(handle, fmt, predictor.labels, top_k, on_error == "record", wording)
     done = FilesPredicted(0, 0)
     for block in predictor.predict_chunks(items, batch_size):
@@ -172,15 +196,23 @@ def _write_all(predictor: Predictor, items: Iterator[Any], handle: IO[str], fmt:
 class PredictionWriter:
     """Writes predictions as JSONL (default), CSV or TSV; ``top_k`` keeps the k likeliest."""
 
-    def __init__(self, handle: IO[str], fmt: str, labels: list[str], top_k: int | None,
-                 errors: bool = False, wording: Callable[[str], str] = say) -> None:
+    def __init__(
+        self,
+        handle: IO[str],
+        fmt: str,
+        labels: list[str],
+        top_k: int | None,
+        errors: bool = False,
+        wording: Callable[[str], str] = say,
+    ) -> None:
         self.handle, self.fmt, self.top_k, self.errors = handle, fmt, top_k, errors
         self.wording = wording
         self.width = 2 * top_k if top_k else len(labels)
         self.csv = None
         if fmt in ("csv", "tsv"):
-            self.csv = csv.writer(handle, delimiter="\t" if fmt == "tsv" else ",",
-                                  lineterminator="\n")
+            self.csv = csv.writer(
+                handle, delimiter="\t" if fmt == "tsv" else ",", lineterminator="\n"
+            )
             if top_k:
                 header = [f"{kind}_{i}" for i in range(1, top_k + 1) for kind in ("label", "score")]
             else:
@@ -201,14 +233,27 @@ class PredictionWriter:
             ranked = sorted(scores.items(), key=lambda kv: -kv[1])[: self.top_k]
             scores = dict(ranked)
         if self.csv is None:
-            record = {"label": prediction.label, "score": round(prediction.score, 6),
-                      "scores": {k: round(v, 6) for k, v in scores.items()}}
+            record = {
+                "label": prediction.label,
+                "score": round(prediction.score, 6),
+                "scores": {k: round(v, 6) for k, v in scores.items()},
+            }
             self.handle.write(json.dumps(record, ensure_ascii=False) + "\n")
         elif self.top_k:
-            self.csv.writerow([prediction.label, f"{prediction.score:.6f}",
-                               *[x for kv in scores.items() for x in (kv[0], f"{kv[1]:.6f}")],
-                               *([""] if self.errors else [])])
+            self.csv.writerow(
+                [
+                    prediction.label,
+                    f"{prediction.score:.6f}",
+                    *[x for kv in scores.items() for x in (kv[0], f"{kv[1]:.6f}")],
+                    *([""] if self.errors else []),
+                ]
+            )
         else:
-            self.csv.writerow([prediction.label, f"{prediction.score:.6f}",
-                               *[f"{v:.6f}" for v in scores.values()],
-                               *([""] if self.errors else [])])
+            self.csv.writerow(
+                [
+                    prediction.label,
+                    f"{prediction.score:.6f}",
+                    *[f"{v:.6f}" for v in scores.values()],
+                    *([""] if self.errors else []),
+                ]
+            )

@@ -4,6 +4,7 @@ The schema below is the one place where defaults live. ``load_recipe`` collects 
 (unknown key, wrong type, out-of-range value, unknown choice) and raises them together, one line
 each, naming the file and the dotted key.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -54,7 +55,9 @@ class TokenizerConfig(_Section):
     strip_html: bool = False  # drop tags such as IMDB's <br /> before tokenizing
     language: str = Field("en", pattern=r"^[a-z]{2,3}$", description="spacy: spacy.blank(language)")
     vocab_size: int = Field(8000, ge=50, le=1_000_000, description="bpe, wordpiece, unigram")
-    min_frequency: int = Field(2, ge=1, description="bpe, wordpiece: pairs seen fewer times stay apart")
+    min_frequency: int = Field(
+        2, ge=1, description="bpe, wordpiece: pairs seen fewer times stay apart"
+    )
 
     @property
     def subword(self) -> bool:
@@ -104,13 +107,14 @@ class TrainConfig(_Section):
 
 class SpaceEntry(_Section):
     """One searched key: exactly one of the four kinds of range."""
+
     choice: list[Any] | None = Field(None, min_length=1)
     uniform: list[float] | None = Field(None, min_length=2, max_length=2)
     log_uniform: list[float] | None = Field(None, min_length=2, max_length=2)
     int_uniform: list[int] | None = Field(None, min_length=2, max_length=2)
 
     @model_validator(mode="after")
-    def _one_kind(self) -> "SpaceEntry":
+    def _one_kind(self) -> SpaceEntry:
         given = [k for k in SPACE_KINDS if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError(f"give exactly one of {', '.join(SPACE_KINDS)}")
@@ -195,11 +199,11 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     return recipe_from_dict(raw, label, overrides)
 
 
-def recipe_from_dict(raw: dict[str, Any], label: str = "<recipe>",
-                     overrides: list[str] | None = None) -> Recipe:
+def recipe_from_dict(
+    raw: dict[str, Any], label: str = "<recipe>", overrides: list[str] | None = None
+) -> Recipe:
     raw = _deep_copy(raw)
-    problems = [apply_override(raw, item, label) for item in overrides or []]
-    problems = [p for p in problems if p]
+    problems = [p for item in overrides or [] if (p := apply_override(raw, item, label))]
     overridden = {item.partition("=")[0].strip() for item in overrides or []}
     try:
         recipe = Recipe.model_validate({**raw, "source": label if label != "<recipe>" else ""})
@@ -229,8 +233,10 @@ def _space_checks(recipe: Recipe, raw: dict[str, Any], label: str) -> list[str]:
         where = f"{label}: tune.space.{key}"
         parts = key.split(".")
         if parts[0] in _UNTUNABLE or len(parts) != 2:
-            problems.append(f"{where}: not a tunable key; use a [tokenizer], [vocab], [model] or "
-                            "[train] key such as \"train.lr\"")
+            problems.append(
+                f"{where}: not a tunable key; use a [tokenizer], [vocab], [model] or "
+                '[train] key such as "train.lr"'
+            )
             continue
         section = Recipe.model_fields.get(parts[0])
         annotation = getattr(section, "annotation", None)
@@ -248,8 +254,10 @@ def _space_checks(recipe: Recipe, raw: dict[str, Any], label: str) -> list[str]:
             try:
                 Recipe.model_validate({**trial, "source": ""})
             except ValidationError as exc:
-                error = next((e for e in exc.errors() if [str(x) for x in e["loc"]][:2] == parts),
-                             exc.errors()[0])
+                error = next(
+                    (e for e in exc.errors() if [str(x) for x in e["loc"]][:2] == parts),
+                    exc.errors()[0],
+                )
                 problem = _problem(error, trial, parts)
                 if not problem.startswith((f"{value!r} ", f"{value} ")):
                     problem = f"{value!r} is not a valid value: {problem}"
@@ -259,9 +267,11 @@ def _space_checks(recipe: Recipe, raw: dict[str, Any], label: str) -> list[str]:
 
 
 # keys that only mean something for some tokenizer kinds: (section, key) -> kinds that use it
-_KIND_KEYS = {("tokenizer", "language"): ("spacy",),
-              ("tokenizer", "vocab_size"): SUBWORD_KINDS,
-              ("tokenizer", "min_frequency"): ("bpe", "wordpiece")}
+_KIND_KEYS = {
+    ("tokenizer", "language"): ("spacy",),
+    ("tokenizer", "vocab_size"): SUBWORD_KINDS,
+    ("tokenizer", "min_frequency"): ("bpe", "wordpiece"),
+}
 # [vocab] min_freq and max_size are not in this list although subword kinds do not read them:
 # every bundled recipe sets them, and `--set tokenizer.kind="bpe"` must work on any recipe
 
@@ -277,16 +287,22 @@ def _cross_checks(recipe: Recipe, label: str, overridden: set[str]) -> list[str]
             continue
         dotted = f"{section}.{key}"
         where = param("overrides") if dotted in overridden else label
-        problems.append(f"{where}: {dotted}: not used by tokenizer.kind = '{kind}' (only by "
-                        f"{', '.join(kinds)}); remove it or change tokenizer.kind")
+        problems.append(
+            f"{where}: {dotted}: not used by tokenizer.kind = '{kind}' (only by "
+            f"{', '.join(kinds)}); remove it or change tokenizer.kind"
+        )
     vocab = recipe.vocab
     for key in ("vectors_only", "freeze_embeddings"):
         if getattr(vocab, key) and vocab.vectors is None:
             where = param("overrides") if f"vocab.{key}" in overridden else label
-            problems.append(f"{where}: vocab.{key}: needs vocab.vectors (a pretrained vectors file)")
+            problems.append(
+                f"{where}: vocab.{key}: needs vocab.vectors (a pretrained vectors file)"
+            )
     if vocab.vectors_only and vocab.path is not None:
-        problems.append(f"{label}: vocab.vectors_only: a pinned vocab.path is used as it is; "
-                        "remove one of the two")
+        problems.append(
+            f"{label}: vocab.vectors_only: a pinned vocab.path is used as it is; "
+            "remove one of the two"
+        )
     return problems
 
 
@@ -307,8 +323,10 @@ def apply_override(raw: dict[str, Any], item: str, label: str) -> str | None:
     key, sep, text = item.partition("=")
     key = key.strip()
     if not sep or not key or not re.fullmatch(r"[A-Za-z0-9_.-]+", key):
-        return (f"{param('overrides', item)}: expected KEY=VALUE, e.g. "
-                f"{param('overrides', 'model.hidden_size=256')}")
+        return (
+            f"{param('overrides', item)}: expected KEY=VALUE, e.g. "
+            f"{param('overrides', 'model.hidden_size=256')}"
+        )
     try:
         value = tomllib.loads(f"v = {text.strip()}")["v"]
     except tomllib.TOMLDecodeError:
@@ -324,24 +342,29 @@ def apply_override(raw: dict[str, Any], item: str, label: str) -> str | None:
 
 
 _TYPE_HINTS = {
-    "int_type": "expected an integer", "int_parsing": "expected an integer",
-    "int_from_float": "expected an integer", "float_type": "expected a number",
-    "float_parsing": "expected a number", "bool_type": "expected true or false",
-    "bool_parsing": "expected true or false", "string_type": "expected a string",
-    "list_type": "expected a list", "dict_type": "expected a table",
-    "model_type": "expected a table", "model_attributes_type": "expected a table",
+    "int_type": "expected an integer",
+    "int_parsing": "expected an integer",
+    "int_from_float": "expected an integer",
+    "float_type": "expected a number",
+    "float_parsing": "expected a number",
+    "bool_type": "expected true or false",
+    "bool_parsing": "expected true or false",
+    "string_type": "expected a string",
+    "list_type": "expected a list",
+    "dict_type": "expected a table",
+    "model_type": "expected a table",
+    "model_attributes_type": "expected a table",
 }
 
 
-def _describe(error: dict[str, Any], raw: dict[str, Any], label: str,
-              overridden: set[str]) -> tuple[str, str]:
+def _describe(error: Any, raw: dict[str, Any], label: str, overridden: set[str]) -> tuple[str, str]:
     loc = [str(part) for part in error["loc"] if not _is_union_tag(part)]
     key = ".".join(loc)
     where = param("overrides") if key in overridden else label
     return key, f"{where}: {key}: {_problem(error, raw, loc)}"
 
 
-def _problem(error: dict[str, Any], raw: dict[str, Any], loc: list[str]) -> str:
+def _problem(error: Any, raw: dict[str, Any], loc: list[str]) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
         return f"unknown key{_suggest(loc)}"
@@ -353,8 +376,10 @@ def _problem(error: dict[str, Any], raw: dict[str, Any], loc: list[str]) -> str:
     if kind in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
         return f"{_value_at(raw, loc)!r} is out of range; {error['msg'].lower()}"
     if kind == "string_pattern_mismatch":
-        return (f"{_value_at(raw, loc)!r} is not allowed; use letters, digits, "
-                "'.', '_' or '-', starting with a letter or digit")
+        return (
+            f"{_value_at(raw, loc)!r} is not allowed; use letters, digits, "
+            "'.', '_' or '-', starting with a letter or digit"
+        )
     if kind == "value_error":
         return error["msg"].removeprefix("Value error, ")
     hint = _TYPE_HINTS.get(kind, error["msg"])
@@ -363,8 +388,10 @@ def _problem(error: dict[str, Any], raw: dict[str, Any], loc: list[str]) -> str:
 
 def _is_union_tag(part: Any) -> bool:
     # pydantic adds the union member it tried (e.g. 'str', "literal['none','balanced']") to locs
-    return isinstance(part, str) and (part in {"str", "list[str]", "dict[str,float]"}
-                                      or part.startswith(("literal[", "function-")))
+    return isinstance(part, str) and (
+        part in {"str", "list[str]", "dict[str,float]"}
+        or part.startswith(("literal[", "function-"))
+    )
 
 
 def _value_at(raw: dict[str, Any], loc: list[str]) -> Any:
@@ -392,5 +419,3 @@ def _suggest(loc: list[str]) -> str:
     if close:
         return f" (did you mean '{close[0]}'?)"
     return f"; valid keys: {', '.join(names)}"
-
-

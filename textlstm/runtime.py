@@ -1,9 +1,11 @@
 """Seed, device and threads: the process-wide settings, chosen in one place."""
+
 from __future__ import annotations
 
 import contextlib
 import functools
 import random
+from typing import Any
 
 import numpy as np
 import torch
@@ -22,11 +24,14 @@ def seed_everything(seed: int) -> np.random.Generator:
 
 def pick_device(name: str = "auto") -> torch.device:
     if name not in DEVICES:
-        raise TextLSTMError(f"{param('device', name)}: unknown device; use one of "
-                            f"{', '.join(DEVICES)}")
+        raise TextLSTMError(
+            f"{param('device', name)}: unknown device; use one of {', '.join(DEVICES)}"
+        )
     if name == "cuda" and not torch.cuda.is_available():
-        raise TextLSTMError(f"{param('device', 'cuda')}: no CUDA GPU is available here; use "
-                            f"{param('device', 'cpu')} or auto")
+        raise TextLSTMError(
+            f"{param('device', 'cuda')}: no CUDA GPU is available here; use "
+            f"{param('device', 'cpu')} or auto"
+        )
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
@@ -35,7 +40,7 @@ def pick_device(name: str = "auto") -> torch.device:
 PRECISIONS = ("fp32", "bf16")
 
 
-def autocast(device: torch.device, precision: str):
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
     """The context a model runs in: bfloat16 autocast for ``bf16`` (matrix products and the
     recurrent kernels in bf16, weights and the loss in fp32), nothing for ``fp32``."""
     if precision == "bf16":

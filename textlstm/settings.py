@@ -3,6 +3,7 @@
 The CLI's options default to None and the library fills them in from here, so a variable means the
 same to ``textlstm ...`` and to ``import textlstm``.
 """
+
 from __future__ import annotations
 
 import os

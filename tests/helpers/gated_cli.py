@@ -6,6 +6,7 @@ With ``TEXTLSTM_TEST_GATE=<folder>:<n>``, every trial numbered ``n`` or higher w
 patch sits at this file's top level, so the spawned worker processes of ``tune --jobs N``, which
 import the parent's main file as ``__mp_main__``, get it too.
 """
+
 from __future__ import annotations
 
 import os

@@ -4,13 +4,15 @@ Heavy imports (torch, datasets) happen inside the commands so ``textlstm --help`
 Every TextLSTMError becomes one red line per problem on stderr and exit code 2; a diverged
 training exits with its own code (``errors.DIVERGED_EXIT``).
 """
+
 from __future__ import annotations
 
 import functools
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Callable, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -18,34 +20,68 @@ from rich.console import Console
 from textlstm import settings
 from textlstm.errors import DIVERGED_EXIT, TextLSTMError, TrainingDiverged, for_cli
 
-app = typer.Typer(help="LSTM text classification from TOML recipes.", no_args_is_help=True,
-                  add_completion=False, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="LSTM text classification from TOML recipes.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
 # library parameters whose flag is not "--" + the name with dashes
 FLAGS = {"overrides": "--set", "output": "-o"}
 
-Overrides = Annotated[Optional[list[str]], typer.Option(
-    "--set", help="Override a recipe key, e.g. --set model.hidden_size=256 (repeatable).")]
-DataDir = Annotated[Optional[Path], typer.Option(
-    "--data-dir", help="Root of local dataset mirrors: <root>/<hub id> is used instead of the "
-                       f"hub (default: ${settings.DATA_DIR_ENV}).")]
+Overrides = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set", help="Override a recipe key, e.g. --set model.hidden_size=256 (repeatable)."
+    ),
+]
+DataDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--data-dir",
+        help="Root of local dataset mirrors: <root>/<hub id> is used instead of the "
+        f"hub (default: ${settings.DATA_DIR_ENV}).",
+    ),
+]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
-Precision = Annotated[str, typer.Option(
-    "--precision", help="auto (as the run was trained: its train.precision), fp32, or bf16: "
-                        "bfloat16 autocast, about 2x faster on CPUs with avx512_bf16.")]
-Quantize = Annotated[Optional[str], typer.Option(
-    "--quantize", help="int8: PyTorch dynamic int8 quantization of the LSTM and linear layers "
-                       "(CPU; see bench/README.md for its speed here).")]
-VocabDir = Annotated[Optional[Path], typer.Option(
-    "--vocab-dir", help="Where `textlstm vocab` keeps vocabularies and training looks for them "
-                        f"(default: ${settings.VOCAB_DIR_ENV}, else {settings.VOCAB_DIR}).")]
-CacheDir = Annotated[Optional[Path], typer.Option(
-    "--cache-dir", help="Preprocessing cache (token ids, vocabularies) (default: "
-                        f"${settings.CACHE_ENV}, else ~/.cache/textlstm).")]
-NoCache = Annotated[bool, typer.Option(
-    "--no-cache", help="Neither read nor write the preprocessing cache.")]
+Precision = Annotated[
+    str,
+    typer.Option(
+        "--precision",
+        help="auto (as the run was trained: its train.precision), fp32, or bf16: "
+        "bfloat16 autocast, about 2x faster on CPUs with avx512_bf16.",
+    ),
+]
+Quantize = Annotated[
+    str | None,
+    typer.Option(
+        "--quantize",
+        help="int8: PyTorch dynamic int8 quantization of the LSTM and linear layers "
+        "(CPU; see bench/README.md for its speed here).",
+    ),
+]
+VocabDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--vocab-dir",
+        help="Where `textlstm vocab` keeps vocabularies and training looks for them "
+        f"(default: ${settings.VOCAB_DIR_ENV}, else {settings.VOCAB_DIR}).",
+    ),
+]
+CacheDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--cache-dir",
+        help="Preprocessing cache (token ids, vocabularies) (default: "
+        f"${settings.CACHE_ENV}, else ~/.cache/textlstm).",
+    ),
+]
+NoCache = Annotated[
+    bool, typer.Option("--no-cache", help="Neither read nor write the preprocessing cache.")
+]
 RecipeFile = Annotated[Path, typer.Argument(help="Recipe .toml file.")]
 
 
@@ -53,8 +89,10 @@ def options(vocab_dir: Path | None, cache_dir: Path | None, no_cache: bool) -> A
     """The preprocessing options; unset folders come from ``textlstm.settings``."""
     from textlstm.text.cache import Options
 
-    return Options(vocab_dir=vocab_dir or settings.vocab_dir(),
-                   cache_dir=None if no_cache else cache_dir or settings.cache_dir())
+    return Options(
+        vocab_dir=vocab_dir or settings.vocab_dir(),
+        cache_dir=None if no_cache else cache_dir or settings.cache_dir(),
+    )
 
 
 def cli_text(text: str) -> str:
@@ -69,6 +107,7 @@ def note(text: str) -> None:
 def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
     """Input errors: one red line each and exit 2. Divergence: one line and its own code.
     Ctrl-C: one line and exit 130."""
+
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from rich.markup import escape
@@ -77,7 +116,9 @@ def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
             return command(*args, **kwargs)
         except TextLSTMError as exc:
             for line in exc.lines:
-                err.print(f"[red]error:[/red] {escape(cli_text(line))}", soft_wrap=True, markup=True)
+                err.print(
+                    f"[red]error:[/red] {escape(cli_text(line))}", soft_wrap=True, markup=True
+                )
             raise typer.Exit(2) from None
         except TrainingDiverged as exc:
             err.print(f"[red]diverged:[/red] {escape(cli_text(str(exc)))}", soft_wrap=True)
@@ -88,6 +129,7 @@ def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
         except BrokenPipeError:  # e.g. `textlstm predict RUN in.txt | head`
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             raise typer.Exit(141) from None
+
     return wrapper
 
 
@@ -105,14 +147,18 @@ def main() -> None:
             sys.exit(2)
         if getattr(exc, "exit_code", None) != 2 or not hasattr(exc, "format_message"):
             raise
-        err.print(f"[red]error:[/red] {exc.format_message()} (see: {_command(exc)} --help)",
-                  soft_wrap=True, markup=True)
+        err.print(
+            f"[red]error:[/red] {exc.format_message()} (see: {_command(exc)} --help)",
+            soft_wrap=True,
+            markup=True,
+        )
         sys.exit(2)
     sys.exit(code if isinstance(code, int) else 0)
 
 
 def _command(exc: Exception) -> str:
-    names, ctx = [], getattr(exc, "ctx", None)
+    names: list[str] = []
+    ctx = getattr(exc, "ctx", None)
     while ctx is not None and ctx.parent is not None:  # the root's name may be "python -m ..."
         names.insert(0, ctx.info_name)
         ctx = ctx.parent

@@ -1,4 +1,5 @@
 """``textlstm check``: a recipe validated and resolved, and a summary of its data."""
+
 from __future__ import annotations
 
 from rich.syntax import Syntax
@@ -20,16 +21,27 @@ def check(recipe: RecipeFile, overrides: Overrides = None, data_dir: DataDir = N
     summary = summarize(loaded, data_dir)
     for line in summary.notes:
         note(f"note: {line}")
-    counts = Table("label", *[s.name for s in summary.splits], title=f"data: {summary.source}",
-                   title_justify="left")
+    counts = Table(
+        "label",
+        *[s.name for s in summary.splits],
+        title=f"data: {summary.source}",
+        title_justify="left",
+    )
     counts.add_row("[bold]rows[/bold]", *[f"{s.rows:,}" for s in summary.splits])
     for label in summary.labels:
         counts.add_row(label, *[f"{s.label_counts[label]:,}" for s in summary.splits])
     out.print(counts)
-    lengths = Table("split", *["max" if p == 100 else f"p{p}" for p in PERCENTILES],
-                    f"> max_length ({loaded.tokenizer.max_length})",
-                    title=f"text length in {summary.unit} (before truncation)", title_justify="left")
+    lengths = Table(
+        "split",
+        *["max" if p == 100 else f"p{p}" for p in PERCENTILES],
+        f"> max_length ({loaded.tokenizer.max_length})",
+        title=f"text length in {summary.unit} (before truncation)",
+        title_justify="left",
+    )
     for s in summary.splits:
-        lengths.add_row(s.name, *[f"{s.length_percentiles[p]:,}" for p in PERCENTILES],
-                        f"{s.truncated_share:.1%}")
+        lengths.add_row(
+            s.name,
+            *[f"{s.length_percentiles[p]:,}" for p in PERCENTILES],
+            f"{s.truncated_share:.1%}",
+        )
     out.print(lengths)

@@ -1,27 +1,46 @@
 """``textlstm train``: a recipe (or a run to resume) in, a run folder out."""
+
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from textlstm import settings
-from textlstm.cli.app import (CacheDir, DataDir, Device, NoCache, Overrides, VocabDir, app,
-                              guarded, options, out)
+from textlstm.cli.app import (
+    CacheDir,
+    DataDir,
+    Device,
+    NoCache,
+    Overrides,
+    VocabDir,
+    app,
+    guarded,
+    options,
+    out,
+)
 from textlstm.cli.progress import TrainProgress
 
 
 @app.command()
 @guarded
-def train(recipe: Annotated[Optional[Path], typer.Argument(help="Recipe .toml file.")] = None,
-          overrides: Overrides = None, data_dir: DataDir = None, device: Device = "auto",
-          out_dir: Annotated[Path, typer.Option("--out", help="Parent folder of run folders.")
-                             ] = settings.RUNS_DIR,
-          vocab_dir: VocabDir = None, cache_dir: CacheDir = None, no_cache: NoCache = False,
-          resume: Annotated[Optional[Path], typer.Option(
-              "--resume", help="Continue a killed (.partial) or interrupted run folder.")] = None,
-          ) -> None:
+def train(
+    recipe: Annotated[Path | None, typer.Argument(help="Recipe .toml file.")] = None,
+    overrides: Overrides = None,
+    data_dir: DataDir = None,
+    device: Device = "auto",
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Parent folder of run folders.")
+    ] = settings.RUNS_DIR,
+    vocab_dir: VocabDir = None,
+    cache_dir: CacheDir = None,
+    no_cache: NoCache = False,
+    resume: Annotated[
+        Path | None,
+        typer.Option("--resume", help="Continue a killed (.partial) or interrupted run folder."),
+    ] = None,
+) -> None:
     """Train a model from a recipe; writes a run folder under --out/<recipe name>/."""
     from textlstm.errors import TextLSTMError
     from textlstm.recipe import load_recipe
@@ -43,9 +62,11 @@ def train(recipe: Annotated[Optional[Path], typer.Argument(help="Recipe .toml fi
             out.print(f"[bold]training[/bold] {loaded.name} from {recipe}")
             result = train_model(loaded, out_dir, data_dir, device, events, settings_)
     best = result.epochs[result.best_epoch - 1]
-    out.print(f"[green]done[/green] in {result.seconds:.0f}s ({result.stopped.replace('_', ' ')}); "
-              f"best epoch {result.best_epoch}: validation accuracy {best.accuracy:.2%}, "
-              f"macro-F1 {best.macro_f1:.2%}")
+    out.print(
+        f"[green]done[/green] in {result.seconds:.0f}s ({result.stopped.replace('_', ' ')}); "
+        f"best epoch {result.best_epoch}: validation accuracy {best.accuracy:.2%}, "
+        f"macro-F1 {best.macro_f1:.2%}"
+    )
     out.print(f"run folder: [bold]{result.run_dir}[/bold]", soft_wrap=True)
     if result.stopped == "interrupted":
         out.print(f"continue with: textlstm train --resume {result.run_dir}", soft_wrap=True)

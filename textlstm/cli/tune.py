@@ -1,41 +1,72 @@
 """``textlstm tune``: the recipe's search space explored, the study kept and resumable."""
+
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from textlstm import settings
-from textlstm.cli.app import (CacheDir, DataDir, Device, NoCache, Overrides, VocabDir, app,
-                              guarded, options, out)
+from textlstm.cli.app import (
+    CacheDir,
+    DataDir,
+    Device,
+    NoCache,
+    Overrides,
+    VocabDir,
+    app,
+    guarded,
+    options,
+    out,
+)
 from textlstm.cli.progress import TuneTable
 
 
 @app.command()
 @guarded
-def tune(recipe: Annotated[Path, typer.Argument(help="Recipe .toml file with a tune section.")],
-         overrides: Overrides = None, data_dir: DataDir = None, device: Device = "auto",
-         out_dir: Annotated[Path, typer.Option("--out", help="Parent of <name>-tune/.")
-                            ] = settings.RUNS_DIR,
-         trials: Annotated[Optional[int], typer.Option(
-             min=1, help="Finished trials wanted (default: tune.trials).")] = None,
-         timeout: Annotated[Optional[float], typer.Option(
-             help="Seconds for this call (default: tune.timeout).")] = None,
-         no_prune: Annotated[bool, typer.Option("--no-prune", help="Run every trial to the end.")
-                             ] = False,
-         jobs: Annotated[int, typer.Option("--jobs", "-j", min=1,
-                                           help="Worker processes on this machine.")] = 1,
-         storage: Annotated[Optional[str], typer.Option(
-             help="Database URL of a study shared by several machines, e.g. "
-                  "postgresql://user:pw@host/db.")] = None,
-         keep: Annotated[Optional[int], typer.Option(
-             min=1, help="Keep only the best N trial run folders (default: tune.keep, else all).")
-                         ] = None,
-         retrain: Annotated[bool, typer.Option(
-             "--retrain", help="Then train the best configuration as tune.retrain says.")] = False,
-         vocab_dir: VocabDir = None, cache_dir: CacheDir = None, no_cache: NoCache = False) -> None:
-    """Random (or TPE) search over the recipe's tune.space; resumes the same study when run again."""
+def tune(
+    recipe: Annotated[Path, typer.Argument(help="Recipe .toml file with a tune section.")],
+    overrides: Overrides = None,
+    data_dir: DataDir = None,
+    device: Device = "auto",
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Parent of <name>-tune/.")
+    ] = settings.RUNS_DIR,
+    trials: Annotated[
+        int | None, typer.Option(min=1, help="Finished trials wanted (default: tune.trials).")
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="Seconds for this call (default: tune.timeout).")
+    ] = None,
+    no_prune: Annotated[
+        bool, typer.Option("--no-prune", help="Run every trial to the end.")
+    ] = False,
+    jobs: Annotated[
+        int, typer.Option("--jobs", "-j", min=1, help="Worker processes on this machine.")
+    ] = 1,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            help="Database URL of a study shared by several machines, e.g. "
+            "postgresql://user:pw@host/db."
+        ),
+    ] = None,
+    keep: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Keep only the best N trial run folders (default: tune.keep, else all)."
+        ),
+    ] = None,
+    retrain: Annotated[
+        bool,
+        typer.Option("--retrain", help="Then train the best configuration as tune.retrain says."),
+    ] = False,
+    vocab_dir: VocabDir = None,
+    cache_dir: CacheDir = None,
+    no_cache: NoCache = False,
+) -> None:
+    """Random (or TPE) search over the recipe's tune.space; resumes the same study if run again."""
     from textlstm.recipe import load_recipe
     from textlstm.tuning import tune as run_tune
 
@@ -43,12 +74,27 @@ def tune(recipe: Annotated[Path, typer.Argument(help="Recipe .toml file with a t
     keys = list(loaded.tune.space) if loaded.tune else []
     metric = loaded.tune.metric if loaded.tune else "accuracy"
     with TuneTable(keys, metric, live=out.is_terminal) as events:
-        result = run_tune(loaded, out_dir, trials, timeout, not no_prune, data_dir, device, events,
-                          options(vocab_dir, cache_dir, no_cache), jobs=jobs, storage=storage,
-                          keep=keep, retrain=retrain)
+        result = run_tune(
+            loaded,
+            out_dir,
+            trials,
+            timeout,
+            not no_prune,
+            data_dir,
+            device,
+            events,
+            options(vocab_dir, cache_dir, no_cache),
+            jobs=jobs,
+            storage=storage,
+            keep=keep,
+            retrain=retrain,
+        )
     if result.interrupted:
         raise typer.Exit(130)
     if result.retrained is not None:
-        out.print(f"[green]retrained[/green] in {result.retrained.seconds:.0f}s: "
-                  f"{result.retrained.run_dir}", soft_wrap=True)
+        out.print(
+            f"[green]retrained[/green] in {result.retrained.seconds:.0f}s: "
+            f"{result.retrained.run_dir}",
+            soft_wrap=True,
+        )
         out.print(f"next: textlstm evaluate {result.retrained.run_dir}", soft_wrap=True)

@@ -1,6 +1,14 @@
-"""Where rows come from (``sources``), clean labelled splits (``splits``), and what ``textlstm check``
-reports about them (``summary``)."""
-from textlstm.data.splits import (Splits, column, data_root, label_names, load_raw, load_splits,
-                                  normalize)
+"""Where rows come from (``sources``), clean labelled splits (``splits``), and what
+``textlstm check`` reports about them (``summary``)."""
+
+from textlstm.data.splits import (
+    Splits,
+    column,
+    data_root,
+    label_names,
+    load_raw,
+    load_splits,
+    normalize,
+)
 
 __all__ = ["Splits", "column", "data_root", "label_names", "load_raw", "load_splits", "normalize"]

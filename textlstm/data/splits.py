@@ -4,9 +4,11 @@ and a ClassLabel ``label`` column, split into train / validation / test.
 Where the raw data comes from is ``textlstm.data.sources``'s job.
 
 Policies, stated once: text files and data-file lines that are not valid UTF-8 are decoded with
-replacement characters and counted; rows whose text or label is missing are skipped and counted; labels of -1 (hidden test
-labels on the hub) count as missing; a split left without labelled rows is dropped, with a note.
+replacement characters and counted; rows whose text or label is missing are skipped and
+counted; labels of -1 (hidden test labels on the hub) count as missing; a split left without
+labelled rows is dropped, with a note.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -15,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from textlstm.data.sources import data_root, load_raw
 from textlstm.errors import DataError
 from textlstm.recipe import DataConfig
-from textlstm.data.sources import data_root, load_raw
 
 __all__ = ["Splits", "column", "data_root", "label_names", "load_raw", "load_splits", "normalize"]
 
@@ -54,8 +56,12 @@ def column(ds: Any, name: str) -> list[Any]:
     return ds[name][:]
 
 
-def load_splits(cfg: DataConfig, data_dir: str | Path | None = None, seed: int = 13,
-                base: str | Path | None = None) -> Splits:
+def load_splits(
+    cfg: DataConfig,
+    data_dir: str | Path | None = None,
+    seed: int = 13,
+    base: str | Path | None = None,
+) -> Splits:
     """Load ``cfg.dataset`` and return train / validation (/ test) splits with integer labels.
 
     ``base`` is the folder relative dataset paths are resolved against (the recipe's folder)."""
@@ -63,19 +69,24 @@ def load_splits(cfg: DataConfig, data_dir: str | Path | None = None, seed: int =
     parts = cfg.train_split.split("+")  # "train+validation": the splits joined, as on the hub
     for part in parts:
         if part not in raw:
-            raise DataError(f"{source}: no '{part}' split (found: {', '.join(raw)}); "
-                            "set data.train_split")
+            raise DataError(
+                f"{source}: no '{part}' split (found: {', '.join(raw)}); set data.train_split"
+            )
     if len(parts) > 1:
         import datasets
 
         try:
             raw[cfg.train_split] = datasets.concatenate_datasets([raw[p] for p in parts])
         except ValueError as exc:
-            raise DataError(f"{source}: cannot join the splits {' + '.join(parts)} "
-                            f"({str(exc).splitlines()[0]}); set data.train_split to one split") from None
+            raise DataError(
+                f"{source}: cannot join the splits {' + '.join(parts)} "
+                f"({str(exc).splitlines()[0]}); set data.train_split to one split"
+            ) from None
         if cfg.validation_split in parts:
-            notes.append(f"the {cfg.validation_split} rows are also training rows here: its "
-                         "scores are not held out")
+            notes.append(
+                f"the {cfg.validation_split} rows are also training rows here: its "
+                "scores are not held out"
+            )
     wanted = {"train": cfg.train_split, "validation": cfg.validation_split, "test": cfg.test_split}
     picked = {role: raw[name] for role, name in wanted.items() if name in raw}
     labels = label_names(picked["train"], cfg.label, source, cfg.train_split)
@@ -91,8 +102,14 @@ def load_splits(cfg: DataConfig, data_dir: str | Path | None = None, seed: int =
     return splits
 
 
-def finish_splits(splits: dict[str, Any], labels: list[str], source: str, notes: list[str],
-                  cfg: DataConfig, seed: int) -> Splits:
+def finish_splits(
+    splits: dict[str, Any],
+    labels: list[str],
+    source: str,
+    notes: list[str],
+    cfg: DataConfig,
+    seed: int,
+) -> Splits:
     import datasets
 
     train = splits["train"]
@@ -100,78 +117,100 @@ def finish_splits(splits: dict[str, Any], labels: list[str], source: str, notes:
         raise DataError(f"{source}: the train split has no labelled rows")
     counts = Counter(column(train, "label"))
     if len(counts) < 2:
-        raise DataError(f"{source}: the train split has a single class ({labels[next(iter(counts))]!r}); "
-                        "a classifier needs at least two")
+        raise DataError(
+            f"{source}: the train split has a single class ({labels[next(iter(counts))]!r}); "
+            "a classifier needs at least two"
+        )
     total = len(train)
     if "test" not in splits and cfg.test_fraction > 0:
         train, splits["test"] = _carve(train, cfg.test_fraction, seed, source, "test")
-        notes.append(f"test split carved from train: {len(splits['test'])} rows "
-                     f"({cfg.test_fraction:.0%}, stratified, seed {seed})")
+        notes.append(
+            f"test split carved from train: {len(splits['test'])} rows "
+            f"({cfg.test_fraction:.0%}, stratified, seed {seed})"
+        )
     if "validation" not in splits:
         # both fractions are shares of the original train split
         share = cfg.validation_fraction * total / len(train)
         train, splits["validation"] = _carve(train, share, seed, source, "validation")
-        notes.append(f"validation split carved from train: {len(splits['validation'])} rows "
-                     f"({cfg.validation_fraction:.0%}, stratified, seed {seed})")
+        notes.append(
+            f"validation split carved from train: {len(splits['validation'])} rows "
+            f"({cfg.validation_fraction:.0%}, stratified, seed {seed})"
+        )
     if len(Counter(column(train, "label"))) < 2:
-        raise DataError(f"{source}: after carving validation/test splits the train split has a "
-                        "single class; add data or lower data.validation_fraction/test_fraction")
+        raise DataError(
+            f"{source}: after carving validation/test splits the train split has a "
+            "single class; add data or lower data.validation_fraction/test_fraction"
+        )
     splits["train"] = train
     order = [name for name in ("train", "validation", "test") if name in splits]
-    return Splits(datasets.DatasetDict({name: splits[name] for name in order}), labels, source,
-                  notes)
+    return Splits(
+        datasets.DatasetDict({name: splits[name] for name in order}), labels, source, notes
+    )
 
 
 def _carve(train: Any, fraction: float, seed: int, source: str, role: str) -> tuple[Any, Any]:
     counts = Counter(column(train, "label"))
-    stratify = "label" if min(counts.values()) >= 2 and len(train) * fraction >= len(counts) else None
+    stratify = (
+        "label" if min(counts.values()) >= 2 and len(train) * fraction >= len(counts) else None
+    )
     try:
         parts = train.train_test_split(test_size=fraction, seed=seed, stratify_by_column=stratify)
     except ValueError as exc:
-        raise DataError(f"{source}: cannot carve a {role} split from {len(train)} training rows "
-                        f"({exc}); add more data or a {role} split") from None
+        raise DataError(
+            f"{source}: cannot carve a {role} split from {len(train)} training rows "
+            f"({exc}); add more data or a {role} split"
+        ) from None
     return parts["train"], parts["test"]
 
 
 # --- columns and labels ------------------------------------------------------------------------
+
 
 def label_names(ds: Any, name: str, source: str, split: str) -> list[str]:
     """Label names from the train split: ClassLabel names, else the sorted distinct values."""
     import datasets
 
     if name not in ds.column_names:
-        raise DataError(f"{source}: split '{split}' has no label column '{name}' "
-                        f"(columns: {', '.join(ds.column_names)}); set data.label")
+        raise DataError(
+            f"{source}: split '{split}' has no label column '{name}' "
+            f"(columns: {', '.join(ds.column_names)}); set data.label"
+        )
     feature = ds.features[name]
     if isinstance(feature, datasets.ClassLabel):
         return list(feature.names)
     raw = [v for v in column(ds, name) if v is not None and v != -1 and v != ""]
-    if any(isinstance(v, (list, dict)) or (isinstance(v, float) and not v.is_integer())
-           for v in raw):
-        raise DataError(f"{source}: label column '{name}' must hold one class name or integer id "
-                        "per row (lists, tables and fractions are not labels)")
+    if any(
+        isinstance(v, (list, dict)) or (isinstance(v, float) and not v.is_integer()) for v in raw
+    ):
+        raise DataError(
+            f"{source}: label column '{name}' must hold one class name or integer id "
+            "per row (lists, tables and fractions are not labels)"
+        )
     values = set(raw)
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
         return [str(int(v)) for v in sorted(values)]
     return sorted({str(v) for v in values})
 
 
-def normalize(ds: Any, cfg: DataConfig, labels: list[str], source: str, split: str,
-              notes: list[str]) -> Any:
+def normalize(
+    ds: Any, cfg: DataConfig, labels: list[str], source: str, split: str, notes: list[str]
+) -> Any:
     """Keep two columns: ``text`` (columns joined by a space) and ``label`` (ClassLabel ids)."""
     import datasets
 
     columns = [cfg.text] if isinstance(cfg.text, str) else list(cfg.text)
-    missing = [c for c in columns + [cfg.label] if c not in ds.column_names]
+    missing = [c for c in [*columns, cfg.label] if c not in ds.column_names]
     if missing:
         key = "data.label" if missing == [cfg.label] else "data.text"
-        raise DataError(f"{source}: split '{split}' has no column '{missing[0]}' "
-                        f"(columns: {', '.join(ds.column_names)}); set {key}")
+        raise DataError(
+            f"{source}: split '{split}' has no column '{missing[0]}' "
+            f"(columns: {', '.join(ds.column_names)}); set {key}"
+        )
     feature = ds.features[cfg.label]
     own_names = feature.names if isinstance(feature, datasets.ClassLabel) else None
     index = {name: i for i, name in enumerate(labels)}
     parts = [column(ds, c) for c in columns]
-    texts, ids, skipped, unseen = [], [], 0, Counter()
+    texts, ids, skipped, unseen = [], [], 0, Counter[str]()
     for i, value in enumerate(column(ds, cfg.label)):
         pieces = [p[i] for p in parts]
         name = _label_name(value, own_names)
@@ -185,12 +224,15 @@ def normalize(ds: Any, cfg: DataConfig, labels: list[str], source: str, split: s
         ids.append(index[name])
     if unseen:
         shown = ", ".join(repr(n) for n, _ in unseen.most_common(5))
-        raise DataError(f"{source}: split '{split}' has labels not in the training labels: {shown} "
-                        f"({sum(unseen.values())} rows); known labels: {', '.join(labels)}")
+        raise DataError(
+            f"{source}: split '{split}' has labels not in the training labels: {shown} "
+            f"({sum(unseen.values())} rows); known labels: {', '.join(labels)}"
+        )
     if skipped:
         notes.append(f"{split}: skipped {skipped} row(s) with a missing text or label")
-    features = datasets.Features({"text": datasets.Value("string"),
-                                  "label": datasets.ClassLabel(names=labels)})
+    features = datasets.Features(
+        {"text": datasets.Value("string"), "label": datasets.ClassLabel(names=labels)}
+    )
     return datasets.Dataset.from_dict({"text": texts, "label": ids}, features=features)
 
 

@@ -1,4 +1,5 @@
 """What ``textlstm check`` and ``textlstm vocab`` report about a recipe's data, without training."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -7,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 
-from textlstm.data.splits import column, load_splits
-from textlstm.text.encoder import write_vocab_file
 from textlstm import settings
+from textlstm.data.splits import column, load_splits
 from textlstm.errors import CheckpointError
-from textlstm.text.cache import Options, preprocess, vectors_file, vocab_filename
 from textlstm.recipe import Recipe
+from textlstm.text.cache import Options, preprocess, vectors_file, vocab_filename
+from textlstm.text.encoder import write_vocab_file
 from textlstm.text.tokenizers import build_tokenizer
 from textlstm.text.vocab import PAD_ID, UNK_ID
 
@@ -47,12 +48,19 @@ def summarize(recipe: Recipe, data_dir: str | Path | None = None) -> DataSummary
     out = []
     for name in splits.names:
         ds = splits[name]
-        lengths = np.fromiter((len(t) for t in untruncated.batch(column(ds, "text"))), dtype=np.int64)
+        lengths = np.fromiter(
+            (len(t) for t in untruncated.batch(column(ds, "text"))), dtype=np.int64
+        )
         counts = Counter(column(ds, "label"))
-        out.append(SplitSummary(
-            name, len(ds), {label: counts.get(i, 0) for i, label in enumerate(splits.labels)},
-            {p: int(np.percentile(lengths, p)) for p in PERCENTILES},
-            float((lengths > limit).mean())))
+        out.append(
+            SplitSummary(
+                name,
+                len(ds),
+                {label: counts.get(i, 0) for i, label in enumerate(splits.labels)},
+                {p: int(np.percentile(lengths, p)) for p in PERCENTILES},
+                float((lengths > limit).mean()),
+            )
+        )
     return DataSummary(splits.source, splits.labels, out, splits.notes, unit)
 
 
@@ -68,8 +76,12 @@ class VocabSummary:
     messages: list[str] = field(default_factory=list)
 
 
-def build_vocabulary(recipe: Recipe, data_dir: str | Path | None = None,
-                     options: Options | None = None, top: int = 20) -> VocabSummary:
+def build_vocabulary(
+    recipe: Recipe,
+    data_dir: str | Path | None = None,
+    options: Options | None = None,
+    top: int = 20,
+) -> VocabSummary:
     """Build (or reuse) the recipe's vocabulary and keep it in ``options.vocab_dir``."""
     options = options or Options()
     base = Path(recipe.source).parent if recipe.source else None
@@ -90,14 +102,22 @@ def build_vocabulary(recipe: Recipe, data_dir: str | Path | None = None,
                 folder.mkdir(parents=True, exist_ok=True)
                 write_vocab_file(done.encoder, path, recipe=recipe.name, key=done.vocab_key)
             except OSError as exc:
-                raise CheckpointError(f"{folder}: cannot write the vocabulary ({exc.strerror})"
-                                      ) from None
+                raise CheckpointError(
+                    f"{folder}: cannot write the vocabulary ({exc.strerror})"
+                ) from None
     counts = _id_counts(done.ids["train"], len(vocab))
     val = _id_counts(done.ids["validation"], len(vocab))
     order = [int(i) for i in np.argsort(-counts, kind="stable") if i != PAD_ID][:top]
-    return VocabSummary(path, written, recipe.tokenizer.kind, len(vocab), int(counts.sum()),
-                        float(val[UNK_ID] / max(val.sum(), 1)),
-                        [(vocab.tokens[i], int(counts[i])) for i in order if counts[i]], messages)
+    return VocabSummary(
+        path,
+        written,
+        recipe.tokenizer.kind,
+        len(vocab),
+        int(counts.sum()),
+        float(val[UNK_ID] / max(val.sum(), 1)),
+        [(vocab.tokens[i], int(counts[i])) for i in order if counts[i]],
+        messages,
+    )
 
 
 def _id_counts(ids: list[np.ndarray], size: int) -> np.ndarray:

@@ -1,36 +1,46 @@
 """Texts -> token ids, paid for once: the vocabulary store (``vocab/``) and the preprocessing cache.
 
-The vocabulary comes from, in order: ``[vocab] path`` (pinned); ``<vocab_dir>/<name>-<kind>-<key>.json``
-(written by ``textlstm vocab``); the cache; or it is built on the train split. ``key`` is a
-fingerprint of the train texts and the tokenizer and vocabulary settings. Encoded splits are kept
+The vocabulary comes from, in order: ``[vocab] path`` (pinned);
+``<vocab_dir>/<name>-<kind>-<key>.json`` (written by ``textlstm vocab``); the cache; or it is
+built on the train split. ``key`` is a fingerprint of the train texts and the tokenizer and
+vocabulary settings. Encoded splits are kept
 in the cache as Arrow files written by ``datasets``, keyed by the split's texts and the exact
 tokenizer + vocabulary, so a second run of a recipe (or a tuning trial) skips tokenization.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from textlstm.text.encoder import Encoder, fit_encoder, read_vocab_file, write_vocab_file
 from textlstm import settings
 from textlstm.errors import CheckpointError, RecipeError
 from textlstm.files import atomic_path
 from textlstm.recipe import Recipe
+from textlstm.text.encoder import Encoder, fit_encoder, read_vocab_file, write_vocab_file
 from textlstm.text.subword import SubwordTokenizer
-from textlstm.text.vectors import Coverage, VectorFile, coverage, embedding_matrix, inspect, read_vectors
+from textlstm.text.vectors import (
+    Coverage,
+    VectorFile,
+    coverage,
+    embedding_matrix,
+    inspect,
+    read_vectors,
+)
 from textlstm.text.vocab import split_by_lengths
 
 
 @dataclass
 class Options:
     """Where preprocessing looks and writes. ``cache_dir=None`` turns the cache off."""
+
     vocab_dir: Path | None = field(default_factory=settings.vocab_dir)
     cache_dir: Path | None = field(default_factory=settings.cache_dir)
     workers: int | None = None  # None: every core
@@ -68,9 +78,12 @@ def file_identity(path: Path) -> str:
 
 
 def vocab_key(recipe: Recipe, train_fingerprint: str, vectors: VectorFile | None) -> str:
-    settings: dict[str, Any] = {"tokenizer": recipe.tokenizer.model_dump(mode="json"),
-                                "vocab": recipe.vocab.model_dump(
-                                    mode="json", include={"min_freq", "max_size", "vectors_only"})}
+    settings: dict[str, Any] = {
+        "tokenizer": recipe.tokenizer.model_dump(mode="json"),
+        "vocab": recipe.vocab.model_dump(
+            mode="json", include={"min_freq", "max_size", "vectors_only"}
+        ),
+    }
     if recipe.vocab.vectors_only and vectors is not None:
         settings["vectors"] = file_identity(vectors.path)
     return digest(train_fingerprint, json.dumps(settings, sort_keys=True))
@@ -82,8 +95,11 @@ def vocab_filename(recipe: Recipe, key: str) -> str:
 
 def encoder_key(encoder: Encoder) -> str:
     """Everything that decides the ids a text gets."""
-    table = (encoder.tokenizer.hf.to_str() if isinstance(encoder.tokenizer, SubwordTokenizer)
-             else json.dumps(encoder.vocab.tokens, ensure_ascii=False))
+    table = (
+        encoder.tokenizer.hf.to_str()
+        if isinstance(encoder.tokenizer, SubwordTokenizer)
+        else json.dumps(encoder.vocab.tokens, ensure_ascii=False)
+    )
     return digest(json.dumps(encoder.cfg.model_dump(mode="json"), sort_keys=True), table)
 
 
@@ -94,14 +110,20 @@ def vectors_file(recipe: Recipe) -> VectorFile | None:
     where = recipe.source or "<recipe>"
     vf = inspect(Path(recipe.resolve_path(recipe.vocab.vectors)), where)
     if vf.dim != recipe.model.embedding_dim:
-        raise RecipeError(f"{where}: vocab.vectors: {vf.path} holds {vf.dim}-dimensional vectors "
-                          f"but model.embedding_dim is {recipe.model.embedding_dim}; set "
-                          f"model.embedding_dim = {vf.dim}")
+        raise RecipeError(
+            f"{where}: vocab.vectors: {vf.path} holds {vf.dim}-dimensional vectors "
+            f"but model.embedding_dim is {recipe.model.embedding_dim}; set "
+            f"model.embedding_dim = {vf.dim}"
+        )
     return vf
 
 
-def preprocess(recipe: Recipe, texts: dict[str, Sequence[str]], options: Options | None = None,
-               messages: list[str] | None = None) -> Preprocessed:
+def preprocess(
+    recipe: Recipe,
+    texts: Mapping[str, Sequence[str]],
+    options: Options | None = None,
+    messages: list[str] | None = None,
+) -> Preprocessed:
     """Vocabulary (reused or built on ``texts['train']``) and ids for every split in ``texts``."""
     options = options or Options()
     messages = messages if messages is not None else []
@@ -109,10 +131,16 @@ def preprocess(recipe: Recipe, texts: dict[str, Sequence[str]], options: Options
     fingerprints = {name: texts_fingerprint(split) for name, split in texts.items()}
     key = vocab_key(recipe, fingerprints["train"], vf)
     encoder, origin, found = _vocabulary(recipe, texts["train"], key, vf, options)
-    messages.append(f"vocabulary: {len(encoder.vocab):,} entries, "
-                    + ("built on the train split" if origin == "built" else
-                       "reused from the preprocessing cache" if origin == "cache" else
-                       f"reused from {origin}"))
+    messages.append(
+        f"vocabulary: {len(encoder.vocab):,} entries, "
+        + (
+            "built on the train split"
+            if origin == "built"
+            else "reused from the preprocessing cache"
+            if origin == "cache"
+            else f"reused from {origin}"
+        )
+    )
     ids, cached = {}, []
     ekey = encoder_key(encoder)
     for name, split in texts.items():
@@ -120,25 +148,32 @@ def preprocess(recipe: Recipe, texts: dict[str, Sequence[str]], options: Options
         if hit:
             cached.append(name)
     if cached:
-        messages.append(f"token ids of {', '.join(cached)} read from the cache "
-                        f"({options.cache_dir}); tokenization skipped")
+        messages.append(
+            f"token ids of {', '.join(cached)} read from the cache "
+            f"({options.cache_dir}); tokenization skipped"
+        )
     result = Preprocessed(encoder, ids, key, origin, cached)
     if vf is not None:
         _attach_vectors(result, recipe, vf, found, ekey, options, messages)
     return result
 
 
-def _vocabulary(recipe: Recipe, train: Sequence[str], key: str, vf: VectorFile | None,
-                options: Options) -> tuple[Encoder, str, dict[str, np.ndarray] | None]:
+def _vocabulary(
+    recipe: Recipe, train: Sequence[str], key: str, vf: VectorFile | None, options: Options
+) -> tuple[Encoder, str, dict[str, np.ndarray] | None]:
     cfg = recipe.tokenizer
     if recipe.vocab.path is not None:
         path = Path(recipe.resolve_path(recipe.vocab.path))
         try:
             return read_vocab_file(path, cfg), str(path), None
         except CheckpointError as exc:
-            raise RecipeError(*(f"{recipe.source or '<recipe>'}: vocab.path: {line}"
-                                for line in exc.raw_lines)) from None
-    if options.vocab_dir is not None and (options.vocab_dir / vocab_filename(recipe, key)).is_file():
+            raise RecipeError(
+                *(f"{recipe.source or '<recipe>'}: vocab.path: {line}" for line in exc.raw_lines)
+            ) from None
+    if (
+        options.vocab_dir is not None
+        and (options.vocab_dir / vocab_filename(recipe, key)).is_file()
+    ):
         path = options.vocab_dir / vocab_filename(recipe, key)
         return read_vocab_file(path, cfg), str(path), None
     cached = options.cache_dir / "vocab" / f"{key}.json" if options.cache_dir else None
@@ -154,17 +189,22 @@ def _vocabulary(recipe: Recipe, train: Sequence[str], key: str, vf: VectorFile |
         found.update(read_vectors(vf, set(counts), cfg.lowercase)[0])
         return found.__contains__
 
-    encoder, _ = fit_encoder(cfg, recipe.vocab, train,
-                             keep=with_vectors if recipe.vocab.vectors_only else None,
-                             workers=options.workers)
+    encoder, _ = fit_encoder(
+        cfg,
+        recipe.vocab,
+        train,
+        keep=with_vectors if recipe.vocab.vectors_only else None,
+        workers=options.workers,
+    )
     if cached is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)
         write_vocab_file(encoder, cached)
     return encoder, "built", found or None
 
 
-def _ids(encoder: Encoder, texts: Sequence[str], key: str, options: Options
-         ) -> tuple[list[np.ndarray], bool]:
+def _ids(
+    encoder: Encoder, texts: Sequence[str], key: str, options: Options
+) -> tuple[list[np.ndarray], bool]:
     folder = options.cache_dir / "ids" / key if options.cache_dir else None
     if folder is not None and folder.is_dir():
         try:
@@ -178,7 +218,7 @@ def _ids(encoder: Encoder, texts: Sequence[str], key: str, options: Options
 
 
 def save_ids(folder: Path, ids: Sequence[np.ndarray]) -> None:
-    """One Arrow file (list<int32> column ``ids``) via ``datasets``, renamed into place when whole."""
+    """One Arrow file (list<int32> column ``ids``) via ``datasets``, moved into place when whole."""
     import datasets
     import pyarrow as pa
     from datasets.table import InMemoryTable
@@ -206,12 +246,21 @@ def load_ids(folder: Path, rows: int) -> list[np.ndarray]:
     return split_by_lengths(values, np.diff(offsets))
 
 
-def _attach_vectors(result: Preprocessed, recipe: Recipe, vf: VectorFile,
-                    found: dict[str, np.ndarray] | None, ekey: str, options: Options,
-                    messages: list[str]) -> None:
+def _attach_vectors(
+    result: Preprocessed,
+    recipe: Recipe,
+    vf: VectorFile,
+    found: dict[str, np.ndarray] | None,
+    ekey: str,
+    options: Options,
+    messages: list[str],
+) -> None:
     vocab = result.encoder.vocab
-    store = (options.cache_dir / "vectors" / f"{digest(file_identity(vf.path), ekey)}.npz"
-             if options.cache_dir else None)
+    store = (
+        options.cache_dir / "vectors" / f"{digest(file_identity(vf.path), ekey)}.npz"
+        if options.cache_dir
+        else None
+    )
     skipped = 0
     if found is None and store is not None and store.is_file():
         with np.load(store) as saved:
@@ -223,16 +272,26 @@ def _attach_vectors(result: Preprocessed, recipe: Recipe, vf: VectorFile,
             rows = [i for i, t in enumerate(vocab.tokens) if t in found]
             store.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(store) as tmp:
-                np.savez(tmp, rows=np.array(rows, dtype=np.int64), skipped=np.array(skipped),
-                         vectors=np.stack([found[vocab.tokens[i]] for i in rows]) if rows
-                         else np.zeros((0, vf.dim), np.float32))
+                np.savez(
+                    tmp,
+                    rows=np.array(rows, dtype=np.int64),
+                    skipped=np.array(skipped),
+                    vectors=np.stack([found[vocab.tokens[i]] for i in rows])
+                    if rows
+                    else np.zeros((0, vf.dim), np.float32),
+                )
     matrix, mask = embedding_matrix(vocab, found, vf.dim, np.random.default_rng(recipe.seed))
     train_ids = result.ids["train"]
-    counts = np.bincount(np.concatenate(train_ids), minlength=len(vocab)) if train_ids \
+    counts = (
+        np.bincount(np.concatenate(train_ids), minlength=len(vocab))
+        if train_ids
         else np.zeros(len(vocab), np.int64)
+    )
     result.embedding, result.coverage = matrix, coverage(mask, counts, skipped)
     cov = result.coverage
-    messages.append(f"vectors: {cov.found:,} of {len(vocab) - 2:,} vocabulary words "
-                    f"({cov.vocab_share:.1%}) and {cov.token_share:.1%} of training tokens have a "
-                    f"pretrained vector in {vf.path.name}"
-                    + (f"; {skipped:,} malformed line(s) skipped" if skipped else ""))
+    messages.append(
+        f"vectors: {cov.found:,} of {len(vocab) - 2:,} vocabulary words "
+        f"({cov.vocab_share:.1%}) and {cov.token_share:.1%} of training tokens have a "
+        f"pretrained vector in {vf.path.name}"
+        + (f"; {skipped:,} malformed line(s) skipped" if skipped else "")
+    )

@@ -5,13 +5,14 @@ kinds train a Hugging Face tokenizer whose own vocabulary is the ``Vocab``. Larg
 tokenized on every core: word kinds in forked worker processes that return counts or id arrays
 (cheap to send back), subword kinds in the tokenizers library's own Rust threads.
 """
+
 from __future__ import annotations
 
 import json
 import multiprocessing
 import os
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,13 @@ from textlstm.errors import CheckpointError
 from textlstm.files import atomic_path
 from textlstm.recipe import TokenizerConfig, VocabConfig
 from textlstm.text.scan import HashLookup, warm_up
-from textlstm.text.subword import (SubwordTokenizer, load_subword, subword_kind, subword_vocab,
-                              train_subword)
+from textlstm.text.subword import (
+    SubwordTokenizer,
+    load_subword,
+    subword_kind,
+    subword_vocab,
+    train_subword,
+)
 from textlstm.text.tokenizers import Tokenizer, build_tokenizer
 from textlstm.text.vocab import UNK_ID, Vocab, split_by_lengths, vocab_from_counts
 
@@ -74,30 +80,39 @@ class Encoder:
             self.tokenizer.hf.save(str(run_dir / SUBWORD_FILE))
 
     @classmethod
-    def load(cls, run_dir: Path, cfg: TokenizerConfig) -> "Encoder":
+    def load(cls, run_dir: Path, cfg: TokenizerConfig) -> Encoder:
         vocab = Vocab.load(run_dir / "vocab.json")
         if not cfg.subword:
             return cls(cfg, vocab, build_tokenizer(cfg))
         if not (run_dir / SUBWORD_FILE).is_file():
             raise CheckpointError(f"{run_dir}: not a complete run folder: missing {SUBWORD_FILE}")
-        encoder = cls.from_subword(cfg, load_subword(run_dir / SUBWORD_FILE), run_dir / SUBWORD_FILE)
+        encoder = cls.from_subword(
+            cfg, load_subword(run_dir / SUBWORD_FILE), run_dir / SUBWORD_FILE
+        )
         if encoder.vocab.tokens != vocab.tokens:
-            raise CheckpointError(f"{run_dir}: {SUBWORD_FILE} and vocab.json do not match; the "
-                                  "run folder's files do not belong together")
+            raise CheckpointError(
+                f"{run_dir}: {SUBWORD_FILE} and vocab.json do not match; the "
+                "run folder's files do not belong together"
+            )
         return encoder
 
     @classmethod
-    def from_subword(cls, cfg: TokenizerConfig, hf: Any, source: Path | str) -> "Encoder":
+    def from_subword(cls, cfg: TokenizerConfig, hf: Any, source: Path | str) -> Encoder:
         kind = subword_kind(hf)
         if kind != cfg.kind:
-            raise CheckpointError(f"{source}: is a {kind} tokenizer but tokenizer.kind is "
-                                  f"'{cfg.kind}'")
+            raise CheckpointError(
+                f"{source}: is a {kind} tokenizer but tokenizer.kind is '{cfg.kind}'"
+            )
         return cls(cfg, subword_vocab(hf), SubwordTokenizer(cfg, hf))
 
 
-def fit_encoder(tok_cfg: TokenizerConfig, vocab_cfg: VocabConfig, texts: Sequence[str],
-                keep: Callable[[Counter[str]], Callable[[str], bool]] | None = None,
-                workers: int | None = None) -> tuple[Encoder, Counter[str]]:
+def fit_encoder(
+    tok_cfg: TokenizerConfig,
+    vocab_cfg: VocabConfig,
+    texts: Sequence[str],
+    keep: Callable[[Counter[str]], Callable[[str], bool]] | None = None,
+    workers: int | None = None,
+) -> tuple[Encoder, Counter[str]]:
     """Train the tokenizer (subword) or count tokens (word kinds) on ``texts``.
 
     ``keep`` sees the token counts and returns a filter for the vocabulary (pretrained vectors
@@ -109,7 +124,7 @@ def fit_encoder(tok_cfg: TokenizerConfig, vocab_cfg: VocabConfig, texts: Sequenc
         return Encoder(tok_cfg, subword_vocab(hf), SubwordTokenizer(tok_cfg, hf)), Counter()
     tokenizer = build_tokenizer(tok_cfg)
     counts: Counter[str] = Counter()
-    work = _count_chunk
+    work: Callable[[Any, Sequence[str]], Mapping[str, int]] = _count_chunk
     if getattr(tokenizer, "scan", None) is not None:
         work = _count_scan
         warm_up(_longest_chunk(texts))
@@ -130,13 +145,17 @@ def read_vocab_file(path: Path, cfg: TokenizerConfig) -> Encoder:
         raise CheckpointError(f"{path}: not a valid vocabulary file ({exc})") from None
     is_word = isinstance(head, dict) and head.get("format") == "textlstm-vocab"
     if is_word and cfg.subword:
-        raise CheckpointError(f"{path}: is a word vocabulary but tokenizer.kind is '{cfg.kind}'; "
-                              f"give a {cfg.kind} tokenizer JSON (made by `textlstm vocab`)")
+        raise CheckpointError(
+            f"{path}: is a word vocabulary but tokenizer.kind is '{cfg.kind}'; "
+            f"give a {cfg.kind} tokenizer JSON (made by `textlstm vocab`)"
+        )
     if is_word:
         return Encoder(cfg, Vocab.load(path), build_tokenizer(cfg))
     if not cfg.subword:
-        raise CheckpointError(f"{path}: is not a textlstm word vocabulary (tokenizer.kind is "
-                              f"'{cfg.kind}'); build one with `textlstm vocab`")
+        raise CheckpointError(
+            f"{path}: is not a textlstm word vocabulary (tokenizer.kind is "
+            f"'{cfg.kind}'); build one with `textlstm vocab`"
+        )
     return Encoder.from_subword(cfg, load_subword(path), path)
 
 
@@ -167,8 +186,9 @@ def _count_scan(tokenizer: Any, texts: Sequence[str]) -> dict[str, int]:
     return scan.counter(mask)
 
 
-def _encode_scan(state: tuple[Any, HashLookup], texts: Sequence[str]
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def _encode_scan(
+    state: tuple[Any, HashLookup], texts: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
     tokenizer, lookup = state
     scan = tokenizer.scan(texts)
     mask, lengths = scan.keep(tokenizer.max_length, tokenizer.cfg.truncation)
@@ -180,8 +200,9 @@ def _encode_scan(state: tuple[Any, HashLookup], texts: Sequence[str]
     return lengths, flat
 
 
-def _encode_chunk(state: tuple[Tokenizer, dict[str, int]], texts: Sequence[str]
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def _encode_chunk(
+    state: tuple[Tokenizer, dict[str, int]], texts: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
     tokenizer, index = state
     get = index.get
     batch = [[get(t, UNK_ID) for t in tokens] or [UNK_ID] for tokens in tokenizer.batch(texts)]
@@ -192,8 +213,9 @@ def _encode_chunk(state: tuple[Tokenizer, dict[str, int]], texts: Sequence[str]
 
 def _longest_chunk(texts: Sequence[str]) -> int:
     lengths = np.fromiter(map(len, texts), np.int64, len(texts)) + 1
-    return max((int(lengths[lo:lo + CHUNK].sum()) for lo in range(0, len(texts), CHUNK)),
-               default=0)
+    return max(
+        (int(lengths[lo : lo + CHUNK].sum()) for lo in range(0, len(texts), CHUNK)), default=0
+    )
 
 
 def _run_range(job: tuple[Callable[[Any, Sequence[str]], Any], int, int]) -> Any:
@@ -203,8 +225,9 @@ def _run_range(job: tuple[Callable[[Any, Sequence[str]], Any], int, int]) -> Any
     return work(state, texts[lo:hi])
 
 
-def _map_chunks(work: Callable[[Any, Sequence[str]], Any], state: Any, texts: Sequence[str],
-                workers: int | None) -> list[Any]:
+def _map_chunks(
+    work: Callable[[Any, Sequence[str]], Any], state: Any, texts: Sequence[str], workers: int | None
+) -> list[Any]:
     """``work(state, chunk)`` for each chunk of texts, in order, on up to ``workers`` cores.
 
     Workers are forked, so they inherit ``state`` and the texts instead of receiving copies;
@@ -213,8 +236,11 @@ def _map_chunks(work: Callable[[Any, Sequence[str]], Any], state: Any, texts: Se
     global _SHARED
     ranges = [(lo, min(lo + CHUNK, len(texts))) for lo in range(0, len(texts), CHUNK)]
     workers = min(cores() if workers is None else workers, len(ranges))
-    if workers <= 1 or sum(map(len, texts)) < PARALLEL_MIN_CHARS \
-            or "fork" not in multiprocessing.get_all_start_methods():
+    if (
+        workers <= 1
+        or sum(map(len, texts)) < PARALLEL_MIN_CHARS
+        or "fork" not in multiprocessing.get_all_start_methods()
+    ):
         return [work(state, texts[lo:hi]) for lo, hi in ranges]
     _SHARED = (state, texts)
     try:

@@ -11,6 +11,7 @@ and the tests hold the two to the same output.
 Creating one Python string per token is what limits the regex version (about 280 ns per token
 here); this path makes none, except one per distinct token when counting a vocabulary.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -28,9 +29,20 @@ _inverse = np.ones(1, dtype=np.uint64)
 
 
 def _classify(chars: str) -> np.ndarray:
-    return np.fromiter((SPACE if c.isspace() else WORD if c.isalnum() or c == "_" else
-                        APOSTROPHE if c in APOSTROPHES else OTHER for c in chars),
-                       dtype=np.uint8, count=len(chars))
+    return np.fromiter(
+        (
+            SPACE
+            if c.isspace()
+            else WORD
+            if c.isalnum() or c == "_"
+            else APOSTROPHE
+            if c in APOSTROPHES
+            else OTHER
+            for c in chars
+        ),
+        dtype=np.uint8,
+        count=len(chars),
+    )
 
 
 def classes(codepoints: np.ndarray) -> np.ndarray:
@@ -73,8 +85,9 @@ def _hashes(codepoints: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.
     terms += np.uint64(1)
     terms *= powers
     np.cumsum(terms, out=prefix[1:])
-    return (prefix[ends] - prefix[starts]) * inverse[starts] \
-        ^ (ends - starts).astype(np.uint64) * _LENGTH_MIX
+    return (prefix[ends] - prefix[starts]) * inverse[starts] ^ (ends - starts).astype(
+        np.uint64
+    ) * _LENGTH_MIX
 
 
 def _codepoints(text: str) -> np.ndarray:

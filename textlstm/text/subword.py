@@ -5,6 +5,7 @@ Text is cleaned by the tokenizer's own normalizers (HTML tags, lower case) and s
 the same pattern as the ``regex`` kind before the subword model sees it, so a subword run and a
 word run see the same words. ``<pad>`` and ``<unk>`` are trained in as ids 0 and 1.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -23,9 +24,11 @@ from textlstm.text.vocab import PAD, UNK, UNK_ID, Vocab, split_by_lengths
 def _models() -> dict[str, tuple[Any, Any]]:
     from tokenizers import models, trainers
 
-    return {"bpe": (models.BPE, trainers.BpeTrainer),
-            "wordpiece": (models.WordPiece, trainers.WordPieceTrainer),
-            "unigram": (models.Unigram, trainers.UnigramTrainer)}
+    return {
+        "bpe": (models.BPE, trainers.BpeTrainer),
+        "wordpiece": (models.WordPiece, trainers.WordPieceTrainer),
+        "unigram": (models.Unigram, trainers.UnigramTrainer),
+    }
 
 
 def train_subword(cfg: TokenizerConfig, texts: Sequence[str]) -> Any:
@@ -33,19 +36,25 @@ def train_subword(cfg: TokenizerConfig, texts: Sequence[str]) -> Any:
     from tokenizers import Regex, Tokenizer, normalizers, pre_tokenizers
 
     model_cls, trainer_cls = _models()[cfg.kind]
-    options: dict[str, Any] = {"vocab_size": cfg.vocab_size, "special_tokens": [PAD, UNK],
-                               "show_progress": False}
+    options: dict[str, Any] = {
+        "vocab_size": cfg.vocab_size,
+        "special_tokens": [PAD, UNK],
+        "show_progress": False,
+    }
     if cfg.kind == "unigram":
         model, options["unk_token"] = model_cls(), UNK
     else:
         model, options["min_frequency"] = model_cls(unk_token=UNK), cfg.min_frequency
     tokenizer = Tokenizer(model)
-    steps = [normalizers.Replace(Regex(TAG_PATTERN.pattern), " ")] if cfg.strip_html else []
+    steps: list[Any] = (
+        [normalizers.Replace(Regex(TAG_PATTERN.pattern), " ")] if cfg.strip_html else []
+    )
     steps += [normalizers.Lowercase()] if cfg.lowercase else []
     if steps:
         tokenizer.normalizer = normalizers.Sequence(steps)
-    tokenizer.pre_tokenizer = pre_tokenizers.Split(Regex(WORD_PATTERN.pattern), behavior="removed",
-                                                   invert=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.Split(
+        Regex(WORD_PATTERN.pattern), behavior="removed", invert=True
+    )
     tokenizer.train_from_iterator(texts, trainer_cls(**options), length=len(texts))
     return tokenizer
 
@@ -55,18 +64,22 @@ def load_subword(path: str | Path) -> Any:
 
     try:
         tokenizer = Tokenizer.from_file(str(path))
-    except Exception as exc:  # the Rust side raises plain Exception with its own message
-        raise CheckpointError(f"{path}: not a Hugging Face tokenizer JSON file "
-                              f"({str(exc).splitlines()[0][:200]})") from None
+    except Exception as exc:  # noqa: BLE001 - the Rust side raises plain Exception with its own message
+        raise CheckpointError(
+            f"{path}: not a Hugging Face tokenizer JSON file ({str(exc).splitlines()[0][:200]})"
+        ) from None
     if tokenizer.token_to_id(PAD) != 0 or tokenizer.token_to_id(UNK) != UNK_ID:
-        raise CheckpointError(f"{path}: this tokenizer does not have <pad> = 0 and <unk> = 1; "
-                              "build it with `textlstm vocab`")
+        raise CheckpointError(
+            f"{path}: this tokenizer does not have <pad> = 0 and <unk> = 1; "
+            "build it with `textlstm vocab`"
+        )
     return tokenizer
 
 
 def subword_kind(tokenizer: Any) -> str:
     return {"BPE": "bpe", "WordPiece": "wordpiece", "Unigram": "unigram"}.get(
-        type(tokenizer.model).__name__, "unknown")
+        type(tokenizer.model).__name__, "unknown"
+    )
 
 
 def subword_vocab(tokenizer: Any) -> Vocab:
@@ -90,16 +103,21 @@ class SubwordTokenizer:
 
     def batch(self, texts: Sequence[str]) -> list[list[str]]:
         limit, mode = self.max_length, self.cfg.truncation
-        return [truncate(e.tokens, limit, mode)
-                for e in self.hf.encode_batch(list(texts), add_special_tokens=False)]
+        return [
+            truncate(e.tokens, limit, mode)
+            for e in self.hf.encode_batch(list(texts), add_special_tokens=False)
+        ]
 
     def encode(self, texts: Sequence[str]) -> list[np.ndarray]:
         """Ids per text; the Rust side tokenizes the batch on all cores."""
         encodings = self.hf.encode_batch(list(texts), add_special_tokens=False)
         lengths = np.fromiter((len(e.ids) for e in encodings), np.int64, len(encodings))
-        flat = np.fromiter(itertools.chain.from_iterable(e.ids for e in encodings), np.int64,
-                           int(lengths.sum()))
+        flat = np.fromiter(
+            itertools.chain.from_iterable(e.ids for e in encodings), np.int64, int(lengths.sum())
+        )
         limit, mode = self.max_length, self.cfg.truncation
         unk = np.array([UNK_ID], dtype=np.int64)
-        return [truncate(ids, limit, mode) if len(ids) else unk
-                for ids in split_by_lengths(flat, lengths)]
+        return [
+            truncate(ids, limit, mode) if len(ids) else unk  # type: ignore[type-var]
+            for ids in split_by_lengths(flat, lengths)
+        ]

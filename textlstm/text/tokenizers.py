@@ -5,6 +5,7 @@ one) and is chosen from a closed dict by the recipe's ``[tokenizer] kind``. Subw
 wordpiece, unigram) are trained on data first and live in ``subword.py``; ``encoder.py`` puts
 either kind together with its vocabulary.
 """
+
 from __future__ import annotations
 
 import re
@@ -36,12 +37,13 @@ def truncate(tokens: S, limit: int, mode: str) -> S:
     if mode == "head":
         return tokens[:limit]  # type: ignore[return-value]
     if mode == "tail":
-        return tokens[len(tokens) - limit:]  # type: ignore[return-value]
+        return tokens[len(tokens) - limit :]  # type: ignore[return-value]
     head = limit // 2
-    tail = tokens[len(tokens) - (limit - head):]
+    tail = tokens[len(tokens) - (limit - head) :]
     if isinstance(tokens, list):
-        return tokens[:head] + tail  # type: ignore[return-value]
+        return tokens[:head] + list(tail)  # type: ignore[return-value]
     import numpy as np
+
     return np.concatenate([tokens[:head], tail])  # type: ignore[return-value]
 
 
@@ -70,7 +72,6 @@ class RegexTokenizer:
         if mode == "head":  # the common case, kept to one slice
             return [split(text)[:limit] for text in clean(texts, self.cfg)]
         return [truncate(split(text), limit, mode) for text in clean(texts, self.cfg)]
-
 
     def scan(self, texts: Sequence[str]) -> Any:
         """The same tokens as ``batch``, found for all texts at once (see ``scan.py``)."""
@@ -113,8 +114,10 @@ def blank_spacy(language: str) -> Any:
     try:
         return spacy.blank(language)
     except (ImportError, ValueError, KeyError):
-        raise RecipeError(f"tokenizer.language: spaCy has no language '{language}'; use an ISO "
-                          "code spaCy knows, e.g. en, de, fr, es, nl, it, pt") from None
+        raise RecipeError(
+            f"tokenizer.language: spaCy has no language '{language}'; use an ISO "
+            "code spaCy knows, e.g. en, de, fr, es, nl, it, pt"
+        ) from None
 
 
 TOKENIZERS: dict[str, type[RegexTokenizer]] = {

@@ -4,6 +4,7 @@ A word2vec/fastText file starts with a "count dim" header line; GloVe has none: 
 decides. The file is streamed line by line and only the words asked for are parsed and kept, so a
 400,000-word file costs little more memory than the rows the vocabulary needs.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -11,7 +12,7 @@ import io
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 
@@ -35,7 +36,8 @@ class Coverage:
 
 
 def _open(path: Path) -> IO[str]:
-    raw: IO[bytes] = gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+    # the caller closes the wrapper, which closes the file under it
+    raw: Any = gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")  # noqa: SIM115
     return io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="\n")
 
 
@@ -50,14 +52,18 @@ def inspect(path: Path, where: str) -> VectorFile:
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise RecipeError(f"{key}: cannot read ({exc})") from None
     if "\ufffd" in first[:50] or "\x00" in first:
-        raise RecipeError(f"{key}: not a text vectors file (binary word2vec .bin files are not "
-                          "read; convert to the text format)")
+        raise RecipeError(
+            f"{key}: not a text vectors file (binary word2vec .bin files are not "
+            "read; convert to the text format)"
+        )
     parts = first.rstrip("\n").rstrip().split(" ")
     if len(parts) == 2 and all(p.isdigit() for p in parts):
         return VectorFile(path, int(parts[1]), header=True)
     if len(parts) < 2:
-        raise RecipeError(f"{key}: expected 'word v1 v2 ...' lines or a 'count dim' header; "
-                          "the first line is neither")
+        raise RecipeError(
+            f"{key}: expected 'word v1 v2 ...' lines or a 'count dim' header; "
+            "the first line is neither"
+        )
     return VectorFile(path, len(parts) - 1, header=False)
 
 
@@ -71,8 +77,9 @@ def _lines(vf: VectorFile) -> Iterator[tuple[str, str]]:
                 yield word, rest
 
 
-def read_vectors(vf: VectorFile, wanted: Collection[str], lowercase: bool
-                 ) -> tuple[dict[str, np.ndarray], int]:
+def read_vectors(
+    vf: VectorFile, wanted: Collection[str], lowercase: bool
+) -> tuple[dict[str, np.ndarray], int]:
     """Vectors for the ``wanted`` words; with ``lowercase``, "The" serves "the" when the file has
     no "the" of its own. Returns the vectors and the number of malformed lines skipped."""
     found: dict[str, np.ndarray] = {}
@@ -81,7 +88,9 @@ def read_vectors(vf: VectorFile, wanted: Collection[str], lowercase: bool
     for word, rest in _lines(vf):
         if word in wanted:
             target = word
-        elif lowercase and (low := word.lower()) in wanted and low not in exact and low not in found:
+        elif (
+            lowercase and (low := word.lower()) in wanted and low not in exact and low not in found
+        ):
             target = low
         else:
             continue
@@ -98,8 +107,9 @@ def read_vectors(vf: VectorFile, wanted: Collection[str], lowercase: bool
     return found, skipped
 
 
-def embedding_matrix(vocab: Vocab, found: dict[str, np.ndarray], dim: int,
-                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def embedding_matrix(
+    vocab: Vocab, found: dict[str, np.ndarray], dim: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """(vocab_size, dim) initial embedding and a mask of the rows that came from the file.
 
     Rows without a vector are drawn at the pretrained vectors' own scale, so they neither drown
@@ -119,5 +129,9 @@ def coverage(mask: np.ndarray, token_counts: np.ndarray, skipped: int) -> Covera
     """``token_counts[i]``: how often vocabulary id i occurs in the training ids."""
     words = mask[2:]
     total = float(token_counts.sum()) or 1.0
-    return Coverage(float(words.mean()) if len(words) else 0.0,
-                    float(token_counts[mask].sum()) / total, int(words.sum()), skipped)
+    return Coverage(
+        float(words.mean()) if len(words) else 0.0,
+        float(token_counts[mask].sum()) / total,
+        int(words.sum()),
+        skipped,
+    )

@@ -1,5 +1,6 @@
 """Word vocabularies: ``<pad>`` = 0, ``<unk>`` = 1, then tokens by falling frequency; and the id
 arrays every text kind produces, as views of one flat array."""
+
 from __future__ import annotations
 
 import json
@@ -34,15 +35,17 @@ class Vocab:
         return np.asarray(ids, dtype=np.int64)
 
     def to_json(self, **about: Any) -> str:
-        """``about`` (e.g. the tokenizer settings) is stored beside the tokens for people to read."""
-        return json.dumps({"format": "textlstm-vocab", "version": 1, **about,
-                           "tokens": self.tokens}, ensure_ascii=False)
+        """``about`` (e.g. the tokenizer settings) is kept beside the tokens for people to read."""
+        return json.dumps(
+            {"format": "textlstm-vocab", "version": 1, **about, "tokens": self.tokens},
+            ensure_ascii=False,
+        )
 
     def save(self, path: str | Path, **about: Any) -> None:
         Path(path).write_text(self.to_json(**about), encoding="utf-8")
 
     @classmethod
-    def load(cls, path: str | Path) -> "Vocab":
+    def load(cls, path: str | Path) -> Vocab:
         try:
             raw = json.loads(Path(path).read_text(encoding="utf-8"))
             tokens = raw["tokens"]
@@ -60,13 +63,17 @@ def build_vocab(tokenized: Iterable[list[str]], cfg: VocabConfig) -> Vocab:
     return vocab_from_counts(counts, cfg)
 
 
-def vocab_from_counts(counts: Mapping[str, int], cfg: VocabConfig,
-                      keep: Callable[[str], bool] | None = None) -> Vocab:
+def vocab_from_counts(
+    counts: Mapping[str, int], cfg: VocabConfig, keep: Callable[[str], bool] | None = None
+) -> Vocab:
     """Tokens seen at least ``min_freq`` times (and passing ``keep``), most frequent first;
     ties go in code-point order so the same counts always give the same ids."""
-    kept = [t for t, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-            if n >= cfg.min_freq and t not in (PAD, UNK) and (keep is None or keep(t))]
-    return Vocab([PAD, UNK] + kept[: cfg.max_size - 2])
+    kept = [
+        t
+        for t, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        if n >= cfg.min_freq and t not in (PAD, UNK) and (keep is None or keep(t))
+    ]
+    return Vocab([PAD, UNK, *kept[: cfg.max_size - 2]])
 
 
 def split_by_lengths(flat: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:

@@ -3,6 +3,7 @@ that resumes it (``state``), and what it reports (``events``).
 
 Names are imported on first use, so ``textlstm.training.events`` loads without torch.
 """
+
 from __future__ import annotations
 
 from importlib import import_module
@@ -12,8 +13,15 @@ if TYPE_CHECKING:
     from textlstm.training.events import EpochResult, Events, TrainResult
     from textlstm.training.trainer import Prepared, prepare, resume, train
 
-_EXPORTS = {"EpochResult": "events", "Events": "events", "TrainResult": "events",
-            "Prepared": "trainer", "prepare": "trainer", "resume": "trainer", "train": "trainer"}
+_EXPORTS = {
+    "EpochResult": "events",
+    "Events": "events",
+    "TrainResult": "events",
+    "Prepared": "trainer",
+    "prepare": "trainer",
+    "resume": "trainer",
+    "train": "trainer",
+}
 __all__ = ["EpochResult", "Events", "Prepared", "TrainResult", "prepare", "resume", "train"]
 
 

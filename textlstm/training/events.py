@@ -1,5 +1,6 @@
 """What training reports: each epoch's result, the run's result, and the hooks that receive them.
 No torch here, so the CLI can draw progress without importing it before it must."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

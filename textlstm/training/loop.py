@@ -5,6 +5,7 @@ writes a resumable checkpoint and stops early; a tuning trial reports to its pru
 ``train_while_improving`` leaves them to its caller. What changes the model lives in ``Fit``, so
 a new run and a resumed one build it the same way.
 """
+
 from __future__ import annotations
 
 import math
@@ -28,6 +29,7 @@ from textlstm.training.events import EpochResult, Events
 @dataclass
 class Fit:
     """The model and everything that updates it."""
+
     model: nn.Module
     criterion: nn.Module
     optimizer: torch.optim.Optimizer
@@ -40,14 +42,23 @@ class Fit:
 @dataclass
 class Pass:
     """One epoch over the training batches: summed loss, rows and real tokens."""
+
     loss: float = 0.0
     rows: int = 0
     tokens: int = 0
 
 
-def epochs(fit: Fit, train_ids: Sequence[np.ndarray], val_ids: Sequence[np.ndarray],
-           cfg: TrainConfig, first: int, rng: np.random.Generator, device: torch.device,
-           precision: str, events: Events) -> Iterator[EpochResult]:
+def epochs(
+    fit: Fit,
+    train_ids: Sequence[np.ndarray],
+    val_ids: Sequence[np.ndarray],
+    cfg: TrainConfig,
+    first: int,
+    rng: np.random.Generator,
+    device: torch.device,
+    precision: str,
+    events: Events,
+) -> Iterator[EpochResult]:
     """Epochs ``first`` .. ``cfg.epochs``; each batch order is drawn from ``rng``, so a resumed
     run that restored ``rng`` draws what the uninterrupted one would have."""
     lengths = lengths_of(train_ids)
@@ -57,14 +68,31 @@ def epochs(fit: Fit, train_ids: Sequence[np.ndarray], val_ids: Sequence[np.ndarr
         tick = time.perf_counter()
         done = train_epoch(fit, train_ids, batches, cfg, epoch, device, precision, events)
         train_seconds = time.perf_counter() - tick
-        val_loss, accuracy, macro_f1 = validate(fit, val_ids, cfg.eval_batch_size, device, precision)
-        yield EpochResult(epoch, done.loss / max(done.rows, 1), val_loss, accuracy, macro_f1,
-                          float(fit.scheduler.get_last_lr()[0]), time.perf_counter() - tick,
-                          done.tokens / train_seconds)
+        val_loss, accuracy, macro_f1 = validate(
+            fit, val_ids, cfg.eval_batch_size, device, precision
+        )
+        yield EpochResult(
+            epoch,
+            done.loss / max(done.rows, 1),
+            val_loss,
+            accuracy,
+            macro_f1,
+            float(fit.scheduler.get_last_lr()[0]),
+            time.perf_counter() - tick,
+            done.tokens / train_seconds,
+        )
 
 
-def train_epoch(fit: Fit, ids: Sequence[np.ndarray], batches: list[np.ndarray], cfg: TrainConfig,
-                epoch: int, device: torch.device, precision: str, events: Events) -> Pass:
+def train_epoch(
+    fit: Fit,
+    ids: Sequence[np.ndarray],
+    batches: list[np.ndarray],
+    cfg: TrainConfig,
+    epoch: int,
+    device: torch.device,
+    precision: str,
+    events: Events,
+) -> Pass:
     """One pass of optimizer steps. A loss that is not finite stops before it reaches the
     weights, so the last checkpoint and the model stay as they were."""
     fit.model.train()
@@ -84,24 +112,34 @@ def train_epoch(fit: Fit, ids: Sequence[np.ndarray], batches: list[np.ndarray], 
         fit.optimizer.step()
         fit.scheduler.step()
         count = int(lengths.sum())
-        done.loss, done.rows, done.tokens = (done.loss + value * len(rows), done.rows + len(rows),
-                                             done.tokens + count)
+        done.loss, done.rows, done.tokens = (
+            done.loss + value * len(rows),
+            done.rows + len(rows),
+            done.tokens + count,
+        )
         events.batch_end(value, count)
     return done
 
 
 def diverged(value: float, epoch: int, step: int, cfg: TrainConfig) -> str:
-    clip = (f"train.clip_grad_norm (now {cfg.clip_grad_norm:g})" if cfg.clip_grad_norm > 0
-            else "set train.clip_grad_norm (now 0: off), e.g. to 1.0")
-    return (f"the training loss became {value} at step {step} of epoch {epoch}: training diverged; "
-            f"lower train.lr (now {cfg.lr:g}) or {clip}, then train again")
+    clip = (
+        f"train.clip_grad_norm (now {cfg.clip_grad_norm:g})"
+        if cfg.clip_grad_norm > 0
+        else "set train.clip_grad_norm (now 0: off), e.g. to 1.0"
+    )
+    return (
+        f"the training loss became {value} at step {step} of epoch {epoch}: training diverged; "
+        f"lower train.lr (now {cfg.lr:g}) or {clip}, then train again"
+    )
 
 
-def validate(fit: Fit, ids: Sequence[np.ndarray], batch_size: int, device: torch.device,
-             precision: str) -> tuple[float, float, float]:
+def validate(
+    fit: Fit, ids: Sequence[np.ndarray], batch_size: int, device: torch.device, precision: str
+) -> tuple[float, float, float]:
     """Validation loss, accuracy and macro-F1."""
     logits = logits_for(fit.model, ids, batch_size, device, precision)
-    loss = float(nn.functional.cross_entropy(torch.from_numpy(logits),
-                                             torch.from_numpy(fit.val_labels)))
+    loss = float(
+        nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(fit.val_labels))
+    )
     accuracy, macro_f1 = quick_scores(fit.val_labels, logits.argmax(1), fit.num_classes)
     return loss, accuracy, macro_f1

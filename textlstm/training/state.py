@@ -6,6 +6,7 @@ in the file's metadata. Nothing is pickled. It is written to a temporary file in
 fsynced, and renamed over the previous one, so a kill at any moment leaves either the previous
 epoch's state or the new one, never a torn file.
 """
+
 from __future__ import annotations
 
 import json
@@ -26,6 +27,7 @@ FILE = "resume.safetensors"
 @dataclass
 class TrainState:
     """Everything the epoch loop needs to continue exactly where it stopped."""
+
     epoch: int  # the last finished epoch
     best_value: float
     best_loss: float
@@ -36,8 +38,14 @@ class TrainState:
     data_dir: str | None
 
 
-def save_state(run_dir: Path, state: TrainState, model: torch.nn.Module,
-               optimizer: torch.optim.Optimizer, scheduler: Any, rng: np.random.Generator) -> None:
+def save_state(
+    run_dir: Path,
+    state: TrainState,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    rng: np.random.Generator,
+) -> None:
     from safetensors.torch import save_file
 
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
@@ -46,14 +54,25 @@ def save_state(run_dir: Path, state: TrainState, model: torch.nn.Module,
     for index, values in optim["state"].items():
         tensors.update({f"optimizer.{index}.{key}": value for key, value in values.items()})
     tensors["rng.torch"] = torch.get_rng_state()
-    meta = {"epoch": state.epoch, "best_value": state.best_value, "best_loss": state.best_loss,
-            "best_epoch": state.best_epoch, "history": state.history, "seconds": state.seconds,
-            "data_dir": state.data_dir, "param_groups": optim["param_groups"],
-            "scheduler": scheduler.state_dict(), "rng_numpy": rng.bit_generator.state,
-            "rng_python": random.getstate()}
+    meta = {
+        "epoch": state.epoch,
+        "best_value": state.best_value,
+        "best_loss": state.best_loss,
+        "best_epoch": state.best_epoch,
+        "history": state.history,
+        "seconds": state.seconds,
+        "data_dir": state.data_dir,
+        "param_groups": optim["param_groups"],
+        "scheduler": scheduler.state_dict(),
+        "rng_numpy": rng.bit_generator.state,
+        "rng_python": random.getstate(),
+    }
     with atomic_path(run_dir / FILE, durable=True) as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp),
-                  metadata={"format": "textlstm-resume", "state": json.dumps(meta)})
+        save_file(
+            {k: v.detach().cpu().contiguous() for k, v in tensors.items()},
+            str(tmp),
+            metadata={"format": "textlstm-resume", "state": json.dumps(meta)},
+        )
 
 
 def load_state(run_dir: Path) -> tuple[TrainState, dict[str, Any]]:
@@ -62,28 +81,44 @@ def load_state(run_dir: Path) -> tuple[TrainState, dict[str, Any]]:
 
     path = run_dir / FILE
     if not path.is_file():
-        raise CheckpointError(f"{run_dir}: no {FILE} here, so this run cannot be resumed (only "
-                              "runs that finished at least one epoch can)")
+        raise CheckpointError(
+            f"{run_dir}: no {FILE} here, so this run cannot be resumed (only "
+            "runs that finished at least one epoch can)"
+        )
     try:
         with safe_open(str(path), framework="pt") as handle:
             header = handle.metadata() or {}
             # cloned: a tensor read from the file sits at whatever alignment the header length
             # gives it, and vector kernels then round differently from the aligned original
-            tensors = {key: handle.get_tensor(key).clone() for key in handle.keys()}
+            tensors = {key: handle.get_tensor(key).clone() for key in handle.keys()}  # noqa: SIM118
         if header.get("format") != "textlstm-resume":
             raise ValueError("not a textlstm resume file")
         meta = json.loads(header["state"])
     except (SafetensorError, OSError, ValueError, KeyError) as exc:
-        raise CheckpointError(f"{path}: not a readable resume checkpoint ({exc}); the file is "
-                              "damaged: train again") from None
+        raise CheckpointError(
+            f"{path}: not a readable resume checkpoint ({exc}); the file is damaged: train again"
+        ) from None
     best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
-    state = TrainState(meta["epoch"], meta["best_value"], meta["best_loss"], meta["best_epoch"],
-                       best or None, meta["history"], meta["seconds"], meta["data_dir"])
+    state = TrainState(
+        meta["epoch"],
+        meta["best_value"],
+        meta["best_loss"],
+        meta["best_epoch"],
+        best or None,
+        meta["history"],
+        meta["seconds"],
+        meta["data_dir"],
+    )
     return state, {"tensors": tensors, **meta}
 
 
-def restore(raw: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-            scheduler: Any, rng: np.random.Generator) -> None:
+def restore(
+    raw: dict[str, Any],
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    rng: np.random.Generator,
+) -> None:
     tensors = raw["tensors"]
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     states: dict[int, dict[str, torch.Tensor]] = {}
@@ -91,8 +126,10 @@ def restore(raw: dict[str, Any], model: torch.nn.Module, optimizer: torch.optim.
         if key.startswith("optimizer."):
             _, index, name = key.split(".", 2)
             states.setdefault(int(index), {})[name] = value
-    groups = [{**group, **({"betas": tuple(group["betas"])} if "betas" in group else {})}
-              for group in raw["param_groups"]]
+    groups = [
+        {**group, **({"betas": tuple(group["betas"])} if "betas" in group else {})}
+        for group in raw["param_groups"]
+    ]
     optimizer.load_state_dict({"state": states, "param_groups": groups})
     scheduler.load_state_dict(raw["scheduler"])
     torch.set_rng_state(tensors["rng.torch"])

@@ -5,6 +5,7 @@ Everything that can fail on user input (recipe, data, class weights) is checked 
 folder is created, so bad input leaves nothing behind. After each epoch the run folder holds a
 resumable checkpoint; this module decides what to keep and when to stop, ``loop`` runs epochs.
 """
+
 from __future__ import annotations
 
 import json
@@ -46,9 +47,13 @@ class Prepared:
         return self.encoder.vocab
 
 
-def prepare(recipe: Recipe, data_dir: str | Path | None = None, events: Events | None = None,
-            options: Options | None = None) -> Prepared:
-    """Load the splits, then get the vocabulary and the train and validation ids (reused or built)."""
+def prepare(
+    recipe: Recipe,
+    data_dir: str | Path | None = None,
+    events: Events | None = None,
+    options: Options | None = None,
+) -> Prepared:
+    """Load the splits, then the vocabulary and the train and validation ids (reused or built)."""
     events = events or Events()
     vectors_file(recipe)  # a wrong vectors file fails before any data is read
     base = Path(recipe.source).parent if recipe.source else None
@@ -64,8 +69,9 @@ def prepare(recipe: Recipe, data_dir: str | Path | None = None, events: Events |
     return Prepared(splits, done.encoder, done.ids, done)
 
 
-def class_weights(cfg: TrainConfig, labels: list[np.ndarray] | np.ndarray, names: list[str],
-                  source: str) -> torch.Tensor | None:
+def class_weights(
+    cfg: TrainConfig, labels: list[np.ndarray] | np.ndarray, names: list[str], source: str
+) -> torch.Tensor | None:
     if cfg.class_weights == "none":
         return None
     if cfg.class_weights == "balanced":
@@ -74,8 +80,10 @@ def class_weights(cfg: TrainConfig, labels: list[np.ndarray] | np.ndarray, names
         return torch.tensor(weights, dtype=torch.float32)
     unknown = [name for name in cfg.class_weights if name not in names]
     if unknown:
-        raise RecipeError(f"{source or '<recipe>'}: train.class_weights: unknown label "
-                          f"{unknown[0]!r}; labels are {', '.join(names)}")
+        raise RecipeError(
+            f"{source or '<recipe>'}: train.class_weights: unknown label "
+            f"{unknown[0]!r}; labels are {', '.join(names)}"
+        )
     return torch.tensor([cfg.class_weights.get(n, 1.0) for n in names], dtype=torch.float32)
 
 
@@ -88,6 +96,7 @@ def lr_schedule(cfg: TrainConfig, total_steps: int) -> Callable[[int], float]:
         if cfg.schedule == "constant":
             return 1.0
         return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
     return factor
 
 
@@ -103,20 +112,23 @@ def build_fit(recipe: Recipe, prepared: Prepared, target: torch.device) -> Fit:
             model.embedding.weight.copy_(torch.from_numpy(prepared.preprocessed.embedding))
         model.embedding.weight.requires_grad_(not recipe.vocab.freeze_embeddings)
     model.to(target)
-    criterion = nn.CrossEntropyLoss(weight=None if weights is None else weights.to(target),
-                                    label_smoothing=cfg.label_smoothing)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr,
-                                  weight_decay=cfg.weight_decay)
+    criterion = nn.CrossEntropyLoss(
+        weight=None if weights is None else weights.to(target), label_smoothing=cfg.label_smoothing
+    )
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay
+    )
     steps_per_epoch = math.ceil(len(prepared.ids["train"]) / cfg.batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lr_schedule(cfg, steps_per_epoch * cfg.epochs))
-    return Fit(model, criterion, optimizer, scheduler, train_labels, val_labels,
-               len(splits.labels))
+        optimizer, lr_schedule(cfg, steps_per_epoch * cfg.epochs)
+    )
+    return Fit(model, criterion, optimizer, scheduler, train_labels, val_labels, len(splits.labels))
 
 
 @dataclass
 class _Run:
     """One training run in progress: what it trains, where, and how far it got."""
+
     recipe: Recipe
     prepared: Prepared
     fit: Fit
@@ -129,9 +141,14 @@ class _Run:
     data_dir: str | Path | None
 
 
-def train(recipe: Recipe, out_dir: str | Path = "runs", data_dir: str | Path | None = None,
-          device: str = "auto", events: Events | None = None, options: Options | None = None
-          ) -> TrainResult:
+def train(
+    recipe: Recipe,
+    out_dir: str | Path = "runs",
+    data_dir: str | Path | None = None,
+    device: str = "auto",
+    events: Events | None = None,
+    options: Options | None = None,
+) -> TrainResult:
     """Train a new run under ``out_dir/<name>/``; each epoch leaves a resumable checkpoint."""
     events = events or Events()
     target = pick_device(device)
@@ -141,19 +158,34 @@ def train(recipe: Recipe, out_dir: str | Path = "runs", data_dir: str | Path | N
     precision = _describe(prepared, fit, target, events, recipe.train.precision)
     folder = checkpoint.reserve_run_dir(out_dir, recipe.name)
     try:  # what `resume` reads back: the recipe, the vocabulary, the labels
-        checkpoint.save_identity(folder, _portable(recipe, prepared.splits), prepared.encoder,
-                                 prepared.splits.labels)
+        checkpoint.save_identity(
+            folder, _portable(recipe, prepared.splits), prepared.encoder, prepared.splits.labels
+        )
     except BaseException:
         checkpoint.discard(folder)
         raise
-    state = TrainState(0, -math.inf, math.inf, 0, None, [], 0.0,
-                       str(Path(data_dir).resolve()) if data_dir else None)
-    return _train(_Run(recipe, prepared, fit, folder, state, rng, target, precision, events,
-                       data_dir))
+    state = TrainState(
+        0,
+        -math.inf,
+        math.inf,
+        0,
+        None,
+        [],
+        0.0,
+        str(Path(data_dir).resolve()) if data_dir else None,
+    )
+    return _train(
+        _Run(recipe, prepared, fit, folder, state, rng, target, precision, events, data_dir)
+    )
 
 
-def resume(run_dir: str | Path, data_dir: str | Path | None = None, device: str = "auto",
-           events: Events | None = None, options: Options | None = None) -> TrainResult:
+def resume(
+    run_dir: str | Path,
+    data_dir: str | Path | None = None,
+    device: str = "auto",
+    events: Events | None = None,
+    options: Options | None = None,
+) -> TrainResult:
     """Continue a run that was killed or interrupted, from its last finished epoch.
 
     With the same seed on the same device the result equals that of an uninterrupted run: the
@@ -178,12 +210,14 @@ def resume(run_dir: str | Path, data_dir: str | Path | None = None, device: str 
         log.writelines(json.dumps(row) + "\n" for row in state.history)
     events.message(f"resuming {folder} after epoch {state.epoch} of {recipe.train.epochs}")
     precision = "fp32" if bf16_support(target) == "none" else recipe.train.precision
-    return _train(_Run(recipe, prepared, fit, folder, state, rng, target, precision, events,
-                       data_dir))
+    return _train(
+        _Run(recipe, prepared, fit, folder, state, rng, target, precision, events, data_dir)
+    )
 
 
-def _describe(prepared: Prepared, fit: Fit, target: torch.device, events: Events,
-              precision: str) -> str:
+def _describe(
+    prepared: Prepared, fit: Fit, target: torch.device, events: Events, precision: str
+) -> str:
     """Says what trains where; returns the precision the run trains in: bf16 falls back to fp32
     on a CPU that has no bf16 recurrent kernel."""
     from textlstm.errors import param, say
@@ -191,17 +225,25 @@ def _describe(prepared: Prepared, fit: Fit, target: torch.device, events: Events
     support = bf16_support(target) if precision == "bf16" else "native"
     if support == "none":
         precision = "fp32"
-    events.message(f"{len(prepared.vocab):,} words in the vocabulary; "
-                   f"{sum(p.numel() for p in fit.model.parameters()):,} parameters; "
-                   f"device {target}, {precision}")
+    events.message(
+        f"{len(prepared.vocab):,} words in the vocabulary; "
+        f"{sum(p.numel() for p in fit.model.parameters()):,} parameters; "
+        f"device {target}, {precision}"
+    )
     if support == "emulated":
         fp32 = 'train.precision="fp32"'
-        events.message(say(f"train.precision = \"bf16\": {target} has no native bfloat16 "
-                           "(avx512_bf16/AMX or a GPU from Ampere on), so bf16 is emulated and "
-                           f"slower than fp32 here; {param('overrides', fp32)} trains in fp32"))
+        events.message(
+            say(
+                f'train.precision = "bf16": {target} has no native bfloat16 '
+                "(avx512_bf16/AMX or a GPU from Ampere on), so bf16 is emulated and "
+                f"slower than fp32 here; {param('overrides', fp32)} trains in fp32"
+            )
+        )
     elif support == "none":
-        events.message(f"train.precision = \"bf16\": {target} has no bfloat16 kernels for the "
-                       "LSTM and GRU (they need AVX-512 or AMX), so this run trains in fp32")
+        events.message(
+            f'train.precision = "bf16": {target} has no bfloat16 kernels for the '
+            "LSTM and GRU (they need AVX-512 or AMX), so this run trains in fp32"
+        )
     return precision
 
 
@@ -217,8 +259,7 @@ def _train(run: _Run) -> TrainResult:
         stopped = "interrupted"
     except TrainingDiverged as exc:
         kept = _discard_unless_resumable(run.folder)
-        where = (f"; {run.folder} keeps epoch {run.state.epoch} and can be resumed" if kept
-                 else "")
+        where = f"; {run.folder} keeps epoch {run.state.epoch} and can be resumed" if kept else ""
         raise TrainingDiverged(f"{exc}{where}", run.folder if kept else None) from None
     except BaseException:
         _discard_unless_resumable(run.folder)
@@ -240,8 +281,17 @@ def _fit(run: _Run) -> str:
         return "early_stopping"  # a resumed run that had already stopped early
     history = [EpochResult(**row) for row in state.history]
     ids = run.prepared.ids
-    for result in epochs(run.fit, ids["train"], ids["validation"], cfg, state.epoch + 1, run.rng,
-                         run.target, run.precision, run.events):
+    for result in epochs(
+        run.fit,
+        ids["train"],
+        ids["validation"],
+        cfg,
+        state.epoch + 1,
+        run.rng,
+        run.target,
+        run.precision,
+        run.events,
+    ):
         result.best = _keep_if_better(run, result)
         history.append(result)
         state.epoch, state.history = result.epoch, [asdict(r) for r in history]
@@ -250,10 +300,14 @@ def _fit(run: _Run) -> str:
         state.seconds += result.seconds
         save_state(run.folder, state, run.fit.model, run.fit.optimizer, run.fit.scheduler, run.rng)
         run.events.epoch_end(result)
-        if cfg.patience and result.epoch - state.best_epoch >= cfg.patience \
-                and result.epoch < cfg.epochs:
-            run.events.message(f"stopping early: no better validation {cfg.metric} for "
-                               f"{cfg.patience} epoch(s)")
+        if (
+            cfg.patience
+            and result.epoch - state.best_epoch >= cfg.patience
+            and result.epoch < cfg.epochs
+        ):
+            run.events.message(
+                f"stopping early: no better validation {cfg.metric} for {cfg.patience} epoch(s)"
+            )
             return "early_stopping"
     return "completed"
 
@@ -263,8 +317,11 @@ def _keep_if_better(run: _Run, result: EpochResult) -> bool:
     cfg, state = run.recipe.train, run.state
     value = result.accuracy if cfg.metric == "accuracy" else result.macro_f1
     # a tie on the metric (common on small validation sets) goes to a clearly lower loss
-    better = cfg.keep == "last" or value > state.best_value or (
-        value == state.best_value and result.validation_loss < state.best_loss - 1e-4)
+    better = (
+        cfg.keep == "last"
+        or value > state.best_value
+        or (value == state.best_value and result.validation_loss < state.best_loss - 1e-4)
+    )
     if better:
         state.best_value, state.best_loss = value, result.validation_loss
         state.best_epoch = result.epoch
@@ -277,43 +334,83 @@ def _finish(run: _Run, stopped: str) -> TrainResult:
     recipe, state, splits = run.recipe, run.state, run.prepared.splits
     assert state.best_state is not None
     history = [EpochResult(**row) for row in state.history]
-    checkpoint.save(run.folder, run.fit.model, state.best_state, _portable(recipe, splits),
-                    run.prepared.encoder, splits.labels, _meta(run, stopped, history))
+    checkpoint.save(
+        run.folder,
+        run.fit.model,
+        state.best_state,
+        _portable(recipe, splits),
+        run.prepared.encoder,
+        splits.labels,
+        _meta(run, stopped, history),
+    )
     if stopped != "interrupted":
         (run.folder / RESUME_FILE).unlink(missing_ok=True)  # finished: nothing left to resume
     final = checkpoint.finalize(run.folder)
     if stopped == "interrupted":
-        run.events.message(f"interrupted: kept the best weights so far (epoch {state.best_epoch}) "
-                           f"in {final}; it can be resumed")
-    return TrainResult(final, recipe.train.metric, state.best_epoch, state.best_value, history,
-                       stopped, state.seconds, splits.names, splits.notes)
+        run.events.message(
+            f"interrupted: kept the best weights so far (epoch {state.best_epoch}) "
+            f"in {final}; it can be resumed"
+        )
+    return TrainResult(
+        final,
+        recipe.train.metric,
+        state.best_epoch,
+        state.best_value,
+        history,
+        stopped,
+        state.seconds,
+        splits.names,
+        splits.notes,
+    )
 
 
 def _meta(run: _Run, stopped: str, history: list[EpochResult]) -> dict[str, Any]:
-    recipe, state, splits, done = run.recipe, run.state, run.prepared.splits, run.prepared.preprocessed
-    return {"name": recipe.name, "seed": recipe.seed, "device": str(run.target),
-            "data_source": splits.source, "data_fingerprint": splits.fingerprint(),
-            "data_dir": _mirror_root(recipe, run.data_dir),
-            "split_rows": {name: len(splits[name]) for name in splits.names},
-            "vocabulary": {"origin": done.vocab_origin, "key": done.vocab_key,
-                           "vectors_coverage": asdict(done.coverage) if done.coverage else None},
-            "metric": recipe.train.metric, "precision": run.precision,
-            "best_epoch": state.best_epoch, "stopped": stopped,
-            "validation": asdict(history[state.best_epoch - 1]),
-            "train_seconds": round(state.seconds, 2),  # finished epochs, over every session
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    recipe, state, splits, done = (
+        run.recipe,
+        run.state,
+        run.prepared.splits,
+        run.prepared.preprocessed,
+    )
+    return {
+        "name": recipe.name,
+        "seed": recipe.seed,
+        "device": str(run.target),
+        "data_source": splits.source,
+        "data_fingerprint": splits.fingerprint(),
+        "data_dir": _mirror_root(recipe, run.data_dir),
+        "split_rows": {name: len(splits[name]) for name in splits.names},
+        "vocabulary": {
+            "origin": done.vocab_origin,
+            "key": done.vocab_key,
+            "vectors_coverage": asdict(done.coverage) if done.coverage else None,
+        },
+        "metric": recipe.train.metric,
+        "precision": run.precision,
+        "best_epoch": state.best_epoch,
+        "stopped": stopped,
+        "validation": asdict(history[state.best_epoch - 1]),
+        "train_seconds": round(state.seconds, 2),  # finished epochs, over every session
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
 
 
 def _portable(recipe: Recipe, splits: Splits) -> Recipe:
     """The recipe as saved in the run folder: local paths made absolute, so they still point at
     the same files when the recipe is read from inside the run folder."""
     if splits.local_path:
-        recipe = recipe.model_copy(update={
-            "data": recipe.data.model_copy(update={"dataset": splits.local_path})})
-    paths = {key: str(Path(recipe.resolve_path(value)).resolve())
-             for key in ("path", "vectors") if (value := getattr(recipe.vocab, key)) is not None}
-    return recipe.model_copy(update={"vocab": recipe.vocab.model_copy(update=paths)}) if paths \
+        recipe = recipe.model_copy(
+            update={"data": recipe.data.model_copy(update={"dataset": splits.local_path})}
+        )
+    paths = {
+        key: str(Path(recipe.resolve_path(value)).resolve())
+        for key in ("path", "vectors")
+        if (value := getattr(recipe.vocab, key)) is not None
+    }
+    return (
+        recipe.model_copy(update={"vocab": recipe.vocab.model_copy(update=paths)})
+        if paths
         else recipe
+    )
 
 
 def _mirror_root(recipe: Recipe, data_dir: str | Path | None) -> str | None:

@@ -4,6 +4,7 @@ what it reports (``events``).
 
 Names are imported on first use, so ``textlstm.tuning.events`` loads without torch or Optuna.
 """
+
 from __future__ import annotations
 
 from importlib import import_module
@@ -13,8 +14,12 @@ if TYPE_CHECKING:
     from textlstm.tuning.events import TrialSummary, TuneEvents, TuneResult
     from textlstm.tuning.search import tune
 
-_EXPORTS = {"TrialSummary": "events", "TuneEvents": "events", "TuneResult": "events",
-            "tune": "search"}
+_EXPORTS = {
+    "TrialSummary": "events",
+    "TuneEvents": "events",
+    "TuneResult": "events",
+    "tune": "search",
+}
 __all__ = ["TrialSummary", "TuneEvents", "TuneResult", "tune"]
 
 

@@ -1,5 +1,6 @@
 """What a study reports: each trial, the whole study, and the hooks that receive them. No torch or
 Optuna here, so the CLI can draw them without importing either before it must."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

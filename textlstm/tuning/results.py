@@ -1,5 +1,6 @@
 """What a study leaves: trial summaries, the best N trial folders, ``best.toml``,
 ``leaderboard.json``, the plots, and the best configuration retrained."""
+
 from __future__ import annotations
 
 import json
@@ -19,21 +20,34 @@ from textlstm.tuning.study import reason, with_params
 
 
 def summary(trial: Any) -> TrialSummary:
-    seconds = ((trial.datetime_complete - trial.datetime_start).total_seconds()
-               if trial.datetime_complete and trial.datetime_start else None)
+    seconds = (
+        (trial.datetime_complete - trial.datetime_start).total_seconds()
+        if trial.datetime_complete and trial.datetime_start
+        else None
+    )
     run_dir = trial.user_attrs.get("run_dir")
-    return TrialSummary(trial.number, dict(trial.params), trial.value, trial.state.name, seconds,
-                        run_dir if run_dir and Path(run_dir).is_dir() else None,
-                        trial.user_attrs.get("reason"), trial.user_attrs.get("best_epoch"),
-                        bool(trial.user_attrs.get("orphaned")))
+    return TrialSummary(
+        trial.number,
+        dict(trial.params),
+        trial.value,
+        trial.state.name,
+        seconds,
+        run_dir if run_dir and Path(run_dir).is_dir() else None,
+        trial.user_attrs.get("reason"),
+        trial.user_attrs.get("best_epoch"),
+        bool(trial.user_attrs.get("orphaned")),
+    )
 
 
 def keep_best(study: Any, keep: int | None) -> None:
     """Remove the run folders of every complete trial but the best ``keep``."""
     if not keep:
         return
-    complete = [t for t in study.get_trials(deepcopy=False)
-                if t.state.name == "COMPLETE" and t.value is not None]
+    complete = [
+        t
+        for t in study.get_trials(deepcopy=False)
+        if t.state.name == "COMPLETE" and t.value is not None
+    ]
     complete.sort(key=lambda t: (-t.value, t.number))
     for trial in complete[keep:]:
         run_dir = trial.user_attrs.get("run_dir")
@@ -52,14 +66,30 @@ def write_results(recipe: Recipe, study: Any, folder: Path, ran: int) -> TuneRes
     best = max(complete, key=lambda t: (t.value, -t.number))
     best_recipe = with_params(recipe, best.params)
     path = folder / "best.toml"
-    write_text(path, f"# best of {len(complete)} finished trial(s) of {folder}: validation "
-                   f"{recipe.tune.metric} {best.value:.4f} (trial {best.number}, best epoch "
-                   f"{best.best_epoch})\n" + best_recipe.to_toml())
-    write_text(folder / "leaderboard.json", json.dumps(
-        [t.__dict__ for t in sorted(complete, key=lambda t: (-(t.value or 0.0), t.number))],
-        indent=1, default=str))
-    return TuneResult(folder, recipe.tune.metric, best.params, float(best.value), path,
-                      best.number, summaries, ran)
+    write_text(
+        path,
+        f"# best of {len(complete)} finished trial(s) of {folder}: validation "
+        f"{recipe.tune.metric} {best.value:.4f} (trial {best.number}, best epoch "
+        f"{best.best_epoch})\n" + best_recipe.to_toml(),
+    )
+    write_text(
+        folder / "leaderboard.json",
+        json.dumps(
+            [t.__dict__ for t in sorted(complete, key=lambda t: (-(t.value or 0.0), t.number))],
+            indent=1,
+            default=str,
+        ),
+    )
+    return TuneResult(
+        folder,
+        recipe.tune.metric,
+        best.params,
+        float(best.value or 0.0),
+        path,
+        best.number,
+        summaries,
+        ran,
+    )
 
 
 def plots(study: Any, folder: Path, metric: str, events: TuneEvents) -> list[Path]:
@@ -71,26 +101,34 @@ def plots(study: Any, folder: Path, metric: str, events: TuneEvents) -> list[Pat
     from optuna.visualization import matplotlib as oplot
 
     written = []
-    for name, draw in (("history.png", oplot.plot_optimization_history),
-                       ("importances.png", oplot.plot_param_importances)):
+    for name, draw in (
+        ("history.png", oplot.plot_optimization_history),
+        ("importances.png", oplot.plot_param_importances),
+    ):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 axes = draw(study, target_name=f"validation {metric}")
-                figure = axes.figure
+                figure: Any = axes.figure
                 figure.set_size_inches(8, 5)
                 figure.tight_layout()
                 with atomic_path(folder / name) as tmp:
                     figure.savefig(tmp, dpi=110)
                 plt.close(figure)
             written.append(folder / name)
-        except Exception as exc:  # e.g. importances need two finished trials that differ
+        except Exception as exc:  # noqa: BLE001 - e.g. importances need two finished trials that differ
             events.message(f"no {name}: {reason(exc)}")
     return written
 
 
-def retrain_best(recipe: Recipe, result: TuneResult, data_dir: str | Path | None, device: str,
-                 events: Events, options: Options | None) -> TrainResult:
+def retrain_best(
+    recipe: Recipe,
+    result: TuneResult,
+    data_dir: str | Path | None,
+    device: str,
+    events: Events,
+    options: Options | None,
+) -> TrainResult:
     """Train the best configuration once more, as ``tune.retrain`` says: on the train split (as
     the trial did), or on train+validation for the best trial's number of epochs, keeping the
     last epoch (validation rows are training rows then, so they cannot pick an epoch)."""
@@ -101,14 +139,15 @@ def retrain_best(recipe: Recipe, result: TuneResult, data_dir: str | Path | None
     if recipe.tune.retrain == "train+validation":
         trial = next(t for t in result.trials if t.number == result.best_trial)
         epochs = trial.best_epoch or best.train.epochs
-        data = best.data.model_copy(update={
-            "train_split": f"{best.data.train_split}+{best.data.validation_split}"})
-        train_cfg = best.train.model_copy(update={"epochs": epochs, "patience": 0,
-                                                  "keep": "last"})
+        data = best.data.model_copy(
+            update={"train_split": f"{best.data.train_split}+{best.data.validation_split}"}
+        )
+        train_cfg = best.train.model_copy(update={"epochs": epochs, "patience": 0, "keep": "last"})
         best = best.model_copy(update={"data": data, "train": train_cfg})
-        events.message(f"retraining the best configuration on {data.train_split} for {epochs} "
-                       "epoch(s), the best trial's best epoch")
+        events.message(
+            f"retraining the best configuration on {data.train_split} for {epochs} "
+            "epoch(s), the best trial's best epoch"
+        )
     else:
         events.message("retraining the best configuration on the train split")
     return train(best, result.folder / "retrain", data_dir, device, events, options)
-

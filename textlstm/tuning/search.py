@@ -4,6 +4,7 @@ The study lives in ``<out>/<name>-tune/``. Running ``tune`` again on the same re
 same study and runs only the trials still missing; ``jobs`` worker processes share it, and so do
 workers on other machines given the same database ``storage``.
 """
+
 from __future__ import annotations
 
 import time
@@ -19,11 +20,21 @@ from textlstm.tuning.study import Plan, open_storage, open_study
 from textlstm.tuning.workers import claim, fail_stale, finished, pool, work
 
 
-def tune(recipe: Recipe, out_dir: str | Path = "runs", trials: int | None = None,
-         timeout: float | None = None, prune: bool = True, data_dir: str | Path | None = None,
-         device: str = "auto", events: TuneEvents | None = None,
-         options: Options | None = None, jobs: int = 1, storage: str | None = None,
-         keep: int | None = None, retrain: bool = False) -> TuneResult:
+def tune(
+    recipe: Recipe,
+    out_dir: str | Path = "runs",
+    trials: int | None = None,
+    timeout: float | None = None,
+    prune: bool = True,
+    data_dir: str | Path | None = None,
+    device: str = "auto",
+    events: TuneEvents | None = None,
+    options: Options | None = None,
+    jobs: int = 1,
+    storage: str | None = None,
+    keep: int | None = None,
+    retrain: bool = False,
+) -> TuneResult:
     """Run the study until it has ``trials`` finished trials (or ``timeout`` seconds pass).
 
     ``jobs`` worker processes run trials side by side (each gets an equal share of the cores);
@@ -33,8 +44,10 @@ def tune(recipe: Recipe, out_dir: str | Path = "runs", trials: int | None = None
     import optuna
 
     if recipe.tune is None or not recipe.tune.space:
-        raise RecipeError(f"{recipe.source or '<recipe>'}: tune: no [tune.space] to search; add "
-                          'e.g. [tune.space] "train.lr" = { log_uniform = [3e-4, 3e-3] }')
+        raise RecipeError(
+            f"{recipe.source or '<recipe>'}: tune: no [tune.space] to search; add "
+            'e.g. [tune.space] "train.lr" = { log_uniform = [3e-4, 3e-3] }'
+        )
     if jobs < 1:
         raise TextLSTMError(f"{param('jobs', jobs)}: give at least 1 worker")
     cfg, events = recipe.tune, events or TuneEvents()
@@ -47,10 +60,18 @@ def tune(recipe: Recipe, out_dir: str | Path = "runs", trials: int | None = None
         fail_stale(study)
     existing = finished(study)
     seconds = timeout or cfg.timeout
-    plan = Plan(recipe, folder, storage, trials or cfg.trials,
-                time.time() + seconds if seconds else None, prune,
-                str(data_dir) if data_dir is not None else None, device, options,
-                keep or cfg.keep)
+    plan = Plan(
+        recipe,
+        folder,
+        storage,
+        trials or cfg.trials,
+        time.time() + seconds if seconds else None,
+        prune,
+        str(data_dir) if data_dir is not None else None,
+        device,
+        options,
+        keep or cfg.keep,
+    )
     interrupted = _run(study, plan, jobs, existing, events)
     keep_best(study, plan.keep)
     result = write_results(recipe, study, folder, finished(study) - existing)
@@ -69,8 +90,10 @@ def _run(study: Any, plan: Plan, jobs: int, existing: int, events: TuneEvents) -
     if not remaining:
         return False
     workers, seed = min(jobs, remaining), plan.recipe.tune.seed + existing
-    events.message(f"study {plan.folder}: {existing} trial(s) done, running {remaining} more"
-                   + (f" in {workers} worker processes" if workers > 1 else ""))
+    events.message(
+        f"study {plan.folder}: {existing} trial(s) done, running {remaining} more"
+        + (f" in {workers} worker processes" if workers > 1 else "")
+    )
     interrupted = False
     try:
         if workers == 1:
@@ -80,6 +103,8 @@ def _run(study: Any, plan: Plan, jobs: int, existing: int, events: TuneEvents) -
     except KeyboardInterrupt:
         interrupted = True
     if interrupted:
-        events.message("interrupted: the study keeps every finished trial; run the same "
-                       "command again to continue it")
+        events.message(
+            "interrupted: the study keeps every finished trial; run the same "
+            "command again to continue it"
+        )
     return interrupted

@@ -1,6 +1,7 @@
 """The study and a trial: Optuna's storage (the journal file in the tune folder, or a database
 server), the sampler and pruner, the recipe a trial's parameters give, and the trial itself, an
 ordinary training run whose per-epoch validation metric goes to the pruner."""
+
 from __future__ import annotations
 
 import math
@@ -21,6 +22,7 @@ from textlstm.tuning.events import TuneEvents
 @dataclass
 class Plan:
     """What every worker of one `tune` call needs (picklable: it crosses to spawned workers)."""
+
     recipe: Recipe
     folder: Path
     storage: str | None
@@ -55,8 +57,11 @@ def sampler(kind: str, seed: int) -> Any:
     import optuna
 
     seed %= 2**32
-    return (optuna.samplers.TPESampler(seed=seed) if kind == "tpe"
-            else optuna.samplers.RandomSampler(seed=seed))
+    return (
+        optuna.samplers.TPESampler(seed=seed)
+        if kind == "tpe"
+        else optuna.samplers.RandomSampler(seed=seed)
+    )
 
 
 def _hide_password(url: str) -> str:
@@ -64,7 +69,7 @@ def _hide_password(url: str) -> str:
         from sqlalchemy.engine import make_url
 
         return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not a URL at all: show it as given
+    except Exception:  # noqa: BLE001 - not a URL at all: show it as given
         return url
 
 
@@ -80,13 +85,17 @@ def open_storage(folder: Path, url: str | None) -> Any:
         return _rdb(url)
     except ImportError as exc:
         cause = exc.__cause__ or exc
-        raise TextLSTMError(f"{param('storage', shown)}: the database driver is missing ({cause}); "
-                            "install it, e.g. pip install 'psycopg[binary]' for postgresql:// "
-                            "or pip install pymysql for mysql+pymysql://") from None
-    except Exception as exc:
+        raise TextLSTMError(
+            f"{param('storage', shown)}: the database driver is missing ({cause}); "
+            "install it, e.g. pip install 'psycopg[binary]' for postgresql:// "
+            "or pip install pymysql for mysql+pymysql://"
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - any failure to open the database is reported
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise TextLSTMError(f"{param('storage', shown)}: cannot open the study database ({first}); give a "
-                            "URL such as postgresql://user:password@host:5432/dbname") from None
+        raise TextLSTMError(
+            f"{param('storage', shown)}: cannot open the study database ({first}); give a "
+            "URL such as postgresql://user:password@host:5432/dbname"
+        ) from None
 
 
 def _rdb(url: str) -> Any:
@@ -116,9 +125,14 @@ def open_study(recipe: Recipe, storage: Any, prune: bool) -> Any:
         pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
     elif prune and cfg.pruner == "hyperband":
         pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=recipe.train.epochs)
-    return optuna.create_study(study_name=recipe.name, storage=storage,
-                               sampler=sampler(cfg.sampler, cfg.seed), pruner=pruner,
-                               direction="maximize", load_if_exists=True)
+    return optuna.create_study(
+        study_name=recipe.name,
+        storage=storage,
+        sampler=sampler(cfg.sampler, cfg.seed),
+        pruner=pruner,
+        direction="maximize",
+        load_if_exists=True,
+    )
 
 
 def run_trial(trial: Any, plan: Plan, events: TuneEvents) -> float:
@@ -127,8 +141,9 @@ def run_trial(trial: Any, plan: Plan, events: TuneEvents) -> float:
     params = {key: suggest(trial, key, entry) for key, entry in recipe.tune.space.items()}
     events.trial_start(trial.number, params)
     candidate = with_params(recipe, params)
-    candidate = candidate.model_copy(update={"train": candidate.train.model_copy(
-        update={"metric": recipe.tune.metric})})
+    candidate = candidate.model_copy(
+        update={"train": candidate.train.model_copy(update={"metric": recipe.tune.metric})}
+    )
     out = plan.folder / "trials" / f"{trial.number:04d}"
     reporter = Reporter(trial, recipe.tune.metric, events)
     try:
@@ -167,4 +182,3 @@ def reason(exc: BaseException) -> str:
         return exc.lines[0]
     text = (str(exc).strip().splitlines() or [""])[0][:300]
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-

@@ -7,6 +7,7 @@ process start time) in it. A trial left RUNNING by a dead worker is marked faile
 and run again: at once when the worker was on this machine and its process is gone, after
 ``STALE_SECONDS`` without a heartbeat otherwise.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -29,17 +30,19 @@ STALE_SECONDS = 120.0  # no heartbeat for this long from a worker on another mac
 POLL_SECONDS = 1.0
 
 
-
 def finished(study: Any) -> int:
     """Trials that count against the budget: not those cut short by a kill or Ctrl-C."""
-    return sum(t.state.name in FINISHED and not t.user_attrs.get("orphaned")
-               for t in study.get_trials(deepcopy=False))
+    return sum(
+        t.state.name in FINISHED and not t.user_attrs.get("orphaned")
+        for t in study.get_trials(deepcopy=False)
+    )
 
 
 def claimed(trial: Any) -> bool:
     """Finished or running, and not cut short: a trial that takes a place in the budget."""
-    return (trial.state.name in FINISHED or trial.state.name == "RUNNING") and not \
-        trial.user_attrs.get("orphaned")
+    return (
+        trial.state.name in FINISHED or trial.state.name == "RUNNING"
+    ) and not trial.user_attrs.get("orphaned")
 
 
 def counted(study: Any) -> int:
@@ -102,7 +105,8 @@ def stale(trial: Any, now: float) -> bool:
         if running is not None:
             return not running
     last = trial.user_attrs.get("heartbeat") or (
-        trial.datetime_start.timestamp() if trial.datetime_start else 0.0)
+        trial.datetime_start.timestamp() if trial.datetime_start else 0.0
+    )
     return now - last > STALE_SECONDS
 
 
@@ -138,10 +142,10 @@ class Heartbeat:
         while not self.stop.wait(HEARTBEAT_SECONDS):
             try:
                 self.trial.set_user_attr("heartbeat", time.time())
-            except Exception:  # a trial finished under us, or the database blinked
+            except Exception:  # noqa: BLE001, S110 - a trial finished under us, or the database blinked
                 pass
 
-    def __enter__(self) -> "Heartbeat":
+    def __enter__(self) -> Heartbeat:
         self.thread.start()
         return self
 
@@ -178,7 +182,7 @@ def work(study: Any, plan: Plan, seed: int, events: TuneEvents) -> None:
                 orphan(study, trial, "interrupted; the trial is run again")
                 events.trial_end(summary(study.get_trials(deepcopy=False)[trial.number]))
                 raise
-            except Exception as exc:  # a bad combination, NaN loss, out of memory: go on
+            except Exception as exc:  # noqa: BLE001 - a bad combination, NaN loss, out of memory: go on
                 trial.set_user_attr("reason", reason(exc))
                 state = optuna.trial.TrialState.FAIL
         try:
@@ -198,9 +202,14 @@ def pool(study: Any, plan: Plan, workers: int, seed: int, events: TuneEvents) ->
 
     context = multiprocessing.get_context("spawn")  # no fork of a process that holds threads
     threads = max(1, (os.cpu_count() or 1) // workers)
-    procs = [context.Process(target=_worker_main, name=f"textlstm-tune-{i}",
-                             args=(plan, seed + i * 1_000_003, os.getpid(), threads))
-             for i in range(workers)]
+    procs = [
+        context.Process(
+            target=_worker_main,
+            name=f"textlstm-tune-{i}",
+            args=(plan, seed + i * 1_000_003, os.getpid(), threads),
+        )
+        for i in range(workers)
+    ]
     watcher = Watcher(study, events)
     interrupted = False
     for proc in procs:
@@ -212,7 +221,7 @@ def pool(study: Any, plan: Plan, workers: int, seed: int, events: TuneEvents) ->
     except KeyboardInterrupt:
         interrupted = True
         for proc in procs:  # each records its trial as interrupted, then exits
-            if proc.is_alive():
+            if proc.is_alive() and proc.pid is not None:
                 os.kill(proc.pid, signal.SIGTERM)
         for proc in procs:
             proc.join(60)
@@ -263,8 +272,9 @@ class Watcher:
         self.study, self.events = study, events
         self.started: set[int] = set()
         self.epochs: dict[int, int] = {}
-        self.ended = {t.number for t in study.get_trials(deepcopy=False)
-                      if t.state.name != "RUNNING"}
+        self.ended = {
+            t.number for t in study.get_trials(deepcopy=False) if t.state.name != "RUNNING"
+        }
 
     def poll(self) -> None:
         for trial in self.study.get_trials(deepcopy=False):
@@ -281,4 +291,3 @@ class Watcher:
             if trial.state.name != "RUNNING":
                 self.ended.add(number)
                 self.events.trial_end(summary(trial))
-
