@@ -120,3 +120,96 @@ def test_evaluate_finds_the_mirror_the_run_was_trained_from(tmp_path):
     result = train(recipe, tmp_path / "runs", data_dir=root, device="cpu")
     assert json.loads((result.run_dir / "meta.json").read_text())["data_dir"] == str(root.resolve())
     assert evaluate(result.run_dir, split="test", device="cpu").report.rows == 16
+
+
+def poison_the_loss_from(monkeypatch, batch):
+    """From the ``batch``-th training batch on, the loss is NaN, as a too-high learning rate makes
+    it (the tiny data trains 6 batches an epoch, so batch 7 is the first of epoch 2)."""
+    import torch
+
+    import textlstm.training.trainer as trainer
+
+    real = trainer.build_fit
+    calls = {"n": 0}
+
+    class Poisoned(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, logits, targets):
+            loss = self.inner(logits, targets)
+            if self.training:
+                calls["n"] += 1
+                if calls["n"] >= batch:
+                    return loss * float("nan")
+            return loss
+
+    def build(*args, **kwargs):
+        fit = real(*args, **kwargs)
+        fit.criterion = Poisoned(fit.criterion)
+        return fit
+
+    monkeypatch.setattr(trainer, "build_fit", build)
+
+
+def test_a_diverged_training_says_so_keeps_the_run_resumable_and_exits_with_its_own_code(
+    tmp_path, recipe_path, monkeypatch
+):
+    from typer.testing import CliRunner
+
+    from textlstm.cli import app
+    from textlstm.errors import DIVERGED_EXIT, TextLSTMError, TrainingDiverged
+
+    assert not issubclass(TrainingDiverged, TextLSTMError)  # not bad input: not exit code 2
+    poison_the_loss_from(monkeypatch, 7)
+    result = CliRunner().invoke(
+        app, ["train", str(recipe_path), "--out", str(tmp_path / "runs"), "--device", "cpu"]
+    )
+    assert result.exit_code == DIVERGED_EXIT == 3
+    (partial,) = (tmp_path / "runs" / "tiny").glob("*.partial")
+    assert result.stderr.strip().splitlines() == [
+        "diverged: the training loss became nan at step 1 of epoch 2: training diverged; lower "
+        "train.lr (now 0.01) or train.clip_grad_norm (now 1), then train again; "
+        f"{partial} keeps epoch 1 and can be resumed"
+    ]
+    assert "Traceback" not in result.output
+    monkeypatch.undo()  # the cause fixed: the same folder resumes from its last good epoch
+    resumed = CliRunner().invoke(app, ["train", "--resume", str(partial), "--device", "cpu"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "after epoch 1 of 3" in resumed.stdout
+
+
+def test_a_run_that_diverges_in_its_first_epoch_leaves_nothing(tmp_path, recipe_path, monkeypatch):
+    from textlstm.errors import TrainingDiverged
+
+    poison_the_loss_from(monkeypatch, 3)
+    recipe = load_recipe(recipe_path, ["train.clip_grad_norm=0"])
+    with pytest.raises(TrainingDiverged) as info:
+        train(recipe, tmp_path / "runs", device="cpu")
+    assert str(info.value) == (
+        "the training loss became nan at step 3 of epoch 1: training diverged; lower train.lr "
+        "(now 0.01) or set train.clip_grad_norm (now 0: off), e.g. to 1.0, then train again"
+    )
+    assert info.value.run_dir is None and list((tmp_path / "runs" / "tiny").iterdir()) == []
+
+
+def test_a_label_column_mixing_numbers_and_names_is_one_line(tmp_path):
+    from textlstm.data import load_splits
+    from textlstm.recipe import DataConfig
+
+    rows = [("a superb film", 1), ("a great film", "pos"), ("an awful film", "neg")] * 4
+    jsonl = tmp_path / "mixed.jsonl"
+    jsonl.write_text("".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in rows))
+    csv = tmp_path / "mixed.csv"
+    csv.write_text("text,label\n" + "".join(f"{t},{y}\n" for t, y in rows))
+    for path in (jsonl, csv):
+        with pytest.raises(DataError) as info:
+            load_splits(DataConfig(dataset=str(path)))
+        assert info.value.lines == [
+            f"{path}: label column 'label' mixes numbers and names (e.g. 1 and 'neg'); make "
+            "every label a class name or every label an integer id"
+        ]
+    numbers = tmp_path / "numbers.csv"
+    numbers.write_text("text,label\n" + "".join(f"{t},{i % 2}\n" for i, (t, _) in enumerate(rows)))
+    assert load_splits(DataConfig(dataset=str(numbers))).labels == ["0", "1"]

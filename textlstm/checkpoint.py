@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from textlstm.errors import CheckpointError, RecipeError
-from textlstm.files import atomic_path
+from textlstm.files import MiB, atomic_path, check_file, read_bytes
 from textlstm.model import LSTMClassifier
 from textlstm.recipe import Recipe, load_recipe
 from textlstm.text.encoder import Encoder
@@ -28,6 +28,7 @@ from textlstm.text.vocab import Vocab
 FORMAT_VERSION = 1
 FILES = ("model.safetensors", "recipe.toml", "vocab.json", "labels.json", "meta.json")
 PARTIAL = ".partial"
+JSON_LIMIT = 64 * MiB  # labels.json and meta.json are a few kilobytes
 
 
 @dataclass
@@ -178,9 +179,12 @@ def load(run_dir: str | Path, device: torch.device | str = "cpu") -> Loaded:
         raise CheckpointError(f"{run}: run folder not found{hint}")
     if run.name.endswith(PARTIAL):
         raise CheckpointError(f"{run}: this run did not finish; train again or use a finished run")
-    missing = [name for name in FILES if not (run / name).is_file()]
+    missing = [name for name in FILES if not (run / name).exists()]  # the rest: see the readers
     if missing:
         raise CheckpointError(f"{run}: not a complete run folder: missing {', '.join(missing)}")
+    folders = [name for name in FILES if (run / name).is_dir()]
+    if folders:
+        raise CheckpointError(f"{run / folders[0]}: is a folder; a run folder holds it as a file")
     meta = _read_json(run / "meta.json", dict)
     if meta.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(
@@ -211,7 +215,7 @@ def load(run_dir: str | Path, device: torch.device | str = "cpu") -> Loaded:
 
 def _read_json(path: Path, kind: type) -> Any:
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
+        value = json.loads(read_bytes(path, f"{path.name} file", CheckpointError, JSON_LIMIT))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(value, kind):
@@ -223,6 +227,7 @@ def _read_weights(path: Path, model: LSTMClassifier) -> dict[str, torch.Tensor]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    check_file(path, "safetensors weights file", CheckpointError)
     try:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:

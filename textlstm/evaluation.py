@@ -10,6 +10,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -20,6 +21,10 @@ from textlstm.files import atomic_path, write_text
 from textlstm.metrics import Report, report
 from textlstm.model import logits_for
 from textlstm.predict import load_for_inference
+from textlstm.recipe import DataConfig
+
+if TYPE_CHECKING:
+    from textlstm.checkpoint import Loaded
 
 
 @dataclass
@@ -49,41 +54,14 @@ def evaluate(
     (``eval-test-int8.json``), so the default report is never overwritten."""
     loaded, mode, target = load_for_inference(run_dir, device, precision, quantize)
     recipe = loaded.recipe
-    cfg = recipe.data.model_copy(
-        update={
-            k: v for k, v in {"text": text_column, "label": label_column}.items() if v is not None
-        }
-    )
-    notes: list[str] = []
+    columns = {"text": text_column, "label": label_column}
+    cfg = recipe.data.model_copy(update={k: v for k, v in columns.items() if v is not None})
     if data_root(data_dir) is None:
         data_dir = loaded.meta.get("data_dir")  # the mirror the run was trained from, if any
     if data is None:
-        splits = load_splits(cfg, data_dir, recipe.seed)
-        notes += splits.notes
-        if split not in splits.names:
-            raise DataError(
-                f"{splits.source}: no '{split}' split to evaluate on (splits: "
-                f"{', '.join(splits.names)}); pass {param('split')} or {param('data')}"
-            )
-        if splits.labels != loaded.labels:
-            raise DataError(
-                f"{splits.source}: labels {splits.labels} differ from the run's {loaded.labels}"
-            )
-        if splits.fingerprint() != loaded.meta.get("data_fingerprint"):
-            notes.append("the data differ from what this run was trained on")
-        dataset, name = splits[split], split
+        dataset, name, notes = _own_split(loaded, cfg, split, data_dir)
     else:
-        raw, source, notes, _ = load_raw(data, cfg.config, data_dir, Path.cwd())
-        chosen = split if split in raw else (next(iter(raw)) if len(raw) == 1 else None)
-        if chosen is None:
-            raise DataError(
-                f"{source}: no '{split}' split (splits: {', '.join(raw)}); pass {param('split')}"
-            )
-        label_names(raw[chosen], cfg.label, source, chosen)  # checks the label column exists
-        dataset = normalize(raw[chosen], cfg, loaded.labels, source, chosen, notes)
-        name = Path(data).stem if Path(data).suffix else data.replace("/", "_")
-        if chosen != "train" or len(raw) > 1:
-            name = f"{name}-{chosen}"
+        dataset, name, notes = _other_data(loaded, cfg, data, split, data_dir)
     if len(dataset) == 0:
         raise DataError(f"{name}: no labelled rows to evaluate on")
     ids = loaded.encoder.encode(column(dataset, "text"))
@@ -98,21 +76,48 @@ def evaluate(
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name)
     json_path = loaded.run_dir / f"eval-{safe}.json"
     plot_path = loaded.run_dir / f"eval-{safe}-confusion.png"
-    write_text(
-        json_path,
-        json.dumps(
-            {
-                "run": str(loaded.run_dir),
-                "evaluated_on": name,
-                "precision": mode,
-                "notes": notes,
-                **result.to_dict(),
-            },
-            indent=2,
-        ),
-    )
+    summary = {"run": str(loaded.run_dir), "evaluated_on": name, "precision": mode, "notes": notes}
+    write_text(json_path, json.dumps({**summary, **result.to_dict()}, indent=2))
     plot_confusion(result, plot_path, f"{loaded.recipe.name}: {name}")
     return Evaluation(result, name, json_path, plot_path, notes, mode)
+
+
+def _own_split(
+    loaded: Loaded, cfg: DataConfig, split: str, data_dir: str | Path | None
+) -> tuple[Any, str, list[str]]:
+    """One of the splits the run was trained with, carved again exactly as then."""
+    splits = load_splits(cfg, data_dir, loaded.recipe.seed)
+    notes = list(splits.notes)
+    if split not in splits.names:
+        raise DataError(
+            f"{splits.source}: no '{split}' split to evaluate on (splits: "
+            f"{', '.join(splits.names)}); pass {param('split')} or {param('data')}"
+        )
+    if splits.labels != loaded.labels:
+        raise DataError(
+            f"{splits.source}: labels {splits.labels} differ from the run's {loaded.labels}"
+        )
+    if splits.fingerprint() != loaded.meta.get("data_fingerprint"):
+        notes.append("the data differ from what this run was trained on")
+    return splits[split], split, notes
+
+
+def _other_data(
+    loaded: Loaded, cfg: DataConfig, data: str, split: str, data_dir: str | Path | None
+) -> tuple[Any, str, list[str]]:
+    """Other labelled data (a hub id, folder or file), labelled with the run's own labels."""
+    raw, source, notes, _ = load_raw(data, cfg.config, data_dir, Path.cwd())
+    chosen = split if split in raw else (next(iter(raw)) if len(raw) == 1 else None)
+    if chosen is None:
+        raise DataError(
+            f"{source}: no '{split}' split (splits: {', '.join(raw)}); pass {param('split')}"
+        )
+    label_names(raw[chosen], cfg.label, source, chosen)  # checks the label column exists
+    dataset = normalize(raw[chosen], cfg, loaded.labels, source, chosen, notes)
+    name = Path(data).stem if Path(data).suffix else data.replace("/", "_")
+    if chosen != "train" or len(raw) > 1:
+        name = f"{name}-{chosen}"
+    return dataset, name, notes
 
 
 def plot_confusion(result: Report, path: Path, title: str) -> None:

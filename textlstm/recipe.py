@@ -17,6 +17,9 @@ import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from textlstm.errors import RecipeError, param
+from textlstm.files import MiB, read_bytes
+
+RECIPE_LIMIT = 1 * MiB  # a recipe is a few hundred bytes; anything this large is the wrong file
 
 
 class _Section(BaseModel):
@@ -183,7 +186,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     path = Path(path)
     label = str(path)
     try:
-        raw_bytes = path.read_bytes()
+        raw_bytes = read_bytes(path, "recipe .toml file", RecipeError, RECIPE_LIMIT)
     except FileNotFoundError:
         raise RecipeError(f"{label}: recipe file not found") from None
     except IsADirectoryError:

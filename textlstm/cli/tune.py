@@ -22,46 +22,48 @@ from textlstm.cli.app import (
 )
 from textlstm.cli.progress import TuneTable
 
+TuneRecipe = Annotated[Path, typer.Argument(help="Recipe .toml file with a tune section.")]
+TuneOut = Annotated[Path, typer.Option("--out", help="Parent of <name>-tune/.")]
+Trials = Annotated[
+    int | None, typer.Option(min=1, help="Finished trials wanted (default: tune.trials).")
+]
+Timeout = Annotated[
+    float | None, typer.Option(help="Seconds for this call (default: tune.timeout).")
+]
+NoPrune = Annotated[bool, typer.Option("--no-prune", help="Run every trial to the end.")]
+Jobs = Annotated[int, typer.Option("--jobs", "-j", min=1, help="Worker processes on this machine.")]
+Storage = Annotated[
+    str | None,
+    typer.Option(
+        help="Database URL of a study shared by several machines, e.g. postgresql://user:pw@host/db."
+    ),
+]
+Keep = Annotated[
+    int | None,
+    typer.Option(
+        min=1, help="Keep only the best N trial run folders (default: tune.keep, else all)."
+    ),
+]
+Retrain = Annotated[
+    bool, typer.Option("--retrain", help="Then train the best configuration as tune.retrain says.")
+]
+
 
 @app.command()
 @guarded
 def tune(
-    recipe: Annotated[Path, typer.Argument(help="Recipe .toml file with a tune section.")],
+    recipe: TuneRecipe,
     overrides: Overrides = None,
     data_dir: DataDir = None,
     device: Device = "auto",
-    out_dir: Annotated[
-        Path, typer.Option("--out", help="Parent of <name>-tune/.")
-    ] = settings.RUNS_DIR,
-    trials: Annotated[
-        int | None, typer.Option(min=1, help="Finished trials wanted (default: tune.trials).")
-    ] = None,
-    timeout: Annotated[
-        float | None, typer.Option(help="Seconds for this call (default: tune.timeout).")
-    ] = None,
-    no_prune: Annotated[
-        bool, typer.Option("--no-prune", help="Run every trial to the end.")
-    ] = False,
-    jobs: Annotated[
-        int, typer.Option("--jobs", "-j", min=1, help="Worker processes on this machine.")
-    ] = 1,
-    storage: Annotated[
-        str | None,
-        typer.Option(
-            help="Database URL of a study shared by several machines, e.g. "
-            "postgresql://user:pw@host/db."
-        ),
-    ] = None,
-    keep: Annotated[
-        int | None,
-        typer.Option(
-            min=1, help="Keep only the best N trial run folders (default: tune.keep, else all)."
-        ),
-    ] = None,
-    retrain: Annotated[
-        bool,
-        typer.Option("--retrain", help="Then train the best configuration as tune.retrain says."),
-    ] = False,
+    out_dir: TuneOut = settings.RUNS_DIR,
+    trials: Trials = None,
+    timeout: Timeout = None,
+    no_prune: NoPrune = False,
+    jobs: Jobs = 1,
+    storage: Storage = None,
+    keep: Keep = None,
+    retrain: Retrain = False,
     vocab_dir: VocabDir = None,
     cache_dir: CacheDir = None,
     no_cache: NoCache = False,

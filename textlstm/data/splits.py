@@ -6,7 +6,8 @@ Where the raw data comes from is ``textlstm.data.sources``'s job.
 Policies, stated once: text files and data-file lines that are not valid UTF-8 are decoded with
 replacement characters and counted; rows whose text or label is missing are skipped and
 counted; labels of -1 (hidden test labels on the hub) count as missing; a split left without
-labelled rows is dropped, with a note.
+labelled rows is dropped, with a note; a label column that mixes numbers and names (``1`` among
+``pos`` and ``neg``) is an error, since the odd one out is a data mistake, not a class.
 """
 
 from __future__ import annotations
@@ -187,9 +188,24 @@ def label_names(ds: Any, name: str, source: str, split: str) -> list[str]:
             "per row (lists, tables and fractions are not labels)"
         )
     values = set(raw)
+    numbers = sorted(str(v) for v in values if _is_number(v))
+    names = sorted(str(v) for v in values if not _is_number(v))
+    if numbers and names:  # e.g. 1 among "pos" and "neg": a data error, not a third class
+        raise DataError(
+            f"{source}: label column '{name}' mixes numbers and names (e.g. {numbers[0]} and "
+            f"{names[0]!r}); make every label a class name or every label an integer id"
+        )
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
         return [str(int(v)) for v in sorted(values)]
     return sorted({str(v) for v in values})
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, (int, float)):
+        return True
+    return isinstance(value, str) and value.strip().removeprefix("-").isdigit()
 
 
 def normalize(

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from textlstm.errors import CheckpointError
-from textlstm.files import atomic_path
+from textlstm.files import atomic_path, read_bytes
 from textlstm.recipe import TokenizerConfig, VocabConfig
 from textlstm.text.scan import HashLookup, warm_up
 from textlstm.text.subword import (
@@ -31,7 +31,7 @@ from textlstm.text.subword import (
     train_subword,
 )
 from textlstm.text.tokenizers import Tokenizer, build_tokenizer
-from textlstm.text.vocab import UNK_ID, Vocab, split_by_lengths, vocab_from_counts
+from textlstm.text.vocab import UNK_ID, VOCAB_LIMIT, Vocab, split_by_lengths, vocab_from_counts
 
 CHUNK = 2048  # texts per unit of work
 PARALLEL_MIN_CHARS = 2_000_000  # below this, starting worker processes costs more than it saves
@@ -138,7 +138,7 @@ def read_vocab_file(path: Path, cfg: TokenizerConfig) -> Encoder:
     """A vocabulary file from ``vocab/`` or ``[vocab] path``: ours (word kinds) or a tokenizer
     JSON (subword kinds); a file of the wrong family is an error naming both."""
     try:
-        head = json.loads(path.read_text(encoding="utf-8"))
+        head = json.loads(read_bytes(path, "vocabulary .json file", CheckpointError, VOCAB_LIMIT))
     except FileNotFoundError:
         raise CheckpointError(f"{path}: vocabulary file not found") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

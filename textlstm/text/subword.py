@@ -16,9 +16,10 @@ from typing import Any
 import numpy as np
 
 from textlstm.errors import CheckpointError
+from textlstm.files import check_file
 from textlstm.recipe import TokenizerConfig
 from textlstm.text.tokenizers import TAG_PATTERN, WORD_PATTERN, truncate
-from textlstm.text.vocab import PAD, UNK, UNK_ID, Vocab, split_by_lengths
+from textlstm.text.vocab import PAD, UNK, UNK_ID, VOCAB_LIMIT, Vocab, split_by_lengths
 
 
 def _models() -> dict[str, tuple[Any, Any]]:
@@ -62,6 +63,10 @@ def train_subword(cfg: TokenizerConfig, texts: Sequence[str]) -> Any:
 def load_subword(path: str | Path) -> Any:
     from tokenizers import Tokenizer
 
+    try:
+        check_file(path, "tokenizer .json file", CheckpointError, VOCAB_LIMIT)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: tokenizer file not found") from None
     try:
         tokenizer = Tokenizer.from_file(str(path))
     except Exception as exc:  # noqa: BLE001 - the Rust side raises plain Exception with its own message

@@ -17,7 +17,10 @@ from typing import IO, Any
 import numpy as np
 
 from textlstm.errors import RecipeError
+from textlstm.files import check_file
 from textlstm.text.vocab import PAD_ID, Vocab
+
+LINE_LIMIT = 1 << 20  # characters: a 300-dimensional vector line is about 3,000
 
 
 @dataclass
@@ -45,12 +48,21 @@ def inspect(path: Path, where: str) -> VectorFile:
     """Read the first line only: dimension and format, or one clear error line."""
     key = f"{where}: vocab.vectors: {path}"
     try:
+        check_file(path, "vectors file", RecipeError)
         with _open(path) as stream:
-            first = stream.readline()
+            first = stream.readline(LINE_LIMIT)
     except FileNotFoundError:
         raise RecipeError(f"{key}: file not found") from None
+    except IsADirectoryError:
+        raise RecipeError(f"{key}: is a folder; give a vectors file") from None
+    except RecipeError as exc:
+        raise RecipeError(f"{where}: vocab.vectors: {exc.lines[0]}") from None
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise RecipeError(f"{key}: cannot read ({exc})") from None
+    if len(first) == LINE_LIMIT and not first.endswith("\n"):
+        raise RecipeError(
+            f"{key}: the first line is over {LINE_LIMIT:,} characters long; not a vectors file"
+        )
     if "\ufffd" in first[:50] or "\x00" in first:
         raise RecipeError(
             f"{key}: not a text vectors file (binary word2vec .bin files are not "
@@ -70,11 +82,22 @@ def inspect(path: Path, where: str) -> VectorFile:
 def _lines(vf: VectorFile) -> Iterator[tuple[str, str]]:
     with _open(vf.path) as stream:
         if vf.header:
-            stream.readline()
-        for line in stream:
+            stream.readline(LINE_LIMIT)
+        for line in _bounded(stream):
             word, sep, rest = line.partition(" ")
             if sep:
                 yield word, rest
+
+
+def _bounded(stream: IO[str]) -> Iterator[str]:
+    """The stream's lines, each read at most ``LINE_LIMIT`` characters at a time: a longer line
+    (a file with no line breaks) is passed over piece by piece, never held whole."""
+    while line := stream.readline(LINE_LIMIT):
+        if len(line) < LINE_LIMIT or line.endswith("\n"):
+            yield line
+            continue
+        while (rest := stream.readline(LINE_LIMIT)) and not rest.endswith("\n"):
+            pass
 
 
 def read_vectors(

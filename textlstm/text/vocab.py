@@ -12,10 +12,12 @@ from typing import Any
 import numpy as np
 
 from textlstm.errors import CheckpointError
+from textlstm.files import MiB, read_bytes
 from textlstm.recipe import VocabConfig
 
 PAD, UNK = "<pad>", "<unk>"
 PAD_ID, UNK_ID = 0, 1
+VOCAB_LIMIT = 1024 * MiB  # a vocabulary or tokenizer file: a million entries take about 30 MiB
 
 
 class Vocab:
@@ -47,7 +49,9 @@ class Vocab:
     @classmethod
     def load(cls, path: str | Path) -> Vocab:
         try:
-            raw = json.loads(Path(path).read_text(encoding="utf-8"))
+            raw = json.loads(
+                read_bytes(path, "vocabulary .json file", CheckpointError, VOCAB_LIMIT)
+            )
             tokens = raw["tokens"]
             if raw.get("format") != "textlstm-vocab" or not isinstance(tokens, list):
                 raise ValueError("not a textlstm vocabulary")

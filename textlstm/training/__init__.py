@@ -1,5 +1,5 @@
-"""Training: the epoch loop (``loop``), a run from recipe to run folder (``trainer``), the state
-that resumes it (``state``), and what it reports (``events``).
+"""Training: the epoch loop (``loop``), what a run trains (``setup``), a run from recipe to run
+folder (``trainer``), the state that resumes it (``state``), and what it reports (``events``).
 
 Names are imported on first use, so ``textlstm.training.events`` loads without torch.
 """
@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from textlstm.training.events import EpochResult, Events, TrainResult
-    from textlstm.training.trainer import Prepared, prepare, resume, train
+    from textlstm.training.setup import Prepared, prepare
+    from textlstm.training.trainer import resume, train
 
 _EXPORTS = {
     "EpochResult": "events",

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from textlstm.errors import CheckpointError
-from textlstm.files import atomic_path
+from textlstm.files import atomic_path, check_file
 
 FILE = "resume.safetensors"
 
@@ -80,6 +80,8 @@ def load_state(run_dir: Path) -> tuple[TrainState, dict[str, Any]]:
     from safetensors import SafetensorError, safe_open
 
     path = run_dir / FILE
+    if path.exists():
+        check_file(path, "resume checkpoint", CheckpointError)
     if not path.is_file():
         raise CheckpointError(
             f"{run_dir}: no {FILE} here, so this run cannot be resumed (only "

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from textlstm.errors import RecipeError, TextLSTMError, param
-from textlstm.recipe import Recipe
+from textlstm.recipe import Recipe, TuneConfig
 from textlstm.text.cache import Options
 from textlstm.tuning.events import TuneEvents, TuneResult
 from textlstm.tuning.results import keep_best, plots, retrain_best, write_results
@@ -43,14 +43,7 @@ def tune(
     ``tune.retrain`` says (on train+validation by default) into ``<tune folder>/retrain/``."""
     import optuna
 
-    if recipe.tune is None or not recipe.tune.space:
-        raise RecipeError(
-            f"{recipe.source or '<recipe>'}: tune: no [tune.space] to search; add "
-            'e.g. [tune.space] "train.lr" = { log_uniform = [3e-4, 3e-3] }'
-        )
-    if jobs < 1:
-        raise TextLSTMError(f"{param('jobs', jobs)}: give at least 1 worker")
-    cfg, events = recipe.tune, events or TuneEvents()
+    cfg, events = _tune_section(recipe, jobs), events or TuneEvents()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     folder = Path(out_dir) / f"{recipe.name}-tune"
     study_storage = open_storage(folder, storage) if storage else None  # fails before mkdir
@@ -60,14 +53,16 @@ def tune(
         fail_stale(study)
     existing = finished(study)
     seconds = timeout or cfg.timeout
+    deadline = time.time() + seconds if seconds else None
+    where = str(data_dir) if data_dir is not None else None
     plan = Plan(
         recipe,
         folder,
         storage,
         trials or cfg.trials,
-        time.time() + seconds if seconds else None,
+        deadline,
         prune,
-        str(data_dir) if data_dir is not None else None,
+        where,
         device,
         options,
         keep or cfg.keep,
@@ -81,6 +76,17 @@ def tune(
     if retrain and not interrupted:
         result.retrained = retrain_best(recipe, result, data_dir, device, events, options)
     return result
+
+
+def _tune_section(recipe: Recipe, jobs: int) -> TuneConfig:
+    if recipe.tune is None or not recipe.tune.space:
+        raise RecipeError(
+            f"{recipe.source or '<recipe>'}: tune: no [tune.space] to search; add "
+            'e.g. [tune.space] "train.lr" = { log_uniform = [3e-4, 3e-3] }'
+        )
+    if jobs < 1:
+        raise TextLSTMError(f"{param('jobs', jobs)}: give at least 1 worker")
+    return recipe.tune
 
 
 def _run(study: Any, plan: Plan, jobs: int, existing: int, events: TuneEvents) -> bool:
