@@ -5,6 +5,7 @@
     result = textlstm.train(recipe)
     report = textlstm.evaluate(result.run_dir, split="test").report
     predictions = textlstm.Predictor.load(result.run_dir).predict(["Shares rose sharply today"])
+    textlstm.predict_files(result.run_dir, ["texts.txt"], "predictions.jsonl")
     study = textlstm.tune(textlstm.load_recipe("recipes/sst2.toml"), trials=12, jobs=2)
 
 Names are imported on first use, so ``import textlstm`` (and ``textlstm --help``) stays fast.
@@ -27,6 +28,9 @@ _EXPORTS = {
     "Evaluation": "textlstm.evaluation",
     "Predictor": "textlstm.predict",
     "Prediction": "textlstm.predict",
+    "predict_files": "textlstm.predict_files",
+    "FilesPredicted": "textlstm.predict_files",
+    "resume": "textlstm.training",
     "tune": "textlstm.tuning",
     "TuneResult": "textlstm.tuning",
     "TuneEvents": "textlstm.tuning",
@@ -36,6 +40,7 @@ _EXPORTS = {
     "RecipeError": "textlstm.errors",
     "DataError": "textlstm.errors",
     "CheckpointError": "textlstm.errors",
+    "TrainingDiverged": "textlstm.errors",
 }
 __all__ = [*sorted(_EXPORTS), "__version__"]
 
