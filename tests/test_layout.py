@@ -132,3 +132,21 @@ def test_help_does_not_import_torch_or_datasets():
             [sys.executable, "-c", sub], capture_output=True, text=True, timeout=120
         )
         assert done.stdout.strip().splitlines()[-1] == "HEAVY []", command
+
+
+def test_every_exported_name_is_the_function_or_class_even_after_its_module_is_imported():
+    """A package attribute named like a submodule would be the module once that is imported."""
+    import importlib
+    import types
+
+    import textlstm
+
+    for path in MODULES:
+        if path.name != "__main__.py":  # that one runs the command
+            importlib.import_module(module_name(path))
+    for package in ("textlstm", "textlstm.training", "textlstm.tuning", "textlstm.data"):
+        module = importlib.import_module(package)
+        for name in module.__all__:
+            if name != "__version__":
+                assert not isinstance(getattr(module, name), types.ModuleType), f"{package}.{name}"
+    assert callable(textlstm.predict_files) and callable(textlstm.tune)

@@ -16,7 +16,7 @@ import torch
 
 from textlstm.errors import DataError
 from textlstm.predict import Prediction, Predictor
-from textlstm.predict_files import PredictionWriter, read_inputs
+from textlstm.predict_io import PredictionWriter, read_inputs
 from textlstm.training import Events
 
 from conftest import make_texts, write_label_folders, write_recipe
@@ -196,6 +196,17 @@ def test_jsonl_record_that_is_not_an_object(tmp_path):
     path = tmp_path / "in.jsonl"
     path.write_text('["a", "b"]\n', encoding="utf-8")
     assert bad_input(path) == f"{path}:1: no key 'text'; pass text_key"
+
+
+def test_a_bad_record_reads_in_library_terms_and_its_raw_form_in_the_clis(tmp_path):
+    from textlstm.errors import for_cli
+    from textlstm.predict import BadRecord
+
+    path = tmp_path / "in.jsonl"
+    path.write_text('{"review": "a"}\n', encoding="utf-8")
+    (bad,) = read_inputs(str(path), on_error="record")
+    assert isinstance(bad, BadRecord) and bad.message == "no key 'text'; pass text_key"
+    assert for_cli(bad.raw, {}) == f"{path}:1: no key 'text'; pass --text-key"
 
 
 # --- read_inputs: unusable files ---------------------------------------------------------------

@@ -49,16 +49,24 @@ def counts(study):
     return len(done), [t for t in trials if t.user_attrs.get("orphaned")], trials
 
 
-def wait_gone(pid, seconds=60.0):
-    """Whether process ``pid`` (not our child: its parent was killed) has ended. Waits on a pidfd,
-    which becomes readable when the process exits: no polling; ``seconds`` is only a safety net."""
+def wait_gone(worker, seconds=60.0):
+    """Whether the worker process (``host:pid:start time``, not our child: its parent was killed)
+    has ended. Waits on a pidfd, which becomes readable when the process exits: no polling;
+    ``seconds`` is only a safety net. A pid now held by another process counts as gone."""
     import select
 
+    pid, started = int(worker.split(":")[1]), worker.split(":")[2]
     try:
         fd = os.pidfd_open(pid)
     except ProcessLookupError:
         return True
     try:
+        try:
+            now = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+        except OSError:
+            return True
+        if now != started:  # the worker is gone and its pid was given to another process
+            return True
         return bool(select.select([fd], [], [], seconds)[0])
     finally:
         os.close(fd)
@@ -96,7 +104,7 @@ def start_held_at(recipe, out, held, gate):
         env={**os.environ, "TEXTLSTM_TEST_GATE": f"{gate}:{held}"},
     )
     wanted = {gate / f"reached-{held}", gate / f"reached-{held + 1}"}
-    end = time.monotonic() + 240  # a safety net for a broken run, not a timing condition
+    end = time.monotonic() + 900  # a safety net for a broken run, not a timing condition
     while not all(path.exists() for path in wanted):
         assert command.poll() is None, command.communicate()
         assert time.monotonic() < end, "the workers never reached the held trials"
@@ -117,7 +125,7 @@ def test_two_workers_killed_with_sigkill_resume_the_same_study_and_best_toml_tra
     workers = {t.user_attrs["worker"] for t in trials}
     assert len(workers) == 2  # two processes claimed trials
     for worker in workers:  # each worker notices its parent is gone and exits
-        assert wait_gone(int(worker.split(":")[1])), f"worker {worker} outlived its parent"
+        assert wait_gone(worker), f"worker {worker} outlived its parent"
 
     again = subprocess.run(
         tune_cli(recipe, out, "--jobs", "2"), capture_output=True, text=True, timeout=300
@@ -432,7 +440,7 @@ def test_ctrl_c_with_two_workers_stops_both_and_still_writes_the_best_recipe(tmp
     assert all(t.user_attrs["reason"] == "interrupted; the trial is run again" for t in orphans)
     assert (folder / "best.toml").is_file() and "interrupted" in stdout + stderr
     for worker in {t.user_attrs["worker"] for t in trials}:
-        assert wait_gone(int(worker.split(":")[1]))
+        assert wait_gone(worker)
 
 
 def test_the_library_tune_with_retrain_trains_the_best_configuration(tmp_path):
@@ -452,4 +460,40 @@ def test_the_library_tune_with_retrain_trains_the_best_configuration(tmp_path):
     assert (
         textlstm.load_recipe(result.retrained.run_dir / "recipe.toml").data.train_split
         == "train+validation"
+    )
+
+
+def test_a_failed_trials_reason_keeps_the_flag_names_for_the_cli_and_no_run_folder_for_divergence():
+    from io import StringIO
+
+    from rich.console import Console
+
+    from textlstm.errors import TextLSTMError, TrainingDiverged, param
+    from textlstm.tuning.results import summary
+    from textlstm.tuning.study import reason
+
+    diverged = TrainingDiverged(
+        "the loss became nan; runs/x.partial keeps epoch 1", None, "the loss became nan"
+    )
+    assert reason(diverged) == "the loss became nan"
+    stored = reason(TextLSTMError(f"{param('device', 'cuda')}: no CUDA GPU is available here"))
+
+    from types import SimpleNamespace
+
+    trial = SimpleNamespace(  # what Optuna keeps of a failed trial
+        number=3,
+        params={},
+        value=None,
+        state=SimpleNamespace(name="FAIL"),
+        datetime_start=None,
+        datetime_complete=None,
+        user_attrs={"reason": stored},
+    )
+
+    failed = summary(trial)
+    assert failed.reason == "device='cuda': no CUDA GPU is available here"  # the library's words
+    console = Console(file=StringIO(), width=120)
+    TuneTable([], "accuracy", live=False, console=console).trial_end(failed)
+    assert (
+        "trial 3: fail - (--device cuda: no CUDA GPU is available here)" in console.file.getvalue()
     )

@@ -88,8 +88,9 @@ class TrainingDiverged(Exception):
     valid, the optimisation was not (too high a learning rate, no gradient clipping). The CLI
     exits with ``DIVERGED_EXIT`` and the run folder stays resumable from its last finished epoch."""
 
-    def __init__(self, message: str, run_dir: object = None) -> None:
+    def __init__(self, message: str, run_dir: object = None, reason: str | None = None) -> None:
         self.run_dir = run_dir
+        self.reason = reason or message  # what went wrong, without where the run was kept
         super().__init__(message)
 
 

@@ -21,6 +21,7 @@ from textlstm.errors import TextLSTMError
 
 MiB = 1 << 20
 _counter = itertools.count()
+_TOKEN = os.urandom(4).hex()  # with the pid and a counter: unique across machines sharing a folder
 
 
 @contextlib.contextmanager
@@ -35,7 +36,8 @@ def atomic_path(
     over a full one), keep theirs: it holds the same content. On an error nothing is left behind.
     """
     target = Path(target)
-    tmp = target.with_name(f".{target.stem}.{os.getpid()}-{next(_counter)}.tmp{target.suffix}")
+    unique = f"{os.getpid()}-{_TOKEN}-{next(_counter)}"
+    tmp = target.with_name(f".{target.stem}.{unique}.tmp{target.suffix}")
     try:
         yield tmp
         if durable:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from textlstm.errors import TextLSTMError, param
+from textlstm.errors import TextLSTMError, param, say
 from textlstm.model import LSTMClassifier, logits_for
 
 if TYPE_CHECKING:
@@ -180,4 +180,12 @@ class BadRecord:
 
     source: str
     line: int
-    message: str
+    message: str  # as the library says it; ``raw`` keeps the parameter names for the CLI
+
+    def __post_init__(self) -> None:
+        self.message = say(getattr(self.message, "raw", self.message))
+
+    @property
+    def raw(self) -> str:
+        """``source:line: message``, with the parameter references for ``errors.for_cli``."""
+        return f"{self.source}:{self.line}: {getattr(self.message, 'raw', self.message)}"

@@ -43,7 +43,7 @@ def predict(
     quantize: Quantize = None,
 ) -> None:
     """Classify texts; one output record per input text, in input order."""
-    from textlstm.predict_files import predict_files
+    from textlstm.predict_io import predict_files
 
     done = predict_files(
         run,

@@ -177,7 +177,7 @@ class TuneTable(TuneEvents):
             seconds=trial.seconds or 0.0,
         )
         value = f"{trial.value:.4f}" if trial.value is not None else "-"
-        extra = f" ({trial.reason})" if trial.reason else ""
+        extra = f" ({cli_text(trial.reason)})" if trial.reason else ""
         self.console.print(
             f"trial {trial.number}: {trial.state.lower()} {value}{extra}",
             soft_wrap=True,

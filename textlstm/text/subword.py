@@ -67,6 +67,8 @@ def load_subword(path: str | Path) -> Any:
         check_file(path, "tokenizer .json file", CheckpointError, VOCAB_LIMIT)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: tokenizer file not found") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"{path}: is a folder; give a tokenizer .json file") from None
     try:
         tokenizer = Tokenizer.from_file(str(path))
     except Exception as exc:  # noqa: BLE001 - the Rust side raises plain Exception with its own message

@@ -80,6 +80,8 @@ def load_state(run_dir: Path) -> tuple[TrainState, dict[str, Any]]:
     from safetensors import SafetensorError, safe_open
 
     path = run_dir / FILE
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder; a resume checkpoint is a file")
     if path.exists():
         check_file(path, "resume checkpoint", CheckpointError)
     if not path.is_file():

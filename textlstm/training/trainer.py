@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from textlstm import checkpoint
+from textlstm import checkpoint, settings
 from textlstm.data import Splits, data_root
 from textlstm.errors import CheckpointError, RecipeError, TrainingDiverged
 from textlstm.recipe import Recipe, load_recipe
@@ -49,7 +49,7 @@ class _Run:
 
 def train(
     recipe: Recipe,
-    out_dir: str | Path = "runs",
+    out_dir: str | Path = settings.RUNS_DIR,
     data_dir: str | Path | None = None,
     device: str = "auto",
     events: Events | None = None,
@@ -78,7 +78,7 @@ def train(
         None,
         [],
         0.0,
-        str(Path(data_dir).resolve()) if data_dir else None,
+        str(root.resolve()) if (root := settings.data_root(data_dir)) else None,
     )
     return _train(
         _Run(recipe, prepared, fit, folder, state, rng, target, precision, events, data_dir)
@@ -166,7 +166,7 @@ def _train(run: _Run) -> TrainResult:
     except TrainingDiverged as exc:
         kept = _discard_unless_resumable(run.folder)
         where = f"; {run.folder} keeps epoch {run.state.epoch} and can be resumed" if kept else ""
-        raise TrainingDiverged(f"{exc}{where}", run.folder if kept else None) from None
+        raise TrainingDiverged(f"{exc}{where}", run.folder if kept else None, str(exc)) from None
     except BaseException:
         _discard_unless_resumable(run.folder)
         raise

@@ -9,7 +9,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from textlstm.errors import TextLSTMError
+from textlstm.errors import TextLSTMError, say
 from textlstm.files import atomic_path, write_text
 from textlstm.recipe import Recipe
 from textlstm.text.cache import Options
@@ -33,7 +33,7 @@ def summary(trial: Any) -> TrialSummary:
         trial.state.name,
         seconds,
         run_dir if run_dir and Path(run_dir).is_dir() else None,
-        trial.user_attrs.get("reason"),
+        say(trial.user_attrs["reason"]) if trial.user_attrs.get("reason") else None,
         trial.user_attrs.get("best_epoch"),
         bool(trial.user_attrs.get("orphaned")),
     )
@@ -61,7 +61,8 @@ def write_results(recipe: Recipe, study: Any, folder: Path, ran: int) -> TuneRes
     complete = [t for t in summaries if t.state == "COMPLETE" and t.value is not None]
     if not complete:
         failed = [t for t in summaries if t.reason and t.state == "FAIL"]
-        why = f": trial {failed[-1].number} failed: {failed[-1].reason}" if failed else ""
+        last = failed[-1].reason if failed else ""
+        why = f": trial {failed[-1].number} failed: {getattr(last, 'raw', last)}" if failed else ""
         raise TextLSTMError(f"{folder}: no trial finished{why}")
     best = max(complete, key=lambda t: (t.value, -t.number))
     best_recipe = with_params(recipe, best.params)
@@ -117,7 +118,7 @@ def plots(study: Any, folder: Path, metric: str, events: TuneEvents) -> list[Pat
                 plt.close(figure)
             written.append(folder / name)
         except Exception as exc:  # noqa: BLE001 - e.g. importances need two finished trials that differ
-            events.message(f"no {name}: {reason(exc)}")
+            events.message(say(f"no {name}: {reason(exc)}"))
     return written
 
 

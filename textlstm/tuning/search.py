@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from textlstm import settings
 from textlstm.errors import RecipeError, TextLSTMError, param
 from textlstm.recipe import Recipe, TuneConfig
 from textlstm.text.cache import Options
@@ -22,7 +23,7 @@ from textlstm.tuning.workers import claim, fail_stale, finished, pool, work
 
 def tune(
     recipe: Recipe,
-    out_dir: str | Path = "runs",
+    out_dir: str | Path = settings.RUNS_DIR,
     trials: int | None = None,
     timeout: float | None = None,
     prune: bool = True,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from textlstm.errors import TextLSTMError, param
+from textlstm.errors import TextLSTMError, TrainingDiverged, param
 from textlstm.recipe import Recipe, SpaceEntry, recipe_from_dict
 from textlstm.text.cache import Options
 from textlstm.training import train
@@ -178,7 +178,11 @@ class Reporter(Events):
 
 
 def reason(exc: BaseException) -> str:
+    """Why a trial failed, in one line, its parameter references kept (``errors.say`` words it
+    for the library, the CLI with its flags)."""
     if isinstance(exc, TextLSTMError):
-        return exc.lines[0]
+        return exc.raw_lines[0]
+    if isinstance(exc, TrainingDiverged):
+        return exc.reason
     text = (str(exc).strip().splitlines() or [""])[0][:300]
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

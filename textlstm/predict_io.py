@@ -38,7 +38,7 @@ def read_inputs(
     """
     for item in _read(path, text_column, text_key):
         if isinstance(item, BadRecord) and on_error == "fail":
-            raise DataError(f"{item.source}:{item.line}: {item.message}")
+            raise DataError(item.raw)
         yield item
 
 
@@ -126,7 +126,7 @@ class FilesPredicted:
 
 def predict_files(
     run_dir: str | Path,
-    inputs: Sequence[str],
+    inputs: Sequence[str] | str | Path,
     output: str | Path | IO[str],
     text_column: str = "text",
     text_key: str = "text",
@@ -146,6 +146,8 @@ def predict_files(
         raise DataError(f"{param('on_error', on_error)}: use one of {', '.join(ON_ERROR)}")
     fmt = output_format(output)
     predictor = Predictor.load(run_dir, device, precision, quantize)
+    if isinstance(inputs, (str, Path)):
+        inputs = [str(inputs)]
     for name in inputs:  # a bad input file fails here, before anything is written
         if name != "-":
             next(read_inputs(name, text_column, text_key, on_error), None)
@@ -221,7 +223,7 @@ class PredictionWriter:
 
     def write_error(self, bad: BadRecord) -> None:
         """One record in the bad input's place, so output lines still match input records."""
-        message = self.wording(f"{bad.source}:{bad.line}: {bad.message}")
+        message = self.wording(bad.raw)
         if self.csv is None:
             self.handle.write(json.dumps({"error": message}, ensure_ascii=False) + "\n")
         else:
