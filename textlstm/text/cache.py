@@ -32,6 +32,7 @@ from textlstm.text.vectors import (
     coverage,
     embedding_matrix,
     inspect,
+    inspect_package,
     read_vectors,
 )
 from textlstm.text.vocab import split_by_lengths
@@ -107,11 +108,14 @@ def vectors_file(recipe: Recipe) -> VectorFile | None:
     """The vectors file's format and dimension, checked against the model before any work."""
     if recipe.vocab.vectors is None:
         return None
-    where = recipe.source or "<recipe>"
-    vf = inspect(Path(recipe.resolve_path(recipe.vocab.vectors)), where)
+    where, value = recipe.source or "<recipe>", recipe.vocab.vectors
+    if value.startswith("pkg:"):
+        vf = inspect_package(value, where)
+    else:
+        vf = inspect(Path(recipe.resolve_path(value)), where)
     if vf.dim != recipe.model.embedding_dim:
         raise RecipeError(
-            f"{where}: vocab.vectors: {vf.path} holds {vf.dim}-dimensional vectors "
+            f"{where}: vocab.vectors: {vf.spec or vf.path} holds {vf.dim}-dimensional vectors "
             f"but model.embedding_dim is {recipe.model.embedding_dim}; set "
             f"model.embedding_dim = {vf.dim}"
         )
@@ -292,6 +296,6 @@ def _attach_vectors(
     messages.append(
         f"vectors: {cov.found:,} of {len(vocab) - 2:,} vocabulary words "
         f"({cov.vocab_share:.1%}) and {cov.token_share:.1%} of training tokens have a "
-        f"pretrained vector in {vf.path.name}"
+        f"pretrained vector in {vf.name}"
         + (f"; {skipped:,} malformed line(s) skipped" if skipped else "")
     )

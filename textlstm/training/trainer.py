@@ -310,7 +310,7 @@ def _portable(recipe: Recipe, splits: Splits) -> Recipe:
     paths = {
         key: str(Path(recipe.resolve_path(value)).resolve())
         for key in ("path", "vectors")
-        if (value := getattr(recipe.vocab, key)) is not None
+        if (value := getattr(recipe.vocab, key)) is not None and not value.startswith("pkg:")
     }
     return (
         recipe.model_copy(update={"vocab": recipe.vocab.model_copy(update=paths)})
