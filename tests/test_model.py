@@ -111,3 +111,57 @@ def test_sorted_batches_and_collate():
     assert [b.tolist() for b in batches] == [[2, 0], [1]]
     tokens, lengths = collate(ids, batches[0])
     assert tokens.tolist() == [[8, 9, 10], [5, 6, 0]] and lengths.tolist() == [3, 2]
+
+
+# --- the n-gram branch ----------------------------------------------------------------------
+
+
+def test_the_ngram_bag_is_the_mean_of_unigram_and_hashed_bigram_rows_of_real_tokens_only():
+    from textlstm.model import NgramBag
+
+    torch.manual_seed(0)
+    bag = NgramBag(vocab_size=40, order=2, buckets=1024, dim=4, dropout=0.0).eval()
+    tokens = torch.tensor([[5, 7, 9, 0], [3, 0, 0, 0]]).t()  # (seq_len, batch), 0 = padding
+    lengths = torch.tensor([3, 1])
+    table = bag.embedding.weight
+    pair = [40 + (a * NgramBag.PRIME + b) % 1024 for a, b in ((5, 7), (7, 9))]
+    expected = torch.stack(
+        [
+            (table[5] + table[7] + table[9] + table[pair[0]] + table[pair[1]]) / 5,
+            table[3],  # one token: no bigram
+        ]
+    )
+    assert torch.allclose(bag(tokens, lengths), expected, atol=1e-6)
+    unigrams = NgramBag(vocab_size=40, order=1, buckets=1024, dim=4, dropout=0.0).eval()
+    assert unigrams.embedding.num_embeddings == 40  # no bigram rows when order is 1
+
+
+@pytest.mark.parametrize("pooling", ["max", "attention"])
+def test_with_ngrams_padding_does_not_matter_and_every_parameter_learns(pooling):
+    model = make(pooling, ngrams=2, ngram_dim=5, ngram_buckets=1024, ngram_dropout=0.0).eval()
+    assert model.head.in_features == 12 + 5
+    tokens = torch.randint(2, 40, (3, 9))
+    lengths = torch.tensor([4, 9, 1])
+    with torch.no_grad():
+        batched = model(tokens, lengths)
+        noisy = tokens.clone()
+        noisy[0, 4:] = torch.randint(2, 40, (5,))
+        assert torch.allclose(model(noisy, lengths), batched, atol=1e-6)
+    model.train()
+    torch.nn.functional.cross_entropy(model(tokens, lengths), torch.tensor([0, 1, 2])).backward()
+    assert model.ngram_bag.embedding.weight.grad.abs().sum() > 0
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_ngram_settings_without_the_branch_are_a_recipe_error():
+    from textlstm.errors import RecipeError
+    from textlstm.recipe import recipe_from_dict
+
+    raw = {"name": "r", "data": {"dataset": "d"}, "model": {"ngram_dim": 32}}
+    with pytest.raises(RecipeError) as info:
+        recipe_from_dict(raw, "r.toml")
+    assert info.value.lines == [
+        "r.toml: model.ngram_dim: needs model.ngrams = 1 or 2 (the n-gram branch is off)"
+    ]
+    raw["model"]["ngrams"] = 2
+    assert recipe_from_dict(raw, "r.toml").model.ngram_dim == 32

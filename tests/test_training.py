@@ -213,3 +213,15 @@ def test_a_label_column_mixing_numbers_and_names_is_one_line(tmp_path):
     numbers = tmp_path / "numbers.csv"
     numbers.write_text("text,label\n" + "".join(f"{t},{i % 2}\n" for i, (t, _) in enumerate(rows)))
     assert load_splits(DataConfig(dataset=str(numbers))).labels == ["0", "1"]
+
+
+def test_a_run_with_the_ngram_branch_saves_loads_and_reproduces_its_metrics(tmp_path, recipe_path):
+    recipe = load_recipe(recipe_path, ["model.ngrams=2", "model.ngram_buckets=2048"])
+    result = train(recipe, tmp_path / "runs", device="cpu")
+    meta = json.loads((result.run_dir / "meta.json").read_text())
+    again = evaluate(result.run_dir, split="validation", device="cpu").report
+    assert again.accuracy == meta["validation"]["accuracy"]
+    assert again.loss == pytest.approx(meta["validation"]["validation_loss"], abs=1e-6)
+    predictor = Predictor.load(result.run_dir, "cpu")
+    assert predictor.loaded.model.ngram_bag is not None
+    assert predictor.loaded.model.ngram_bag.embedding.num_embeddings == meta["vocab_size"] + 2048

@@ -41,6 +41,35 @@ def reverse_within_length(
     return x.gather(0, index.unsqueeze(-1).expand_as(x))  # (seq_len, batch, features)
 
 
+class NgramBag(nn.Module):
+    """fastText-style features: the mean embedding of a text's unigram ids and (``order`` 2) its
+    hashed bigrams, with its own dropout. It sees what a bag-of-n-grams model sees, and is joined
+    to the LSTM's pooled features before the head."""
+
+    PRIME = 1_000_003  # bigram (a, b) -> (a * PRIME + b) mod buckets
+
+    def __init__(self, vocab_size: int, order: int, buckets: int, dim: int, dropout: float) -> None:
+        super().__init__()
+        self.vocab_size, self.order, self.buckets = vocab_size, order, buckets
+        self.embedding = nn.Embedding(vocab_size + (buckets if order > 1 else 0), dim)
+        nn.init.uniform_(self.embedding.weight, -1.0 / dim, 1.0 / dim)  # fastText's start
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """tokens (seq_len, batch), lengths (batch,) -> (batch, dim), padding left out."""
+        positions = torch.arange(tokens.shape[0], device=tokens.device).unsqueeze(1)  # (seq_len, 1)
+        real = (positions < lengths.unsqueeze(0)).unsqueeze(-1)  # (seq_len, batch, 1)
+        total = (self.embedding(tokens) * real).sum(dim=0)  # (batch, dim)
+        count = lengths.unsqueeze(1).to(total.dtype)  # (batch, 1)
+        if self.order > 1 and tokens.shape[0] > 1:
+            pairs = self.vocab_size + (tokens[:-1] * self.PRIME + tokens[1:]) % self.buckets
+            # (seq_len - 1, batch, 1): a pair needs both of its tokens
+            both = (positions[:-1] < (lengths - 1).unsqueeze(0)).unsqueeze(-1)
+            total = total + (self.embedding(pairs) * both).sum(dim=0)  # (batch, dim)
+            count = count + (lengths - 1).clamp(min=0).unsqueeze(1).to(total.dtype)
+        return self.dropout(total / count)  # (batch, dim)
+
+
 def _cell(kind: type[nn.RNNBase], input_size: int, hidden_size: int) -> nn.Module:
     return kind(input_size, hidden_size)  # type: ignore[call-arg, arg-type]  # nn.LSTM's own signature
 
@@ -66,7 +95,13 @@ class LSTMClassifier(nn.Module):
         self.output_size = cfg.hidden_size * directions
         self.attention = nn.Linear(self.output_size, 1) if cfg.pooling == "attention" else None
         self.dropout = nn.Dropout(cfg.dropout)
-        self.head = nn.Linear(self.output_size, num_classes)
+        self.ngram_bag = (
+            NgramBag(vocab_size, cfg.ngrams, cfg.ngram_buckets, cfg.ngram_dim, cfg.ngram_dropout)
+            if cfg.ngrams
+            else None
+        )
+        extra = cfg.ngram_dim if cfg.ngrams else 0
+        self.head = nn.Linear(self.output_size + extra, num_classes)
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """tokens (batch, seq_len) of ids, lengths (batch,) on the same device -> logits."""
@@ -93,11 +128,21 @@ class LSTMClassifier(nn.Module):
                 pooled = torch.cat(
                     [self.pool(forward_out, lengths), self.pool(backward_out, lengths)], dim=-1
                 )  # (batch, output_size)
-                return self.head(self.dropout(pooled))
+                return self._classify(pooled, tokens, lengths)
             backward_out = reverse_within_length(backward_out, lengths, index)
             x = torch.cat([forward_out, backward_out], dim=-1)  # (seq_len, batch, 2 * hidden_size)
         pooled = self.pool(x, lengths)  # (batch, output_size)
-        return self.head(self.dropout(pooled))
+        return self._classify(pooled, tokens, lengths)
+
+    def _classify(
+        self, pooled: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor
+    ) -> torch.Tensor:
+        """pooled (batch, output_size), tokens (seq_len, batch) -> logits (batch, num_classes)."""
+        features = self.dropout(pooled)
+        if self.ngram_bag is not None:
+            bag = self.ngram_bag(tokens, lengths).to(features.dtype)  # (batch, ngram_dim)
+            features = torch.cat([features, bag], dim=-1)  # (batch, output_size + ngram_dim)
+        return self.head(features)
 
     def pool(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """x (seq_len, batch, features) -> (batch, features), ignoring the padding."""

