@@ -156,13 +156,8 @@ def read_vectors(
     exact: set[str] = set()
     skipped = 0
     for word, rest in _lines(vf):
-        if word in wanted:
-            target = word
-        elif (
-            lowercase and (low := word.lower()) in wanted and low not in exact and low not in found
-        ):
-            target = low
-        else:
+        target = _target(word, wanted, lowercase, exact, found)
+        if target is None:
             continue
         try:
             values = np.array(rest.split(), dtype=np.float32)
@@ -177,6 +172,18 @@ def read_vectors(
     return found, skipped
 
 
+def _target(
+    word: str, wanted: Collection[str], lowercase: bool, exact: set[str], found: Collection[str]
+) -> str | None:
+    """The vocabulary word a vectors entry serves: itself, or with ``lowercase`` its lower-case
+    form while that has no vector yet (an exact entry met later replaces it)."""
+    if word in wanted:
+        return word
+    if lowercase and (low := word.lower()) in wanted and low not in exact and low not in found:
+        return low
+    return None
+
+
 def _read_package(
     vf: VectorFile, wanted: Collection[str], lowercase: bool
 ) -> dict[str, np.ndarray]:
@@ -184,13 +191,13 @@ def _read_package(
     rows: dict[str, int] = {}
     exact: set[str] = set()
     for row, word in enumerate(_package_words(vf)):
-        if word in wanted:
-            rows[word] = row
-            exact.add(word)
-        elif lowercase and (low := word.lower()) in wanted and low not in exact and low not in rows:
-            rows[low] = row
+        target = _target(word, wanted, lowercase, exact, rows)
+        if target is not None:
+            rows[target] = row
+            if target == word:
+                exact.add(word)
     matrix = np.load(vf.path, mmap_mode="r")
-    if len(matrix) < len(rows) or (rows and max(rows.values()) >= len(matrix)):
+    if rows and max(rows.values()) >= len(matrix):
         raise RecipeError(
             f"vocab.vectors: {vf.name}: the word index names more rows than "
             f"{vf.path.name} holds; the package is damaged: reinstall it"
