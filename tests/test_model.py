@@ -34,7 +34,7 @@ def test_reverse_within_length_keeps_padding_in_place_and_is_its_own_inverse():
     assert torch.equal(reverse_within_length(ids, lengths), flipped.squeeze(-1).long())
 
 
-@pytest.mark.parametrize("pooling", ["last", "mean", "max", "attention"])
+@pytest.mark.parametrize("pooling", ["last", "mean", "max", "attention", "concat"])
 def test_bidirectional_layer_matches_a_plain_per_text_computation(pooling):
     model = make(pooling, num_layers=1).eval()
     tokens = torch.randint(2, 40, (3, 7))
@@ -53,6 +53,12 @@ def test_bidirectional_layer_matches_a_plain_per_text_computation(pooling):
             elif pooling == "attention":
                 weights = model.attention(torch.tanh(out)).squeeze(-1).softmax(dim=0)
                 pooled = weights @ out
+            elif pooling == "concat":  # per direction: its final state, max and mean
+                f, b = forward_out.squeeze(1), backward_out.squeeze(1)
+                pooled = torch.cat(
+                    [f[-1], f.max(dim=0).values, f.mean(dim=0)]
+                    + [b[0], b.max(dim=0).values, b.mean(dim=0)]
+                )
             else:
                 pooled = torch.cat([forward_out[-1, 0], backward_out[0, 0]])
             assert torch.allclose(model.head(pooled), batched[row], atol=1e-5), (pooling, row)
@@ -60,7 +66,11 @@ def test_bidirectional_layer_matches_a_plain_per_text_computation(pooling):
 
 @pytest.mark.parametrize(
     "pooling, cell, bidirectional",
-    list(itertools.product(["last", "mean", "max", "attention"], ["lstm", "gru"], [True, False])),
+    list(
+        itertools.product(
+            ["last", "mean", "max", "attention", "concat"], ["lstm", "gru"], [True, False]
+        )
+    ),
 )
 def test_padding_never_changes_the_result(pooling, cell, bidirectional):
     model = make(pooling, cell, bidirectional).eval()
@@ -77,7 +87,7 @@ def test_padding_never_changes_the_result(pooling, cell, bidirectional):
             assert torch.allclose(alone[0], batched[row], atol=1e-5)
 
 
-@pytest.mark.parametrize("pooling", ["last", "mean", "max", "attention"])
+@pytest.mark.parametrize("pooling", ["last", "mean", "max", "attention", "concat"])
 def test_every_parameter_gets_a_gradient(pooling):
     model = make(pooling, embedding_dropout=0.1)
     tokens = torch.randint(2, 40, (4, 7))

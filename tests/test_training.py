@@ -225,3 +225,41 @@ def test_a_run_with_the_ngram_branch_saves_loads_and_reproduces_its_metrics(tmp_
     predictor = Predictor.load(result.run_dir, "cpu")
     assert predictor.loaded.model.ngram_bag is not None
     assert predictor.loaded.model.ngram_bag.embedding.num_embeddings == meta["vocab_size"] + 2048
+
+
+@pytest.mark.parametrize(
+    "cfg, per_epoch, planned",
+    [
+        ({"epochs": 7}, 100, 7),  # a number is taken as it is
+        ({}, 352, 9),  # 25,000 reviews at 64: ceil(3,000 / 352)
+        ({}, 79, 38),  # 5,000 texts train about as many steps
+        ({}, 10, 40),  # the ceiling
+        ({}, 5000, 2),  # very large data still gets two epochs
+        ({"steps": 100, "max_epochs": 1}, 10, 1),  # a ceiling below two wins
+    ],
+)
+def test_auto_epochs_follow_the_data(cfg, per_epoch, planned):
+    from textlstm.recipe import TrainConfig
+
+    assert TrainConfig(**cfg).planned_epochs(per_epoch) == planned
+
+
+def test_auto_epochs_plan_a_step_budget_and_the_run_keeps_the_number(tmp_path, recipe_path):
+    messages = []
+
+    class Collect(Events):
+        def message(self, text):
+            messages.append(text)
+
+    # 48 training rows at 8 a batch: 6 steps an epoch, so 20 steps need 4 epochs
+    recipe = load_recipe(recipe_path, ['train.epochs="auto"', "train.steps=20"])
+    result = train(recipe, tmp_path / "runs", device="cpu", events=Collect())
+    assert len(result.epochs) == 4
+    assert any(m.startswith('train.epochs = "auto": 4 epochs of 6 steps') for m in messages)
+    saved = load_recipe(result.run_dir / "recipe.toml")
+    assert saved.train.epochs == 4 and saved.train.steps == 20
+    # the schedule spans the planned steps: the learning rate reaches zero at the last one
+    from textlstm.training.setup import lr_schedule
+
+    factor = lr_schedule(saved.train, 24)
+    assert factor(23) > 0 and factor(24) == 0.0

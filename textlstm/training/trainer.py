@@ -26,7 +26,7 @@ from textlstm.runtime import bf16_support, pick_device, seed_everything
 from textlstm.text.cache import Options
 from textlstm.training.events import EpochResult, Events, TrainResult
 from textlstm.training.loop import Fit, epochs
-from textlstm.training.setup import Prepared, build_fit, prepare
+from textlstm.training.setup import Prepared, build_fit, plan_epochs, prepare
 from textlstm.training.state import FILE as RESUME_FILE
 from textlstm.training.state import TrainState, load_state, restore, save_state
 
@@ -60,6 +60,7 @@ def train(
     target = pick_device(device)
     rng = seed_everything(recipe.seed)
     prepared = prepare(recipe, data_dir, events, options)
+    recipe = plan_epochs(recipe, prepared, events)  # the run folder keeps the planned number
     fit = build_fit(recipe, prepared, target)
     precision = _describe(prepared, fit, target, events, recipe.train.precision)
     folder = checkpoint.reserve_run_dir(out_dir, recipe.name)
@@ -108,13 +109,14 @@ def resume(
     data_dir = data_dir or state.data_dir
     rng = seed_everything(recipe.seed)
     prepared = prepare(recipe, data_dir, events, options)
+    recipe = plan_epochs(recipe, prepared)  # a run folder's recipe has its epochs planned already
     checkpoint.check_identity(folder, prepared.encoder, prepared.splits.labels)
     fit = build_fit(recipe, prepared, target)
     restore(raw, fit.model, fit.optimizer, fit.scheduler, rng)
     folder = checkpoint.reopen(folder)  # only now: a resume that fails above leaves it as it was
     with open(folder / "metrics.jsonl", "w", encoding="utf-8") as log:  # drop a half-logged epoch
         log.writelines(json.dumps(row) + "\n" for row in state.history)
-    events.message(f"resuming {folder} after epoch {state.epoch} of {recipe.train.epochs}")
+    events.message(f"resuming {folder} after epoch {state.epoch} of {recipe.train.total_epochs}")
     precision = "fp32" if bf16_support(target) == "none" else recipe.train.precision
     return _train(
         _Run(recipe, prepared, fit, folder, state, rng, target, precision, events, data_dir)
@@ -183,7 +185,11 @@ def _discard_unless_resumable(folder: Path) -> bool:
 def _fit(run: _Run) -> str:
     """Runs the loop from the run's last finished epoch; returns how it stopped."""
     cfg, state = run.recipe.train, run.state
-    if cfg.patience and state.epoch - state.best_epoch >= cfg.patience and state.epoch < cfg.epochs:
+    if (
+        cfg.patience
+        and state.epoch - state.best_epoch >= cfg.patience
+        and state.epoch < cfg.total_epochs
+    ):
         return "early_stopping"  # a resumed run that had already stopped early
     history = [EpochResult(**row) for row in state.history]
     ids = run.prepared.ids
@@ -209,7 +215,7 @@ def _fit(run: _Run) -> str:
         if (
             cfg.patience
             and result.epoch - state.best_epoch >= cfg.patience
-            and result.epoch < cfg.epochs
+            and result.epoch < cfg.total_epochs
         ):
             run.events.message(
                 f"stopping early: no better validation {cfg.metric} for {cfg.patience} epoch(s)"

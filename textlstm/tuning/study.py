@@ -124,6 +124,7 @@ def open_study(recipe: Recipe, storage: Any, prune: bool) -> Any:
     if prune and cfg.pruner == "median":
         pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1)
     elif prune and cfg.pruner == "hyperband":
+        # with train.epochs = "auto" optuna takes the longest trial as the maximum resource
         pruner = optuna.pruners.HyperbandPruner(min_resource=1, max_resource=recipe.train.epochs)
     return optuna.create_study(
         study_name=recipe.name,
