@@ -8,12 +8,13 @@ epoch once (--train-repeats), inference rows three times (--repeats); the table 
 
 Rows (each measured in this run, in a fresh process for the toolkit, so its peak RSS is its own):
 - training tokens/s, where a token is a kept token after truncation to max_length, and the
-  seconds of one epoch: `textlstm train` on recipes/imdb.toml (one epoch) in fp32 and, when the
-  recipe trains in bf16, in bf16 too; the PyTorch reference: every text padded to max_length,
-  shuffled DataLoader, batch size 32, Embedding -> nn.LSTM (bidirectional) -> max over all
-  positions -> dropout -> Linear, Adam, on the same token ids; and the same model in Keras
-  (bench/keras_ref.py, `model.fit` defaults, in a venv of its own holding tensorflow-cpu, made
-  on first use under ~/.cache/textlstm/keras-venv or TEXTLSTM_KERAS_VENV);
+  seconds of one epoch: `textlstm train` on recipes/imdb.toml in the reference's shape (max
+  pooling, no n-gram branch: see SHAPE; one epoch) in fp32 and in bf16; the PyTorch reference:
+  every text padded to max_length, shuffled DataLoader, batch size 32, Embedding -> nn.LSTM
+  (bidirectional) -> max over all positions -> dropout -> Linear, Adam, on the same token ids;
+  and the same model in Keras (bench/keras_ref.py, `model.fit` defaults, in a venv of its own
+  holding tensorflow-cpu, made on first use under ~/.cache/textlstm/keras-venv or
+  TEXTLSTM_KERAS_VENV);
 - the FLOP floor: the LSTM's FLOPs per token (forward + backward) over this machine's measured
   fp32 matmul rate on the same threads (the highest of three samples taken through the run), and
   each row's share of it;
