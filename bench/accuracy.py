@@ -37,17 +37,19 @@ from pathlib import Path
 
 import numpy as np
 
+from textlstm.baseline import TFIDF_LR
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULTS = "defaults"  # a recipe of the first one's [data] and seed only: every other key defaulted
+INIT = "init"  # what `textlstm init` chooses for the data, on the first recipe's splits
 SUITES = {
-    "imdb": ["imdb.toml"],
+    "imdb": ["imdb.toml", INIT],
     # the same recipe on 5,000 of the training reviews: training length has to follow the data
-    "imdb-5k": ["imdb.toml"],
-    "bbc-news": ["bbc-news.toml", "bbc-news-ngrams.toml", "bbc-news-glove.toml", DEFAULTS],
-    "sst2": ["sst2.toml", "sst2-glove.toml"],
+    "imdb-5k": ["imdb.toml", INIT],
+    "bbc-news": ["bbc-news.toml", "bbc-news-ngrams.toml", "bbc-news-glove.toml", DEFAULTS, INIT],
+    "sst2": ["sst2.toml", "sst2-glove.toml", INIT],
 }
 SUBSETS = {"imdb-5k": 5000}  # training rows drawn (stratified, seeded) from the full train split
-C_GRID = (1.0, 4.0, 16.0, 64.0)
 
 
 @dataclass
@@ -58,6 +60,7 @@ class Row:
     macro_f1: float | None
     seconds: float
     note: str = ""
+    rss_mb: float | None = None  # peak resident memory of the process that fitted it
 
 
 def texts_and_labels(splits, name: str) -> tuple[list[str], np.ndarray]:
@@ -72,64 +75,29 @@ def macro_f1(y: np.ndarray, pred: np.ndarray) -> float:
     return float(f1_score(y, pred, average="macro"))
 
 
-def tfidf_lr(data) -> tuple[np.ndarray, str]:
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (Linux reports kilobytes)."""
+    import resource
 
-    (xt, yt), (xv, yv), (xs, _) = data
-    vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
-    train, val, test = vec.fit_transform(xt), vec.transform(xv), vec.transform(xs)
-    best = max(
-        C_GRID,
-        key=lambda c: (
-            LogisticRegression(C=c, max_iter=2000).fit(train, yt).predict(val) == yv
-        ).mean(),
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def baseline_row(name: str, method: str, recipe, data_root: str) -> Row:
+    """One baseline fitted on the recipe's own splits (run in a fresh process: its peak RSS)."""
+    from textlstm.baseline import BASELINES
+    from textlstm.data import load_splits
+
+    base = Path(recipe.source).parent if recipe.source else None
+    splits = load_splits(recipe.data, data_root, recipe.seed, base)
+    (xt, yt), (xv, yv), (xs, y) = (
+        texts_and_labels(splits, s) for s in ("train", "validation", "test")
     )
-    model = LogisticRegression(C=best, max_iter=2000).fit(train, yt)
-    return model.predict(test), f"C={best:g}, {train.shape[1]:,} features"
-
-
-def nbsvm(data) -> tuple[np.ndarray, str]:
-    from sklearn.feature_extraction.text import CountVectorizer
-    from sklearn.linear_model import LogisticRegression
-
-    (xt, yt), (xv, yv), (xs, _) = data
-    vec = CountVectorizer(ngram_range=(1, 2), min_df=2, binary=True)
-    train, val, test = vec.fit_transform(xt), vec.transform(xv), vec.transform(xs)
-    classes = np.unique(yt)
-
-    def ratio(positive: np.ndarray) -> np.ndarray:
-        p = np.asarray(train[positive].sum(axis=0)).ravel() + 1.0
-        q = np.asarray(train[~positive].sum(axis=0)).ravel() + 1.0
-        return np.log((p / p.sum()) / (q / q.sum()))
-
-    def scores(c: float, matrices: list) -> list[np.ndarray]:
-        if len(classes) == 2:
-            r = ratio(yt == classes[1])
-            model = LogisticRegression(C=c, max_iter=2000).fit(train.multiply(r).tocsr(), yt)
-            return [model.predict(m.multiply(r).tocsr()) for m in matrices]
-        columns = []
-        for k in classes:  # one against the rest, each with its own ratio
-            r = ratio(yt == k)
-            model = LogisticRegression(C=c, max_iter=2000).fit(train.multiply(r).tocsr(), yt == k)
-            columns.append([model.decision_function(m.multiply(r).tocsr()) for m in matrices])
-        return [classes[np.argmax(np.stack(col), axis=0)] for col in zip(*columns)]
-
-    best = max(C_GRID, key=lambda c: (scores(c, [val])[0] == yv).mean())
-    return scores(best, [test])[0], f"C={best:g}, {train.shape[1]:,} features"
-
-
-def baselines(name: str, splits) -> list[Row]:
-    data = [texts_and_labels(splits, s) for s in ("train", "validation", "test")]
-    y = data[2][1]
-    rows = []
-    for method, fit in (("TF-IDF 1-2 grams + LR", tfidf_lr), ("NBSVM 1-2 grams", nbsvm)):
-        start = time.perf_counter()
-        pred, note = fit(data)
-        seconds = time.perf_counter() - start
-        rows.append(Row(name, method, float((pred == y).mean()), macro_f1(y, pred), seconds, note))
-        print(f"  {method}: {rows[-1].accuracy:.2%} ({seconds:.0f} s, {note})", flush=True)
-    return rows
+    fitted = BASELINES[method](xt, yt, xv, yv)
+    pred = fitted.predict(xs)
+    row = Row(name, method, float((pred == y).mean()), macro_f1(y, pred), fitted.seconds)
+    row.note, row.rss_mb = fitted.note, peak_rss_mb()
+    print(f"  {method}: {row.accuracy:.2%} ({row.seconds:.0f} s, {row.note})", flush=True)
+    return row
 
 
 def glove_missing(recipe) -> bool:
@@ -175,26 +143,74 @@ def textlstm_row(name: str, recipe, data_dir: str, out: Path) -> Row:
     seconds = float(meta["train_seconds"])
     note = f"{len(result.epochs)} epochs, best {result.best_epoch}; {wall:.0f} s with data"
     print(f"  {path.name}: {report.accuracy:.2%} ({seconds:.0f} s training, {note})", flush=True)
-    return Row(name, path.name, report.accuracy, report.macro_f1, seconds, note)
+    return Row(name, path.name, report.accuracy, report.macro_f1, seconds, note, peak_rss_mb())
 
 
 def table(rows: list[Row]) -> str:
     lines = [
-        "| data | method | test accuracy | macro-F1 | vs TF-IDF + LR | seconds | notes |",
-        "|---|---|---|---|---|---|---|",
+        "| data | method | test accuracy | macro-F1 | vs TF-IDF + LR | seconds | peak RSS "
+        "| notes |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    reference = {r.data: r.accuracy for r in rows if r.method.startswith("TF-IDF")}
+    reference = {r.data: r.accuracy for r in rows if r.method == TFIDF_LR}
     for r in rows:
         if r.accuracy is None:
-            lines.append(f"| {r.data} | {r.method} | – | – | – | – | {r.note} |")
+            lines.append(f"| {r.data} | {r.method} | – | – | – | – | – | {r.note} |")
             continue
         ref = reference.get(r.data)
         delta = "" if ref is None else f"{100 * (r.accuracy - ref):+.2f} points"
+        rss = "–" if r.rss_mb is None else f"{r.rss_mb:,.0f} MB"
         lines.append(
             f"| {r.data} | {r.method} | {r.accuracy:.2%} | {r.macro_f1:.4f} | {delta} "
-            f"| {r.seconds:.0f} | {r.note} |"
+            f"| {r.seconds:.0f} | {rss} | {r.note} |"
         )
     return "\n".join(lines)
+
+
+def init_recipe(first, data_root: str):
+    """What `textlstm init` chooses for the data set, on the same splits as the other rows: its
+    [data] section is ``first``'s (the bundled recipe's split settings), the rest is init's."""
+    from textlstm.data.starter import starting_recipe
+    from textlstm.recipe import recipe_from_dict
+
+    base = Path(first.source).parent if first.source else None
+    dataset = first.data.dataset
+    if base is not None and (base / dataset).exists():
+        dataset = str((base / dataset).resolve())
+    text, label = first.data.text, first.data.label
+    chosen = starting_recipe(dataset, text, label, data_root, seed=first.seed).recipe
+    raw = chosen.model_dump(mode="json", exclude_none=True)
+    raw["data"] = {k: v for k, v in first.data.model_dump(mode="json").items() if v is not None}
+    raw["data"]["dataset"] = dataset
+    raw["name"] = f"{first.name}-init"
+    return recipe_from_dict(raw, "<init>")
+
+
+def recipes_for(name: str, paths: list[Path], overrides: list[str], data_root: str) -> list:
+    import textlstm
+
+    first = textlstm.load_recipe(paths[0], overrides)
+    recipes = []
+    for path in paths:
+        if path.name == DEFAULTS:
+            recipes.append(defaults_recipe(first))
+        elif path.name == INIT:
+            recipes.append(init_recipe(first, data_root))
+        else:
+            recipe = textlstm.load_recipe(path, overrides)
+            if recipe.data != first.data:
+                raise SystemExit(f"{path.name}: its [data] differs from {paths[0].name}")
+            recipes.append(recipe)
+    return recipes
+
+
+def in_own_process(fn, *args) -> Row:
+    """``fn(*args)`` in a fresh process, so that each row's peak RSS is its own."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return pool.submit(fn, *args).result()
 
 
 def main() -> int:
@@ -204,7 +220,7 @@ def main() -> int:
     parser.add_argument("--skip-textlstm", action="store_true", help="the baselines only")
     args = parser.parse_args()
     import textlstm
-    from textlstm.data import load_splits
+    from textlstm.baseline import BASELINES
 
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="bench-accuracy-") as tmp:
@@ -215,19 +231,13 @@ def main() -> int:
                 seed = textlstm.load_recipe(paths[0]).seed
                 folder = subset(args.data_root, SUBSETS[name], seed, Path(tmp))
                 overrides = [f'data.dataset="{folder}"']
-            first = textlstm.load_recipe(paths[0], overrides)
             print(f"{name}:", flush=True)
-            splits = load_splits(first.data, args.data_root, first.seed, paths[0].parent)
-            rows += baselines(name, splits)
-            for path in [] if args.skip_textlstm else paths:
-                recipe = (
-                    defaults_recipe(first)
-                    if path.name == DEFAULTS
-                    else textlstm.load_recipe(path, overrides)
-                )
-                if recipe.data != first.data:
-                    raise SystemExit(f"{path.name}: its [data] differs from {paths[0].name}")
-                rows.append(textlstm_row(name, recipe, args.data_root, Path(tmp) / name))
+            recipes = recipes_for(name, paths, overrides, args.data_root)
+            for method in BASELINES:
+                rows.append(in_own_process(baseline_row, name, method, recipes[0], args.data_root))
+            for recipe in [] if args.skip_textlstm else recipes:
+                out = Path(tmp) / name
+                rows.append(in_own_process(textlstm_row, name, recipe, args.data_root, out))
     print()
     print(table(rows))
     return 0

@@ -200,3 +200,53 @@ def test_evaluate_on_other_data(trained_run, tmp_path):
         "known labels: neg, pos"
     )
     assert not (trained_run / "eval-extra.json").exists()
+
+
+def test_evaluate_with_baseline_fits_tfidf_lr_on_the_runs_training_rows(trained_run):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    from textlstm.data import column, load_splits
+    from textlstm.recipe import load_recipe
+
+    result = invoke("evaluate", trained_run, "--baseline")
+    assert result.exit_code == 0, result.output
+    saved = json.loads((trained_run / "eval-test.json").read_text())
+    linear = saved["baseline"]
+    assert linear["method"] == "TF-IDF 1-2 grams + LR" and linear["rows"] == saved["rows"]
+
+    recipe = load_recipe(trained_run / "recipe.toml")
+    splits = load_splits(recipe.data, None, recipe.seed)
+    train, test = splits["train"], splits["test"]
+    assert linear["train_rows"] == len(train)  # the training rows only, not validation too
+    c = float(linear["note"].split(",")[0].removeprefix("C="))
+    assert c in (1.0, 4.0, 16.0, 64.0)
+    vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
+    model = LogisticRegression(C=c, max_iter=2000).fit(
+        vec.fit_transform(column(train, "text")), column(train, "label")
+    )
+    expected = (model.predict(vec.transform(column(test, "text"))) == column(test, "label")).mean()
+    assert linear["accuracy"] == pytest.approx(expected)
+    assert linear["accuracy"] >= 0.9  # the class words decide these texts: labels line up
+    assert f"baseline TF-IDF 1-2 grams + LR (fitted on {len(train)} training rows" in result.stdout
+    assert f"accuracy {linear['accuracy']:.2%}" in result.stdout.replace("\n", " ")
+    assert "points" in result.stdout
+
+
+def test_the_baselines_fit_several_classes_and_pick_c_on_validation():
+    import numpy as np
+
+    from textlstm.baseline import C_GRID, fit_nbsvm, fit_tfidf_lr
+
+    from conftest import make_texts
+
+    labels = ("neg", "pos", "neutral")
+    texts = [t for k in labels for t in make_texts(k, 60, 1)]
+    y = np.repeat(np.arange(3), 60)
+    held = [t for k in labels for t in make_texts(k, 20, 2)]
+    held_y = np.repeat(np.arange(3), 20)
+    for fit in (fit_tfidf_lr, fit_nbsvm):
+        fitted = fit(texts, y, held, held_y)
+        assert fitted.c in C_GRID and fitted.train_rows == 180
+        assert (fitted.predict(held) == held_y).mean() >= 0.9
+        assert fit(texts, y).c == 4.0  # no validation texts: the middle of the grid

@@ -89,3 +89,16 @@ def test_a_missing_column_is_one_line_naming_the_option(tmp_path):
         f"error: {data}: no column 'text' (columns: review, stars); pass --text"
     )
     assert not list(tmp_path.glob("*.toml"))
+
+
+def test_sizes_follow_the_rows_and_the_text_length():
+    def picked(rows, long):
+        return {c.key: c.value for c in starter._size_choices(rows, 2, long=long)}
+
+    small, short, long = picked(3_000, False), picked(60_000, False), picked(25_000, True)
+    assert (small["model.hidden_size"], short["model.hidden_size"]) == (64, 128)
+    assert long["model.hidden_size"] == 64  # hundreds of tokens a text: each step costs more
+    assert small["model.dropout"] > short["model.dropout"]
+    assert small["model.ngram_buckets"] < short["model.ngram_buckets"]
+    for chosen in (small, short, long):
+        assert chosen["model.pooling"] == "concat" and chosen["model.ngrams"] == 2

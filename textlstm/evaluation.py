@@ -35,6 +35,28 @@ class Evaluation:
     plot_path: Path
     notes: list[str]
     precision: str = "fp32"  # fp32, bf16 or int8: what the model ran in
+    baseline: BaselineScore | None = None  # TF-IDF + LR on the same rows, when asked for
+
+
+@dataclass
+class BaselineScore:
+    """The TF-IDF + LR baseline fitted on the run's own training split, scored on the same rows
+    as the model."""
+
+    report: Report
+    method: str
+    note: str  # its C and feature count
+    train_rows: int
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "note": self.note,
+            "train_rows": self.train_rows,
+            "fit_seconds": round(self.seconds, 2),
+            **self.report.to_dict(),
+        }
 
 
 def evaluate(
@@ -48,10 +70,13 @@ def evaluate(
     batch_size: int | None = None,
     precision: str = "auto",
     quantize: str | None = None,
+    baseline: bool = False,
 ) -> Evaluation:
     """``precision``: auto (as the run was trained), fp32 or bf16; ``quantize="int8"``: dynamic
     int8 quantization (CPU). A report in another mode than the run's own gets its own files
-    (``eval-test-int8.json``), so the default report is never overwritten."""
+    (``eval-test-int8.json``), so the default report is never overwritten. ``baseline``: also fit
+    TF-IDF + logistic regression on the run's training split (C picked on its validation split)
+    and score it on the same rows, in ``Evaluation.baseline`` and the JSON report."""
     loaded, mode, target = load_for_inference(run_dir, device, precision, quantize)
     recipe = loaded.recipe
     columns = {"text": text_column, "label": label_column}
@@ -73,13 +98,40 @@ def evaluate(
         torch.nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(truth))
     )
     result = report(truth, logits.argmax(axis=1), loaded.labels, loss)
+    linear = fit_baseline(loaded, data_dir, dataset, truth) if baseline else None
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name)
     json_path = loaded.run_dir / f"eval-{safe}.json"
     plot_path = loaded.run_dir / f"eval-{safe}-confusion.png"
     summary = {"run": str(loaded.run_dir), "evaluated_on": name, "precision": mode, "notes": notes}
-    write_text(json_path, json.dumps({**summary, **result.to_dict()}, indent=2))
+    extra = {} if linear is None else {"baseline": linear.to_dict()}
+    write_text(json_path, json.dumps({**summary, **result.to_dict(), **extra}, indent=2))
     plot_confusion(result, plot_path, f"{loaded.recipe.name}: {name}")
-    return Evaluation(result, name, json_path, plot_path, notes, mode)
+    return Evaluation(result, name, json_path, plot_path, notes, mode, linear)
+
+
+def fit_baseline(
+    loaded: Loaded, data_dir: str | Path | None, dataset: Any, truth: np.ndarray
+) -> BaselineScore:
+    """TF-IDF + LR fitted on the run's own training split, as the recipe loads it (the training
+    rows only; the validation rows pick C), and scored on ``dataset``."""
+    from textlstm.baseline import fit_tfidf_lr
+
+    splits = load_splits(loaded.recipe.data, data_dir, loaded.recipe.seed)
+    if splits.labels != loaded.labels:
+        raise DataError(
+            f"{splits.source}: labels {splits.labels} differ from the run's {loaded.labels}; "
+            f"the baseline needs the data the run was trained on (drop {param('baseline')})"
+        )
+    val = splits["validation"] if "validation" in splits.names else None
+    fitted = fit_tfidf_lr(
+        column(splits["train"], "text"),
+        np.asarray(column(splits["train"], "label")),
+        column(val, "text") if val is not None else [],
+        np.asarray(column(val, "label")) if val is not None else None,
+    )
+    predicted = fitted.predict(column(dataset, "text"))
+    scored = report(truth, np.asarray(predicted), loaded.labels)
+    return BaselineScore(scored, fitted.method, fitted.note, fitted.train_rows, fitted.seconds)
 
 
 def _own_split(

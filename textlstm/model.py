@@ -148,8 +148,18 @@ class LSTMClassifier(nn.Module):
     ) -> torch.Tensor:
         """pooled (batch, output_size), tokens (seq_len, batch) -> logits (batch, num_classes)."""
         features = self.dropout(pooled)
+        self.branch_logits: list[torch.Tensor] = []
         if self.ngram_bag is not None:
             bag = self.ngram_bag(tokens, lengths).to(features.dtype)  # (batch, ngram_dim)
+            if self.training and self.cfg.branch_loss > 0:
+                # each branch alone through its columns of the head; their sum less one bias
+                # is the joint logits. The training loop adds their losses (model.branch_loss)
+                weight, bias = self.head.weight, self.head.bias
+                split = features.shape[-1]
+                self.branch_logits = [
+                    nn.functional.linear(features, weight[:, :split], bias),
+                    nn.functional.linear(bag, weight[:, split:], bias),
+                ]
             features = torch.cat([features, bag], dim=-1)  # (batch, output_size + ngram_dim)
         return self.head(features)
 

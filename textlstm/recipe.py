@@ -96,6 +96,9 @@ class ModelConfig(_Section):
     ngram_dim: int = Field(64, ge=1, le=1024)
     ngram_buckets: int = Field(65_536, ge=1024, le=1 << 24, description="hashed bigram rows")
     ngram_dropout: float = Field(0.2, ge=0.0, lt=1.0)
+    # in training, each branch alone (the LSTM's and the bag's features through their own
+    # columns of the head) is also scored, and this weight times their losses is added
+    branch_loss: float = Field(0.0, ge=0.0, le=10.0)
 
 
 AUTO_MIN_EPOCHS = 2
@@ -337,7 +340,7 @@ def _cross_checks(recipe: Recipe, label: str, overridden: set[str]) -> list[str]
         )
     if recipe.model.ngrams == 0:
         defaults = ModelConfig.model_fields
-        for key in ("ngram_dim", "ngram_buckets", "ngram_dropout"):
+        for key in ("ngram_dim", "ngram_buckets", "ngram_dropout", "branch_loss"):
             if getattr(recipe.model, key) != defaults[key].default:
                 where = param("overrides") if f"model.{key}" in overridden else label
                 problems.append(

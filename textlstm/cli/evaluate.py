@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from textlstm.cli.app import DataDir, Device, Precision, Quantize, app, guarded, note, out
+
+if TYPE_CHECKING:
+    from textlstm.evaluation import BaselineScore
+    from textlstm.metrics import Report
 
 
 @app.command()
@@ -26,6 +30,14 @@ def evaluate(
     device: Device = "auto",
     precision: Precision = "auto",
     quantize: Quantize = None,
+    baseline: Annotated[
+        bool,
+        typer.Option(
+            "--baseline",
+            help="Also fit TF-IDF (1-2 grams) + logistic regression on the run's training split "
+            "and score it on the same rows: does the LSTM earn its cost?",
+        ),
+    ] = False,
 ) -> None:
     """Accuracy, macro-F1, per-class scores and the confusion matrix of a run."""
     from textlstm.evaluation import evaluate as evaluate_run
@@ -40,6 +52,7 @@ def evaluate(
         label_column,
         precision=precision,
         quantize=quantize,
+        baseline=baseline,
     )
     for line in result.notes:
         note(f"note: {line}")
@@ -49,6 +62,32 @@ def evaluate(
         f"[bold]{rep.accuracy:.2%}[/bold], macro-F1 [bold]{rep.macro_f1:.2%}[/bold], "
         f"loss {rep.loss:.4f}"
     )
+    show_tables(rep)
+    if result.baseline is not None:
+        show_baseline(result.baseline, rep)
+    out.print(f"report: {result.json_path}\nconfusion plot: {result.plot_path}")
+
+
+def show_baseline(linear: BaselineScore, rep: Report) -> None:
+    gap = 100 * (rep.accuracy - linear.report.accuracy)
+    if gap > 0:
+        verdict = f"[green]the model is {gap:.2f} points above it[/green]"
+    elif gap == 0:
+        verdict = "[yellow]the model only matches it: a bag-of-words model would do here[/yellow]"
+    else:
+        verdict = (
+            f"[yellow]the model is {-gap:.2f} points below it: a bag-of-words model would do "
+            "here[/yellow]"
+        )
+    out.print(
+        f"baseline {linear.method} (fitted on {linear.train_rows:,} training rows in "
+        f"{linear.seconds:.1f} s, {linear.note}): accuracy "
+        f"[bold]{linear.report.accuracy:.2%}[/bold], macro-F1 "
+        f"[bold]{linear.report.macro_f1:.2%}[/bold]; {verdict}"
+    )
+
+
+def show_tables(rep: Report) -> None:
     scores = Table(
         "label", "precision", "recall", "F1", "support", title="per class", title_justify="left"
     )
@@ -65,4 +104,3 @@ def evaluate(
     for label, counts in zip(rep.labels, rep.confusion):
         matrix.add_row(label, *[f"{c:,}" for c in counts])
     out.print(matrix)
-    out.print(f"report: {result.json_path}\nconfusion plot: {result.plot_path}")

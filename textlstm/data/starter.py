@@ -88,8 +88,9 @@ def starting_recipe(
                 "is held out, stratified and seeded, to report on",
             )
         )
-    choices += _text_choices(texts)
-    choices += _size_choices(len(texts), len(splits.labels))
+    chosen = _text_choices(texts)
+    length = next(c.value for c in chosen if c.key == "tokenizer.max_length")
+    choices += chosen + _size_choices(len(texts), len(splits.labels), long=length > 256)
     return _finish(dataset, choices, list(splits.notes), seed)
 
 
@@ -138,7 +139,8 @@ def glove_installed() -> bool:
     return importlib.util.find_spec(GLOVE.replace("-", "_")) is not None
 
 
-def _size_choices(rows: int, classes: int) -> list[Choice]:
+def _size_choices(rows: int, classes: int, long: bool = False) -> list[Choice]:
+    """``long``: the texts run to hundreds of tokens, so each step costs more."""
     small = rows < 10_000
     glove = glove_installed()
     out = [
@@ -169,21 +171,46 @@ def _size_choices(rows: int, classes: int) -> list[Choice]:
                 f'GloVe as vocab.vectors = "pkg:{GLOVE}")',
             )
         )
-    out.append(
+    return out + _model_choices(rows, small, long) + _train_choices(rows, classes, small)
+
+
+def _model_choices(rows: int, small: bool, long: bool) -> list[Choice]:
+    out = [
         Choice(
             "model.hidden_size",
-            64 if small else 128,
-            "a small model for small data" if small else "per direction, bidirectional",
-        )
-    )
-    out.append(
+            64 if small or long else 128,
+            "a small model for small data"
+            if small
+            else (
+                "per direction; long texts make each step dear, 64 keeps an epoch affordable"
+                if long
+                else "per direction, bidirectional"
+            ),
+        ),
+        Choice(
+            "model.pooling",
+            "concat",
+            "the last state, the max and the mean of each direction side by side (ULMFiT's "
+            "concat pooling)",
+        ),
         Choice(
             "model.dropout",
             0.5 if small else 0.3,
             "strong dropout: small data overfits fast" if small else "the usual dropout",
-        )
-    )
-    return out + _train_choices(rows, classes, small)
+        ),
+        Choice(
+            "model.ngrams",
+            2,
+            "a hashed uni- and bigram bag beside the LSTM, as a linear model sees the text: "
+            "what it gets right the LSTM need not learn",
+        ),
+        Choice(
+            "model.ngram_buckets",
+            65_536 if small else 262_144,
+            f"hashed rows for the bigrams of {rows:,} texts: few collisions",
+        ),
+    ]
+    return out
 
 
 def _train_choices(rows: int, classes: int, small: bool) -> list[Choice]:

@@ -154,6 +154,9 @@ class Heartbeat:
         self.thread.join()
 
 
+STOPPING = threading.Event()  # set in a worker process by the parent's SIGTERM (Ctrl-C)
+
+
 def work(study: Any, plan: Plan, seed: int, events: TuneEvents) -> None:
     """One worker: claim a trial, run it, record it; until the study has its trials."""
     import optuna
@@ -162,6 +165,8 @@ def work(study: Any, plan: Plan, seed: int, events: TuneEvents) -> None:
     study.sampler = sampler(plan.recipe.tune.sampler, seed)  # distinct per worker and resume
     me = worker_id()
     while plan.deadline is None or time.time() < plan.deadline:
+        if STOPPING.is_set():  # told to stop between two trials: start no other
+            raise KeyboardInterrupt
         with claim(plan.folder):
             fail_stale(study)
             if counted(study) >= plan.wanted:
@@ -179,10 +184,10 @@ def work(study: Any, plan: Plan, seed: int, events: TuneEvents) -> None:
             except optuna.TrialPruned:
                 state = optuna.trial.TrialState.PRUNED
             except KeyboardInterrupt:  # not the trial's fault: it is run again on continuing
-                orphan(study, trial, "interrupted; the trial is run again")
-                events.trial_end(summary(study.get_trials(deepcopy=False)[trial.number]))
-                raise
+                interrupted(study, trial, events)
             except Exception as exc:  # noqa: BLE001 - a bad combination, NaN loss, out of memory: go on
+                if STOPPING.is_set():  # the stop landed in a library that turned it into an error
+                    interrupted(study, trial, events)
                 trial.set_user_attr("reason", reason(exc))
                 state = optuna.trial.TrialState.FAIL
         try:
@@ -193,6 +198,13 @@ def work(study: Any, plan: Plan, seed: int, events: TuneEvents) -> None:
             with claim(plan.folder):
                 keep_best(study, plan.keep)
         events.trial_end(summary(frozen))
+
+
+def interrupted(study: Any, trial: Any, events: TuneEvents) -> None:
+    """Record the trial as interrupted (it is run again on continuing) and stop the worker."""
+    orphan(study, trial, "interrupted; the trial is run again")
+    events.trial_end(summary(study.get_trials(deepcopy=False)[trial.number]))
+    raise KeyboardInterrupt
 
 
 def pool(study: Any, plan: Plan, workers: int, seed: int, events: TuneEvents) -> bool:
@@ -211,27 +223,52 @@ def pool(study: Any, plan: Plan, workers: int, seed: int, events: TuneEvents) ->
         for i in range(workers)
     ]
     watcher = Watcher(study, events)
-    interrupted = False
     for proc in procs:
         proc.start()
-    try:
-        while any(p.is_alive() for p in procs):
+    with ctrl_c_flag() as stop:
+        while any(p.is_alive() for p in procs) and not stop.pressed:
             watcher.poll()
             time.sleep(POLL_SECONDS)
-    except KeyboardInterrupt:
-        interrupted = True
-        for proc in procs:  # each records its trial as interrupted, then exits
-            if proc.is_alive() and proc.pid is not None:
-                os.kill(proc.pid, signal.SIGTERM)
-        for proc in procs:
-            proc.join(60)
-            if proc.is_alive():
-                proc.kill()
+        interrupted = stop.pressed
+        if interrupted:
+            for proc in procs:  # each records its trial as interrupted, then exits
+                if proc.is_alive() and proc.pid is not None:
+                    os.kill(proc.pid, signal.SIGTERM)
+            for proc in procs:
+                proc.join(60)
+                if proc.is_alive():
+                    proc.kill()
     watcher.poll()
     failed = [p for p in procs if p.exitcode not in (0, None) and not interrupted]
     for proc in failed:
         events.message(f"worker {proc.name} ended with exit code {proc.exitcode}")
     return interrupted
+
+
+class CtrlC:
+    pressed = False
+
+
+@contextlib.contextmanager
+def ctrl_c_flag() -> Iterator[CtrlC]:
+    """Ctrl-C sets ``pressed`` instead of raising wherever the main thread happens to be (inside
+    a storage read, say); a second Ctrl-C raises KeyboardInterrupt as usual. A plain attribute,
+    not a lock-based Event: a handler that took a lock the interrupted code holds would hang."""
+    stop = CtrlC()
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.pressed:
+            raise KeyboardInterrupt
+        stop.pressed = True
+
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _worker_main(plan: Plan, seed: int, parent: int, threads: int) -> None:
@@ -262,6 +299,10 @@ def _worker_main(plan: Plan, seed: int, parent: int, threads: int) -> None:
 
 
 def _raise_interrupt(signum: int, frame: Any) -> None:
+    """The parent's stop (SIGTERM), once: the worker records its trial and exits."""
+    if STOPPING.is_set():
+        return
+    STOPPING.set()
     raise KeyboardInterrupt
 
 
