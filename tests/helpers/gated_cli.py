@@ -2,7 +2,9 @@
 known point instead of polling and hoping.
 
 With ``TEXTLSTM_TEST_GATE=<folder>:<n>``, every trial numbered ``n`` or higher writes
-``<folder>/reached-<number>`` when it starts and waits until ``<folder>/release`` exists. The
+``<folder>/reached-<number>`` when it starts and waits until ``<folder>/release`` exists. With
+``TEXTLSTM_TEST_GATE_AS_ERROR=1`` a stop (KeyboardInterrupt) that lands at the gate comes out as
+a RuntimeError, as it does from libraries that catch it and raise their own error. The
 patch sits at this file's top level, so the spawned worker processes of ``tune --jobs N``, which
 import the parent's main file as ``__mp_main__``, get it too.
 """
@@ -25,8 +27,13 @@ if _GATE:
         number = int(Path(out).name)  # trials/<number>
         if number >= int(_first):
             (Path(_folder) / f"reached-{number}").touch()
-            while not (Path(_folder) / "release").exists():
-                time.sleep(0.02)
+            try:
+                while not (Path(_folder) / "release").exists():
+                    time.sleep(0.02)
+            except KeyboardInterrupt:
+                if os.environ.get("TEXTLSTM_TEST_GATE_AS_ERROR"):
+                    raise RuntimeError("Error: did not possess lock") from None
+                raise
         return _real_train(recipe, out, *args, **kwargs)
 
     tuning.train = _gated_train
