@@ -141,13 +141,26 @@ def test_the_ngram_bag_is_the_mean_of_unigram_and_hashed_bigram_rows_of_real_tok
         ]
     )
     assert torch.allclose(bag(tokens, lengths), expected, atol=1e-6)
+    sqrtn = NgramBag(40, 2, 1024, 4, 0.0, combiner="sqrtn").eval()
+    sqrtn.embedding.weight.data.copy_(table)
+    counts = torch.tensor([[5.0], [1.0]])  # the sum over sqrt(count), not over count
+    assert torch.allclose(sqrtn(tokens, lengths), expected * counts / counts.sqrt(), atol=1e-6)
     unigrams = NgramBag(vocab_size=40, order=1, buckets=1024, dim=4, dropout=0.0).eval()
     assert unigrams.embedding.num_embeddings == 40  # no bigram rows when order is 1
 
 
-@pytest.mark.parametrize("pooling", ["max", "attention"])
-def test_with_ngrams_padding_does_not_matter_and_every_parameter_learns(pooling):
-    model = make(pooling, ngrams=2, ngram_dim=5, ngram_buckets=1024, ngram_dropout=0.0).eval()
+@pytest.mark.parametrize(
+    ("pooling", "combiner"), [("max", "mean"), ("attention", "mean"), ("max", "sqrtn")]
+)
+def test_with_ngrams_padding_does_not_matter_and_every_parameter_learns(pooling, combiner):
+    model = make(
+        pooling,
+        ngrams=2,
+        ngram_dim=5,
+        ngram_buckets=1024,
+        ngram_dropout=0.0,
+        ngram_combiner=combiner,
+    ).eval()
     assert model.head.in_features == 12 + 5
     tokens = torch.randint(2, 40, (3, 9))
     lengths = torch.tensor([4, 9, 1])
@@ -174,53 +187,3 @@ def test_ngram_settings_without_the_branch_are_a_recipe_error():
     ]
     raw["model"]["ngrams"] = 2
     assert recipe_from_dict(raw, "r.toml").model.ngram_dim == 32
-
-
-def test_branch_logits_are_each_branch_through_its_columns_of_the_head_and_sum_to_the_joint():
-    model = make("max", ngrams=2, ngram_dim=5, ngram_buckets=1024, ngram_dropout=0.0)
-    model.cfg = model.cfg.model_copy(update={"branch_loss": 0.5})
-    tokens, lengths = torch.randint(2, 40, (3, 9)), torch.tensor([4, 9, 1])
-    joint = model.train()(tokens, lengths)
-    lstm, bag = model.branch_logits
-    assert torch.allclose(lstm + bag - model.head.bias, joint, atol=1e-6)
-    features = model.ngram_bag(tokens.t(), lengths)
-    expected = features @ model.head.weight[:, 12:].t() + model.head.bias
-    assert torch.allclose(bag, expected, atol=1e-6)
-    model.eval()(tokens, lengths)
-    assert model.branch_logits == []  # only in training
-    model.cfg = model.cfg.model_copy(update={"branch_loss": 0.0})
-    model.train()(tokens, lengths)
-    assert model.branch_logits == []
-
-
-def test_branch_loss_trains_the_bag_to_classify_alone(tmp_path):
-    """With model.branch_loss the n-gram bag on its own (its columns of the head) fits the texts
-    better than when it is only trained jointly, and it classifies them."""
-    from textlstm.batching import collate
-    from textlstm.predict import load_for_inference
-    from textlstm.recipe import load_recipe
-    from textlstm.training import train
-
-    from conftest import make_texts, write_label_folders, write_recipe
-
-    corpus = write_label_folders(tmp_path / "corpus", per_class=60)
-    texts = make_texts("neg", 30, 5) + make_texts("pos", 30, 5)
-
-    def bag_alone_loss(weight: float) -> tuple[float, float]:
-        extra = f"ngrams = 2\nngram_dim = 16\nngram_buckets = 4096\nbranch_loss = {weight}\n"
-        path = write_recipe(tmp_path / f"r{weight}.toml", corpus)
-        text = path.read_text().replace("dropout = 0.1\n", "dropout = 0.1\n" + extra)
-        path.write_text(text.replace("epochs = 3\n", "epochs = 8\n"))
-        run = train(load_recipe(path), tmp_path / f"runs{weight}", device="cpu").run_dir
-        loaded, _, _ = load_for_inference(run, "cpu", "auto", None)
-        model, ids = loaded.model, loaded.encoder.encode(texts)
-        truth = torch.tensor([loaded.labels.index(k) for k in ["neg"] * 30 + ["pos"] * 30])
-        tokens, lengths = collate(ids, np.arange(len(ids)))
-        with torch.no_grad():
-            bag = model.ngram_bag(tokens.t(), lengths)
-            alone = bag @ model.head.weight[:, model.pooled_size :].t() + model.head.bias
-        loss = torch.nn.functional.cross_entropy(alone, truth).item()
-        return loss, (alone.argmax(1) == truth).float().mean().item()
-
-    (joint_only, _), (with_branches, accuracy) = bag_alone_loss(0.0), bag_alone_loss(1.0)
-    assert with_branches < joint_only and accuracy >= 0.9

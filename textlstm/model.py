@@ -43,14 +43,24 @@ def reverse_within_length(
 
 class NgramBag(nn.Module):
     """fastText-style features: the mean embedding of a text's unigram ids and (``order`` 2) its
-    hashed bigrams, with its own dropout. It sees what a bag-of-n-grams model sees, and is joined
+    hashed bigrams, or with ``combiner="sqrtn"`` their sum over the square root of their count,
+    with its own dropout. It sees what a bag-of-n-grams model sees, and is joined
     to the LSTM's pooled features before the head."""
 
     PRIME = 1_000_003  # bigram (a, b) -> (a * PRIME + b) mod buckets
 
-    def __init__(self, vocab_size: int, order: int, buckets: int, dim: int, dropout: float) -> None:
+    def __init__(
+        self,
+        vocab_size: int,
+        order: int,
+        buckets: int,
+        dim: int,
+        dropout: float,
+        combiner: str = "mean",
+    ) -> None:
         super().__init__()
         self.vocab_size, self.order, self.buckets = vocab_size, order, buckets
+        self.combiner = combiner
         self.embedding = nn.Embedding(vocab_size + (buckets if order > 1 else 0), dim)
         nn.init.uniform_(self.embedding.weight, -1.0 / dim, 1.0 / dim)  # fastText's start
         self.dropout = nn.Dropout(dropout)
@@ -68,8 +78,16 @@ class NgramBag(nn.Module):
                 [bag, pairs.masked_fill(~both, PAD_ID)], dim=1
             )  # (batch, 2 seq_len - 1)
         weight = self.embedding.weight
-        mean = nn.functional.embedding_bag(bag, weight, mode="mean", padding_idx=PAD_ID)
-        return self.dropout(mean)  # (batch, dim)
+        if self.combiner == "mean":
+            mean = nn.functional.embedding_bag(bag, weight, mode="mean", padding_idx=PAD_ID)
+            return self.dropout(mean)  # (batch, dim)
+        # "sqrtn": the sum over sqrt(count), as a linear model's L2-normalised counts weigh them
+        count = (bag != PAD_ID).sum(dim=1, keepdim=True).clamp(min=1)  # (batch, 1)
+        scale = count.to(weight.dtype).rsqrt().expand(bag.shape)  # (batch, bag length)
+        summed = nn.functional.embedding_bag(
+            bag, weight, mode="sum", per_sample_weights=scale, padding_idx=PAD_ID
+        )
+        return self.dropout(summed)  # (batch, dim)
 
 
 def _cell(kind: type[nn.RNNBase], input_size: int, hidden_size: int) -> nn.Module:
@@ -100,7 +118,14 @@ class LSTMClassifier(nn.Module):
         self.pooled_size = self.output_size * (3 if cfg.pooling == "concat" else 1)
         self.dropout = nn.Dropout(cfg.dropout)
         self.ngram_bag = (
-            NgramBag(vocab_size, cfg.ngrams, cfg.ngram_buckets, cfg.ngram_dim, cfg.ngram_dropout)
+            NgramBag(
+                vocab_size,
+                cfg.ngrams,
+                cfg.ngram_buckets,
+                cfg.ngram_dim,
+                cfg.ngram_dropout,
+                cfg.ngram_combiner,
+            )
             if cfg.ngrams
             else None
         )
@@ -148,18 +173,8 @@ class LSTMClassifier(nn.Module):
     ) -> torch.Tensor:
         """pooled (batch, output_size), tokens (seq_len, batch) -> logits (batch, num_classes)."""
         features = self.dropout(pooled)
-        self.branch_logits: list[torch.Tensor] = []
         if self.ngram_bag is not None:
             bag = self.ngram_bag(tokens, lengths).to(features.dtype)  # (batch, ngram_dim)
-            if self.training and self.cfg.branch_loss > 0:
-                # each branch alone through its columns of the head; their sum less one bias
-                # is the joint logits. The training loop adds their losses (model.branch_loss)
-                weight, bias = self.head.weight, self.head.bias
-                split = features.shape[-1]
-                self.branch_logits = [
-                    nn.functional.linear(features, weight[:, :split], bias),
-                    nn.functional.linear(bag, weight[:, split:], bias),
-                ]
             features = torch.cat([features, bag], dim=-1)  # (batch, output_size + ngram_dim)
         return self.head(features)
 

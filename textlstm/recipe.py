@@ -96,9 +96,9 @@ class ModelConfig(_Section):
     ngram_dim: int = Field(64, ge=1, le=1024)
     ngram_buckets: int = Field(65_536, ge=1024, le=1 << 24, description="hashed bigram rows")
     ngram_dropout: float = Field(0.2, ge=0.0, lt=1.0)
-    # in training, each branch alone (the LSTM's and the bag's features through their own
-    # columns of the head) is also scored, and this weight times their losses is added
-    branch_loss: float = Field(0.0, ge=0.0, le=10.0)
+    # how a text's n-gram rows are combined: their mean, or their sum over sqrt(count) (the
+    # weighting of L2-normalised counts that serves linear models on long texts)
+    ngram_combiner: Literal["mean", "sqrtn"] = "mean"
 
 
 AUTO_MIN_EPOCHS = 2
@@ -340,7 +340,7 @@ def _cross_checks(recipe: Recipe, label: str, overridden: set[str]) -> list[str]
         )
     if recipe.model.ngrams == 0:
         defaults = ModelConfig.model_fields
-        for key in ("ngram_dim", "ngram_buckets", "ngram_dropout", "branch_loss"):
+        for key in ("ngram_dim", "ngram_buckets", "ngram_dropout", "ngram_combiner"):
             if getattr(recipe.model, key) != defaults[key].default:
                 where = param("overrides") if f"model.{key}" in overridden else label
                 problems.append(

@@ -102,11 +102,7 @@ def train_epoch(
         with autocast(device, precision):
             logits = fit.model(tokens.to(device), lengths.to(device))  # (batch, num_classes)
         loss = fit.criterion(logits.float(), targets)
-        value = loss.item()  # the joint loss: what validation reports too
-        branches = getattr(fit.model, "branch_logits", None)
-        if branches:  # model.branch_loss: each branch is scored alone too
-            weight = fit.model.cfg.branch_loss  # type: ignore[union-attr]
-            loss = loss + weight * sum(fit.criterion(b.float(), targets) for b in branches)
+        value = loss.item()
         if not math.isfinite(value):
             raise TrainingDiverged(diverged(value, epoch, step, cfg))
         fit.optimizer.zero_grad(set_to_none=True)
