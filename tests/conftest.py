@@ -108,3 +108,26 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     corpus = write_label_folders(root / "corpus")
     recipe = load_recipe(write_recipe(root / "tiny.toml", corpus))
     return train(recipe, root / "runs", device="cpu").run_dir
+
+
+PRETRAIN = """
+[pretrain]
+epochs = 2
+batch_size = 4
+bptt = 8
+samples = 16
+lr = 0.01
+heldout_tokens = 200
+"""
+
+
+@pytest.fixture(scope="session")
+def pretrained_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One finished language-model run folder (both directions), shared read-only."""
+    from textlstm.lm import pretrain
+    from textlstm.recipe import load_recipe
+
+    root = tmp_path_factory.mktemp("pretrained")
+    corpus = write_label_folders(root / "corpus")
+    recipe = load_recipe(write_recipe(root / "tiny.toml", corpus, PRETRAIN))
+    return pretrain(recipe, root / "runs", device="cpu").run_dir

@@ -85,6 +85,33 @@ def set_json(path: Path, **values) -> None:
     path.write_text(json.dumps(data))
 
 
+def pretrain_cmd(t: Path) -> list[str]:
+    return ["pretrain", str(t / RECIPE), "--out", str(t / "runs"), "--device", "cpu"]
+
+
+def language_model(t: Path, extra: str = "") -> str:
+    """A language model pretrained in ``t/lm``; returns its path relative to the recipe."""
+    from textlstm.lm import pretrain
+    from textlstm.recipe import load_recipe
+
+    from conftest import PRETRAIN
+
+    corpus = t / "corpus"
+    if not corpus.exists():
+        write_label_folders(corpus, per_class=10)
+    path = write_recipe(t / "lm.toml", corpus, PRETRAIN + extra)
+    pretrain(load_recipe(path), t / "lm", device="cpu")
+    path.unlink()
+    return "lm/tiny-lm/latest"
+
+
+def finetune(t: Path, encoder: str, replace: tuple[str, str] = ("", "")) -> list[str]:
+    path = recipe(t, replace=("[model]\n", f'[model]\nencoder = "{encoder}"\n'))
+    if replace[0]:
+        path.write_text(path.read_text().replace(*replace))
+    return train(t)
+
+
 CSV_HEAD = "text,label\n" + "".join(f"great film {i},pos\nawful film {i},neg\n" for i in range(6))
 
 # (id, builder(t, run) -> argv, expected message after "error: ")
@@ -104,7 +131,7 @@ CASES: list[tuple[str, Callable[[Path, Path], list[str]], str]] = [
         "unknown-section",
         lambda t, r: train(t) if recipe(t, "[optimizer]\nlr = 1\n") else [],
         "{t}/r.toml: optimizer: unknown key; valid keys: name, seed, data, tokenizer, vocab, model, "
-        "train, tune",
+        "train, tune, pretrain",
     ),
     (
         "wrong-type",
@@ -521,6 +548,61 @@ CASES: list[tuple[str, Callable[[Path, Path], list[str]], str]] = [
             t, r, "in.txt", "hi\n", "--quantize", "int8", "--device", "cuda"
         ),
         "--quantize int8: PyTorch's dynamic int8 quantization runs on the CPU only; pass --device cpu",
+    ),
+    # ---- pretrain and fine-tuning ---------------------------------------------------------------
+    (
+        "pretrain-unknown-unlabelled",
+        lambda t, r: pretrain_cmd(t) if recipe(t, '[pretrain]\nunlabelled = ["nosuch"]\n') else [],
+        "{t}/r.toml: pretrain.unlabelled: 'nosuch' is neither a split of {t}/corpus (it has "
+        "train) nor a text file",
+    ),
+    (
+        "pretrain-unlabelled-not-utf8",
+        lambda t, r: (
+            pretrain_cmd(t)
+            if (t / "u.txt").write_bytes(b"fine text\n\xff broken\n")
+            and recipe(t, '[pretrain]\nunlabelled = ["u.txt"]\n')
+            else []
+        ),
+        "{t}/u.txt: line 2 is not UTF-8 text; save the file as UTF-8",
+    ),
+    (
+        "encoder-missing",
+        lambda t, r: finetune(t, "nosuch"),
+        "{t}/r.toml: model.encoder: nosuch: no such folder; give a `textlstm pretrain` run "
+        "folder (relative paths are resolved from the recipe's folder)",
+    ),
+    (
+        "encoder-is-a-classifier",
+        lambda t, r: finetune(t, str(copy_run(t, r))),
+        "{t}/r.toml: model.encoder: {t}/run: a classifier's run folder, not a language "
+        "model's; give a `textlstm pretrain` run folder",
+    ),
+    (
+        "encoder-tokenizer-differs",
+        lambda t, r: finetune(
+            t, language_model(t), ("[tokenizer]\n", "[tokenizer]\nlowercase = false\n")
+        ),
+        "{t}/r.toml: tokenizer.lowercase is false but the language model lm/tiny-lm/latest "
+        "was pretrained with true; set tokenizer.lowercase = true",
+    ),
+    (
+        "encoder-size-differs",
+        lambda t, r: finetune(t, language_model(t), ("hidden_size = 12", "hidden_size = 10")),
+        "{t}/r.toml: model.hidden_size is 10 but the language model lm/tiny-lm/latest has 12; "
+        "set model.hidden_size = 12",
+    ),
+    (
+        "encoder-without-backward-half",
+        lambda t, r: finetune(t, language_model(t, 'directions = "forward"\n')),
+        "{t}/r.toml: model.bidirectional: the language model lm/tiny-lm/latest has no backward "
+        'half; pretrain with pretrain.directions = "both" or set model.bidirectional = false',
+    ),
+    (
+        "encoder-with-vectors",
+        lambda t, r: finetune(t, "lm", ("[model]\n", '[vocab]\nvectors = "v.txt"\n[model]\n')),
+        "{t}/r.toml: vocab.vectors: model.encoder gives the vocabulary and the embedding (the "
+        "language model's); remove one of the two",
     ),
     # ---- tune ----------------------------------------------------------------------------------
     (

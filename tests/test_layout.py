@@ -33,12 +33,13 @@ def imports(path: Path) -> set[str]:
 
 def test_each_stage_lives_in_its_folder():
     folders = {p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"}
-    assert {"cli", "data", "text", "training", "tuning"} <= folders
+    assert {"cli", "data", "text", "training", "tuning", "lm"} <= folders
     text = {p.stem for p in (PACKAGE / "text").glob("*.py")}
     assert {"tokenizers", "subword", "scan", "vocab", "vectors", "encoder", "cache"} <= text
     assert {p.stem for p in (PACKAGE / "tuning").glob("*.py")} >= {"study", "workers", "results"}
     assert {p.stem for p in (PACKAGE / "training").glob("*.py")} >= {"loop", "trainer", "state"}
-    commands = {"train", "check", "init", "vocab", "tune", "evaluate", "predict"}
+    assert {p.stem for p in (PACKAGE / "lm").glob("*.py")} >= {"model", "streams", "pretrainer"}
+    commands = {"train", "pretrain", "check", "init", "vocab", "tune", "evaluate", "predict"}
     assert commands | {"app", "progress", "__init__"} == {
         p.stem for p in (PACKAGE / "cli").glob("*.py")
     }
@@ -82,6 +83,7 @@ FORBIDDEN = {
     "textlstm.evaluation": ("textlstm.training", "textlstm.tuning", "textlstm.cli"),
     "textlstm.checkpoint": ("textlstm.training", "textlstm.tuning", "textlstm.cli"),
     "textlstm.tuning": ("textlstm.cli",),
+    "textlstm.lm": ("textlstm.tuning", "textlstm.cli", "textlstm.predict", "textlstm.evaluation"),
     "textlstm.recipe": ("textlstm.",),
     "textlstm.errors": ("textlstm.",),
     "textlstm.settings": ("textlstm.",),
@@ -144,7 +146,13 @@ def test_every_exported_name_is_the_function_or_class_even_after_its_module_is_i
     for path in MODULES:
         if path.name != "__main__.py":  # that one runs the command
             importlib.import_module(module_name(path))
-    for package in ("textlstm", "textlstm.training", "textlstm.tuning", "textlstm.data"):
+    for package in (
+        "textlstm",
+        "textlstm.training",
+        "textlstm.tuning",
+        "textlstm.data",
+        "textlstm.lm",
+    ):
         module = importlib.import_module(package)
         for name in module.__all__:
             if name != "__version__":

@@ -6,6 +6,7 @@
     report = textlstm.evaluate(result.run_dir, split="test").report
     predictions = textlstm.Predictor.load(result.run_dir).predict(["Shares rose sharply today"])
     textlstm.predict_files(result.run_dir, ["texts.txt"], "predictions.jsonl")
+    lm = textlstm.pretrain(textlstm.load_recipe("recipes/imdb-lm.toml"), max_minutes=30)
     study = textlstm.tune(textlstm.load_recipe("recipes/sst2.toml"), trials=12, jobs=2)
 
 Names are imported on first use, so ``import textlstm`` (and ``textlstm --help``) stays fast.
@@ -31,6 +32,9 @@ _EXPORTS = {
     "predict_files": "textlstm.predict_io",
     "FilesPredicted": "textlstm.predict_io",
     "resume": "textlstm.training",
+    "pretrain": "textlstm.lm",
+    "PretrainResult": "textlstm.lm",
+    "PretrainEvents": "textlstm.lm",
     "tune": "textlstm.tuning",
     "TuneResult": "textlstm.tuning",
     "TuneEvents": "textlstm.tuning",

@@ -105,7 +105,11 @@ class LSTMClassifier(nn.Module):
         directions = 2 if cfg.bidirectional else 1
         self.embedding = nn.Embedding(vocab_size, cfg.embedding_dim, padding_idx=PAD_ID)
         self.embedding_dropout = nn.Dropout(cfg.embedding_dropout)
-        sizes = [cfg.embedding_dim] + [cfg.hidden_size * directions] * (cfg.num_layers - 1)
+        # from a language model (model.encoder) each direction keeps its own stack, as the
+        # forward and backward language models were trained; otherwise each layer reads both
+        self.separate = cfg.encoder is not None and cfg.bidirectional
+        upper = cfg.hidden_size * (1 if self.separate else directions)
+        sizes = [cfg.embedding_dim] + [upper] * (cfg.num_layers - 1)
         self.forward_layers = nn.ModuleList(_cell(cell, size, cfg.hidden_size) for size in sizes)
         self.backward_layers = (
             nn.ModuleList(_cell(cell, size, cfg.hidden_size) for size in sizes)
@@ -138,6 +142,8 @@ class LSTMClassifier(nn.Module):
         x = self.embedding_dropout(self.embedding(tokens))  # (seq_len, batch, embedding_dim)
         index = reversal_index(lengths, tokens.shape[0]) if self.cfg.bidirectional else None
         last_layer = len(self.forward_layers) - 1
+        if self.separate and index is not None:
+            return self._separate(x, tokens, lengths, index)
         for i, forward_layer in enumerate(self.forward_layers):
             if i > 0:
                 x = self.dropout(x)  # between stacked layers
@@ -167,6 +173,27 @@ class LSTMClassifier(nn.Module):
         if self.attention is None:  # one direction: its outputs are in reading order
             return self._classify(self.pool_direction(x, lengths), tokens, lengths)
         return self._classify(self.attend(x, lengths), tokens, lengths)
+
+    def _separate(
+        self, x: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor, index: torch.Tensor
+    ) -> torch.Tensor:
+        """Two stacks, each read in its own order: x (seq_len, batch, embedding_dim) -> logits."""
+        forward, backward = x, reverse_within_length(x, lengths, index)
+        for i, (forward_layer, backward_layer) in enumerate(
+            zip(self.forward_layers, self.backward_layers)
+        ):
+            if i > 0:
+                forward, backward = self.dropout(forward), self.dropout(backward)
+            forward, _ = forward_layer(forward)  # (seq_len, batch, hidden_size)
+            backward, _ = backward_layer(backward)  # reversed text order
+        if self.attention is not None:
+            both = torch.cat([forward, reverse_within_length(backward, lengths, index)], dim=-1)
+            return self._classify(self.attend(both, lengths), tokens, lengths)
+        pooled = torch.cat(
+            [self.pool_direction(forward, lengths), self.pool_direction(backward, lengths)],
+            dim=-1,
+        )  # (batch, pooled_size)
+        return self._classify(pooled, tokens, lengths)
 
     def _classify(
         self, pooled: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor

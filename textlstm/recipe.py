@@ -99,6 +99,9 @@ class ModelConfig(_Section):
     # how a text's n-gram rows are combined: their mean, or their sum over sqrt(count) (the
     # weighting of L2-normalised counts that serves linear models on long texts)
     ngram_combiner: Literal["mean", "sqrtn"] = "mean"
+    # a `textlstm pretrain` run folder (relative to the recipe): the classifier starts from its
+    # embedding and LSTM layers, and takes its vocabulary and tokenizer
+    encoder: str | None = None
 
 
 AUTO_MIN_EPOCHS = 2
@@ -127,6 +130,11 @@ class TrainConfig(_Section):
     # "bf16": bfloat16 autocast for the model (weights, optimizer and loss stay fp32); about 1.5x
     # the tokens/s of fp32 on CPUs with avx512_bf16/AMX. Prediction then defaults to bf16 too.
     precision: Literal["fp32", "bf16"] = "fp32"
+    # fine-tuning (ULMFiT): each layer group below the head learns at lr / layer_lr_decay^depth
+    # (head, then each recurrent layer down, then the embedding); "gradual" unfreezes a group an
+    # epoch, from the head down
+    layer_lr_decay: float = Field(1.0, ge=1.0, le=100.0)
+    unfreeze: Literal["all", "gradual"] = "all"
 
     @field_validator("epochs", mode="before")
     @classmethod
@@ -150,6 +158,37 @@ class TrainConfig(_Section):
         if not isinstance(self.epochs, int):
             raise ValueError('epochs = "auto" is planned from the data first (plan_epochs)')
         return self.epochs
+
+
+class PretrainConfig(_Section):
+    """``textlstm pretrain``: an LSTM language model on the recipe's training texts (AWD-LSTM's
+    regularisation, Merity et al. 2017), whose embedding and layers a classifier starts from.
+    Its sizes are the recipe's [model] ones, so the weights fit the classifier as they are."""
+
+    # more text: splits of data.dataset (IMDB's "unsupervised") or text files, a text per line
+    unlabelled: list[str] = Field(default_factory=list)
+    # "both": a forward and a backward model, for the two halves of a bidirectional classifier
+    directions: Literal["forward", "both"] = "both"
+    epochs: int = Field(1, ge=1, le=1000)
+    max_minutes: float | None = Field(None, gt=0, description="stop at this training time")
+    batch_size: int = Field(64, ge=1, le=65_536, description="parallel streams of text")
+    bptt: int = Field(70, ge=2, le=10_000, description="tokens per step of backpropagation")
+    lr: float = Field(3e-3, gt=0.0, le=10.0)
+    weight_decay: float = Field(0.01, ge=0.0)
+    warmup_fraction: float = Field(0.1, ge=0.0, lt=1.0)  # slanted triangular: up, then down
+    clip_grad_norm: float = Field(0.5, ge=0.0)
+    # AWD-LSTM's dropouts, at ULMFiT's values: whole words, the embeddings' features (one mask
+    # per sequence), between layers, before the softmax, and on the hidden-to-hidden weights
+    embedding_dropout: float = Field(0.02, ge=0.0, lt=1.0)
+    input_dropout: float = Field(0.25, ge=0.0, lt=1.0)
+    hidden_dropout: float = Field(0.15, ge=0.0, lt=1.0)
+    output_dropout: float = Field(0.1, ge=0.0, lt=1.0)
+    weight_dropout: float = Field(0.2, ge=0.0, lt=1.0)
+    # sampled softmax: words drawn per step (unigram^0.75) instead of scoring the vocabulary
+    samples: int = Field(1024, ge=1, le=1_000_000)
+    # perplexity is measured on the validation split's texts, up to this many tokens
+    heldout_tokens: int = Field(200_000, ge=100, le=100_000_000)
+    checkpoint_minutes: float = Field(10.0, gt=0.0, description="a resumable checkpoint this often")
 
 
 class SpaceEntry(_Section):
@@ -206,6 +245,7 @@ class Recipe(_Section):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     tune: TuneConfig | None = None
+    pretrain: PretrainConfig = PretrainConfig()
     source: str = Field("", exclude=True, description="the file the recipe came from")
 
     def to_toml(self) -> str:
@@ -268,7 +308,7 @@ def recipe_from_dict(
     return recipe
 
 
-_UNTUNABLE = ("name", "data", "tune")
+_UNTUNABLE = ("name", "data", "tune", "pretrain")
 
 
 def _space_checks(recipe: Recipe, raw: dict[str, Any], label: str) -> list[str]:
@@ -347,6 +387,14 @@ def _cross_checks(recipe: Recipe, label: str, overridden: set[str]) -> list[str]
                     f"{where}: model.{key}: needs model.ngrams = 1 or 2 (the n-gram branch is off)"
                 )
     vocab = recipe.vocab
+    if recipe.model.encoder is not None:
+        for key in ("path", "vectors"):
+            if getattr(vocab, key) is not None:
+                where = param("overrides") if f"vocab.{key}" in overridden else label
+                problems.append(
+                    f"{where}: vocab.{key}: model.encoder gives the vocabulary and the "
+                    "embedding (the language model's); remove one of the two"
+                )
     for key in ("vectors_only", "freeze_embeddings"):
         if getattr(vocab, key) and vocab.vectors is None:
             where = param("overrides") if f"vocab.{key}" in overridden else label
@@ -422,7 +470,7 @@ _TYPE_HINTS = {
 
 
 def _describe(error: Any, raw: dict[str, Any], label: str, overridden: set[str]) -> tuple[str, str]:
-    loc = [str(part) for part in error["loc"] if not _is_union_tag(part)]
+    loc = _key_path(error["loc"], raw)
     key = ".".join(loc)
     where = param("overrides") if key in overridden else label
     return key, f"{where}: {key}: {_problem(error, raw, loc)}"
@@ -450,6 +498,22 @@ def _problem(error: Any, raw: dict[str, Any], loc: list[str]) -> str:
     return f"{hint}, got {_value_at(raw, loc)!r}"
 
 
+def _key_path(loc: tuple[Any, ...], raw: dict[str, Any]) -> list[str]:
+    """The error's dotted key: pydantic's loc without the union members it adds, except where
+    the document itself has a key of that name (a top-level key ``"literal["``, say)."""
+    node: Any = raw
+    path = []
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif _is_union_tag(part):
+            continue
+        else:
+            node = None
+        path.append(str(part))
+    return path
+
+
 def _is_union_tag(part: Any) -> bool:
     # pydantic adds the union member it tried (e.g. 'str', "literal['none','balanced']") to locs
     return isinstance(part, str) and (
@@ -471,6 +535,8 @@ def _value_at(raw: dict[str, Any], loc: list[str]) -> Any:
 
 
 def _suggest(loc: list[str]) -> str:
+    if not loc:
+        return ""
     section: type[BaseModel] = Recipe
     for part in loc[:-1]:
         field = section.model_fields.get(part)

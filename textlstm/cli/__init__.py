@@ -8,6 +8,7 @@ from textlstm.cli.progress import TrainProgress, TuneTable
 
 COMMANDS = (
     "train",
+    "pretrain",
     "check",
     "init",
     "vocab",

@@ -4,18 +4,21 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Self
 
 from rich.console import Console
 from rich.table import Table
 
 from textlstm.cli.app import cli_text, out
+from textlstm.lm.events import LMEpoch, PretrainEvents
 from textlstm.training.events import EpochResult, Events
 from textlstm.tuning.events import TrialSummary, TuneEvents, TuneResult
 
 
 class TrainProgress(Events):
     """A progress bar per epoch and a table row after each one."""
+
+    HEADER = "[bold]epoch  train loss  val loss  val acc  val macro-F1   tok/s    time[/bold]"
 
     def __init__(self, console: Console | None = None) -> None:
         from rich.progress import (
@@ -41,7 +44,7 @@ class TrainProgress(Events):
         self.started = False
         self.epoch_began, self.tokens, self.loss = 0.0, 0, 0.0
 
-    def __enter__(self) -> TrainProgress:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -53,9 +56,7 @@ class TrainProgress(Events):
 
     def epoch_start(self, epoch: int, epochs: int, batches: int) -> None:
         if not self.started:  # started late, so an input error is not preceded by a live display
-            self.console.print(
-                "[bold]epoch  train loss  val loss  val acc  val macro-F1   tok/s    time[/bold]"
-            )
+            self.console.print(self.HEADER)
             self.progress.start()
             self.started = True
         self.epoch_began, self.tokens, self.loss = time.perf_counter(), 0, float("nan")
@@ -76,6 +77,24 @@ class TrainProgress(Events):
             f"{result.epoch:>5}  {result.train_loss:>10.4f}  {result.validation_loss:>8.4f}  "
             f"{result.accuracy:>7.2%}  {result.macro_f1:>12.2%}  {result.tokens_per_second:>7,.0f}"
             f"  {result.seconds:>5.0f}s{star}"
+        )
+
+
+class PretrainProgress(TrainProgress, PretrainEvents):
+    """The same progress bar; a row of perplexities after each epoch."""
+
+    HEADER = "[bold]epoch  train loss  perplexity  backward     tok/s    time[/bold]"
+
+    def lm_epoch_end(self, result: LMEpoch) -> None:
+        self.progress.remove_task(self.task)
+        backward = (
+            f"{result.backward_perplexity:>8.1f}"
+            if result.backward_perplexity is not None
+            else "       -"
+        )
+        self.console.print(
+            f"{result.epoch:>5}  {result.train_loss:>10.4f}  {result.perplexity:>10.1f}  {backward}"
+            f"  {result.tokens_per_second:>8,.0f}  {result.seconds:>5.0f}s"
         )
 
 

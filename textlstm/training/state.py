@@ -51,8 +51,7 @@ def save_state(
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     tensors.update({f"best.{k}": v for k, v in (state.best_state or {}).items()})
     optim = optimizer.state_dict()
-    for index, values in optim["state"].items():
-        tensors.update({f"optimizer.{index}.{key}": value for key, value in values.items()})
+    tensors.update(optimizer_tensors(optim))
     tensors["rng.torch"] = torch.get_rng_state()
     meta = {
         "epoch": state.epoch,
@@ -125,6 +124,29 @@ def restore(
 ) -> None:
     tensors = raw["tensors"]
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    load_optimizer(optimizer, tensors, raw["param_groups"])
+    scheduler.load_state_dict(raw["scheduler"])
+    torch.set_rng_state(tensors["rng.torch"])
+    rng.bit_generator.state = raw["rng_numpy"]
+    version, internal, gauss = raw["rng_python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def optimizer_tensors(optim: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """An optimizer's per-parameter tensors as ``optimizer.<index>.<name>``; its param_groups
+    go into the JSON metadata."""
+    tensors = {}
+    for index, values in optim["state"].items():
+        tensors.update({f"optimizer.{index}.{key}": value for key, value in values.items()})
+    return tensors
+
+
+def load_optimizer(
+    optimizer: torch.optim.Optimizer,
+    tensors: dict[str, torch.Tensor],
+    param_groups: list[dict[str, Any]],
+) -> None:
+    """The inverse of ``optimizer_tensors`` with the saved param_groups (JSON lists the betas)."""
     states: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
         if key.startswith("optimizer."):
@@ -132,11 +154,6 @@ def restore(
             states.setdefault(int(index), {})[name] = value
     groups = [
         {**group, **({"betas": tuple(group["betas"])} if "betas" in group else {})}
-        for group in raw["param_groups"]
+        for group in param_groups
     ]
     optimizer.load_state_dict({"state": states, "param_groups": groups})
-    scheduler.load_state_dict(raw["scheduler"])
-    torch.set_rng_state(tensors["rng.torch"])
-    rng.bit_generator.state = raw["rng_numpy"]
-    version, internal, gauss = raw["rng_python"]
-    random.setstate((version, tuple(internal), gauss))

@@ -318,11 +318,14 @@ def _portable(recipe: Recipe, splits: Splits) -> Recipe:
         for key in ("path", "vectors")
         if (value := getattr(recipe.vocab, key)) is not None and not value.startswith("pkg:")
     }
-    return (
-        recipe.model_copy(update={"vocab": recipe.vocab.model_copy(update=paths)})
-        if paths
-        else recipe
-    )
+    if paths:
+        recipe = recipe.model_copy(update={"vocab": recipe.vocab.model_copy(update=paths)})
+    if recipe.model.encoder is not None:
+        encoder = str(Path(recipe.resolve_path(recipe.model.encoder)).resolve())
+        recipe = recipe.model_copy(
+            update={"model": recipe.model.model_copy(update={"encoder": encoder})}
+        )
+    return recipe
 
 
 def _mirror_root(recipe: Recipe, data_dir: str | Path | None) -> str | None:

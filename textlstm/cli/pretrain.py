@@ -1,0 +1,70 @@
+"""``textlstm pretrain``: a recipe in, a language-model run folder out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from textlstm import settings
+from textlstm.cli.app import DataDir, Device, Overrides, app, guarded, out
+from textlstm.cli.progress import PretrainProgress
+
+
+@app.command()
+@guarded
+def pretrain(
+    recipe: Annotated[Path | None, typer.Argument(help="Recipe .toml file.")] = None,
+    overrides: Overrides = None,
+    data_dir: DataDir = None,
+    device: Device = "auto",
+    out_dir: Annotated[
+        Path, typer.Option("--out", help="Parent folder of run folders.")
+    ] = settings.RUNS_DIR,
+    max_minutes: Annotated[
+        float | None,
+        typer.Option(
+            "--max-minutes",
+            min=0.01,
+            help="Stop after this many minutes of training (default: pretrain.max_minutes); "
+            "the learning-rate schedule spans the budget.",
+        ),
+    ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option("--resume", help="Continue a killed (.partial) or interrupted pretraining."),
+    ] = None,
+) -> None:
+    """Pretrain the recipe's LSTM language model on its training texts (and \\[pretrain]
+    unlabelled ones); writes a run folder under --out/<recipe name>-lm/ for \\[model] encoder."""
+    from textlstm.errors import TextLSTMError
+    from textlstm.lm import pretrain as pretrain_model
+    from textlstm.lm import resume as resume_model
+    from textlstm.recipe import load_recipe
+
+    if (recipe is None) == (resume is None):
+        raise TextLSTMError("pretrain: give a recipe file, or --resume RUN_FOLDER (not both)")
+    if resume is not None and overrides:
+        raise TextLSTMError("--set: a resumed pretraining keeps the recipe it started with")
+    with PretrainProgress() as events:
+        if resume is not None:
+            out.print(f"[bold]resuming[/bold] {resume}")
+            result = resume_model(resume, data_dir, device, events, max_minutes)
+        else:
+            assert recipe is not None
+            loaded = load_recipe(recipe, overrides)
+            out.print(f"[bold]pretraining[/bold] {loaded.name}'s language model from {recipe}")
+            result = pretrain_model(loaded, out_dir, data_dir, device, events, max_minutes)
+    last = result.epochs[-1] if result.epochs else None
+    shown = f"; held-out perplexity {last.perplexity:.1f}" if last else ""
+    if last is not None and last.backward_perplexity is not None:
+        shown += f" (backward {last.backward_perplexity:.1f})"
+    out.print(
+        f"[green]done[/green] in {result.seconds:.0f}s ({result.stopped}), "
+        f"{result.tokens:,} tokens{shown}"
+    )
+    out.print(f"run folder: [bold]{result.run_dir}[/bold]", soft_wrap=True)
+    if result.stopped == "interrupted":
+        out.print(f"continue with: textlstm pretrain --resume {result.run_dir}", soft_wrap=True)
+    out.print(f'next: set \\[model] encoder = "{result.run_dir.parent / "latest"}" in a recipe')

@@ -1,0 +1,360 @@
+"""``textlstm pretrain``: a recipe in, a language-model run folder ``<out>/<name>-lm/<stamp>/`` out.
+
+The folder holds ``model.safetensors`` (the embedding, the layers of each direction, their
+projections and the softmax bias), ``recipe.toml``, ``vocab.json`` (and ``tokenizer.json`` for
+subword kinds), ``metrics.jsonl`` and ``meta.json``; a classifier starts from it with
+``[model] encoder``. Like ``train``, a run trains in a ``.partial`` folder renamed when complete.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from textlstm import checkpoint, settings
+from textlstm.errors import CheckpointError, RecipeError, TrainingDiverged
+from textlstm.lm.corpus import Corpus, prepare_corpus
+from textlstm.lm.events import LMEpoch, PretrainEvents, PretrainResult
+from textlstm.lm.model import LanguageModel, State
+from textlstm.lm.state import FILE as STATE_FILE
+from textlstm.lm.state import Position, load_state, order_rng, restore, save_state
+from textlstm.lm.streams import join, proposal, steps_in, windows
+from textlstm.recipe import PretrainConfig, Recipe, load_recipe
+from textlstm.runtime import autocast, bf16_support, pick_device, seed_everything
+from textlstm.text.vocab import Vocab
+
+LR_RATIO = 32  # the slanted triangular schedule's lowest rate is lr / 32 (ULMFiT's ratio)
+FOLDER_SUFFIX = "-lm"
+
+
+@dataclass
+class _Run:
+    recipe: Recipe
+    corpus: Corpus
+    model: LanguageModel
+    optimizer: torch.optim.Optimizer
+    log_q: torch.Tensor
+    folder: Path
+    target: torch.device
+    precision: str
+    budget: float | None  # seconds of training
+    events: PretrainEvents
+    history: list[LMEpoch] = field(default_factory=list)
+    data_dir: str | None = None
+    step: int = 0  # steps done, over every epoch
+    seconds: float = 0.0
+    tokens: int = 0
+
+    @property
+    def cfg(self) -> PretrainConfig:
+        return self.recipe.pretrain
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return steps_in(self.corpus.tokens, self.cfg.batch_size, self.cfg.bptt)
+
+
+def pretrain(
+    recipe: Recipe,
+    out_dir: str | Path = settings.RUNS_DIR,
+    data_dir: str | Path | None = None,
+    device: str = "auto",
+    events: PretrainEvents | None = None,
+    max_minutes: float | None = None,
+) -> PretrainResult:
+    """Pretrain the recipe's language model; ``max_minutes`` (else ``pretrain.max_minutes``)
+    stops it after that much training, at a step boundary, with the schedule fitted to it."""
+    events = events or PretrainEvents()
+    target = pick_device(device)
+    seed_everything(recipe.seed)
+    corpus = prepare_corpus(recipe, data_dir)
+    for note in corpus.notes:
+        events.message(note)
+    minutes = max_minutes or recipe.pretrain.max_minutes
+    run = _build(recipe, corpus, target, None if minutes is None else minutes * 60, events)
+    run.data_dir = _absolute(data_dir)
+    events.message(_describe(run))
+    run.folder = checkpoint.reserve_run_dir(out_dir, recipe.name + FOLDER_SUFFIX)
+    try:
+        (run.folder / "recipe.toml").write_text(recipe.to_toml(), encoding="utf-8")
+        corpus.encoder.save(run.folder)
+    except BaseException:
+        checkpoint.discard(run.folder)
+        raise
+    order = dict(np.random.default_rng(recipe.seed).bit_generator.state)
+    return _run(run, Position(epoch=1, order_state=order))
+
+
+def resume(
+    run_dir: str | Path,
+    data_dir: str | Path | None = None,
+    device: str = "auto",
+    events: PretrainEvents | None = None,
+    max_minutes: float | None = None,
+) -> PretrainResult:
+    """Continue a killed or interrupted pretraining from its last checkpoint; on the same
+    device the result equals that of an uninterrupted run (without a time budget)."""
+    events = events or PretrainEvents()
+    target = pick_device(device)
+    folder = checkpoint.resumable(run_dir)
+    meta, tensors = load_state(folder)
+    try:
+        recipe = load_recipe(folder / "recipe.toml")
+    except RecipeError as exc:
+        raise CheckpointError(*exc.lines) from None
+    saved = meta["run"]
+    corpus = prepare_corpus(recipe, data_dir or saved["data_dir"])
+    if Vocab.load(folder / "vocab.json").tokens != corpus.encoder.vocab.tokens:
+        raise CheckpointError(
+            f"{folder}: the data now gives a different vocabulary than when this pretraining "
+            "started; it cannot be resumed: pretrain again"
+        )
+    budget = max_minutes * 60 if max_minutes else saved["budget"]
+    run = _build(recipe, corpus, target, budget, events)
+    position = restore(meta, tensors, run.model, run.optimizer, len(run.model.directions))
+    run.step, run.seconds, run.tokens = saved["step"], saved["seconds"], saved["tokens"]
+    run.history = [LMEpoch(**row) for row in saved["history"]]
+    run.data_dir = saved["data_dir"]
+    run.folder = checkpoint.reopen(folder)
+    with open(run.folder / "metrics.jsonl", "w", encoding="utf-8") as log:
+        log.writelines(json.dumps(asdict(row)) + "\n" for row in run.history)
+    events.message(f"resuming {run.folder} at step {position.step:,} of epoch {position.epoch}")
+    return _run(run, position)
+
+
+def _build(
+    recipe: Recipe,
+    corpus: Corpus,
+    target: torch.device,
+    budget: float | None,
+    events: PretrainEvents,
+) -> _Run:
+    model = LanguageModel(recipe.model, recipe.pretrain, len(corpus.encoder.vocab)).to(target)
+    log_q = proposal(join(corpus.train), len(corpus.encoder.vocab)).to(target)
+    precision = recipe.train.precision if bf16_support(target) != "none" else "fp32"
+    optimizer = _adamw(model, recipe.pretrain)
+    return _Run(recipe, corpus, model, optimizer, log_q, Path(), target, precision, budget, events)
+
+
+def _absolute(data_dir: str | Path | None) -> str | None:
+    root = settings.data_root(data_dir)
+    return str(root.resolve()) if root else None
+
+
+def _run(run: _Run, position: Position) -> PretrainResult:
+    """The epochs, then the finished folder. A kill leaves the ``.partial`` folder resumable
+    from its last checkpoint; Ctrl-C finishes the folder with the weights as they stand, and it
+    stays resumable from its last checkpoint."""
+    try:
+        stopped = _epochs(run, position)
+    except KeyboardInterrupt:
+        if run.step == 0:
+            _discard_unless_resumable(run.folder)
+            raise
+        stopped = "interrupted"
+    except BaseException:
+        _discard_unless_resumable(run.folder)
+        raise
+    return _finish(run, stopped)
+
+
+def _discard_unless_resumable(folder: Path) -> None:
+    if not (folder / STATE_FILE).exists():
+        checkpoint.discard(folder)
+
+
+def _describe(run: _Run) -> str:
+    cfg, corpus = run.cfg, run.corpus
+    params = sum(p.numel() for p in run.model.parameters())
+    return (
+        f"{corpus.tokens:,} tokens in {len(corpus.train):,} texts; {len(corpus.encoder.vocab):,} "
+        f"words; {params:,} parameters; {run.steps_per_epoch:,} steps of {cfg.batch_size} x "
+        f"{cfg.bptt} tokens per epoch, {cfg.directions} direction(s); device {run.target}, "
+        f"{run.precision}"
+    )
+
+
+def _adamw(model: nn.Module, cfg: PretrainConfig) -> torch.optim.AdamW:
+    params = [p for p in model.parameters() if p.requires_grad]
+    # ULMFiT's betas: a shorter memory of the gradient than Adam's default 0.9
+    try:
+        return torch.optim.AdamW(
+            params, lr=cfg.lr, betas=(0.8, 0.99), weight_decay=cfg.weight_decay, fused=True
+        )
+    except (RuntimeError, TypeError):
+        return torch.optim.AdamW(
+            params, lr=cfg.lr, betas=(0.8, 0.99), weight_decay=cfg.weight_decay
+        )
+
+
+def learning_rate(cfg: PretrainConfig, progress: float) -> float:
+    """Slanted triangular (Howard & Ruder 2018): up over ``warmup_fraction`` of the run, then
+    down to lr / 32; ``progress`` is the share of the run done, by steps or by the time budget."""
+    cut = cfg.warmup_fraction
+    p = min(max(progress, 0.0), 1.0)
+    x = p / cut if cut > 0 and p < cut else 1.0 - (p - cut) / max(1e-9, 1.0 - cut)
+    return cfg.lr * (1.0 + (LR_RATIO - 1) * x) / LR_RATIO
+
+
+def _epochs(run: _Run, position: Position) -> str:
+    cfg = run.cfg
+    while position.epoch <= cfg.epochs:
+        rng = order_rng(position.order_state)
+        stream = join(run.corpus.train, rng.permutation(len(run.corpus.train)))
+        run.events.epoch_start(position.epoch, cfg.epochs, run.steps_per_epoch)
+        stopped = _train_epoch(run, stream, position)
+        perplexities = [perplexity(run, d) for d in range(len(run.model.directions))]
+        result = LMEpoch(
+            position.epoch, position.loss / max(position.step, 1), perplexities[0],
+            perplexities[1] if len(perplexities) > 1 else None,
+            run.optimizer.param_groups[0]["lr"], position.seconds,
+            position.tokens / max(position.seconds, 1e-9), position.step,
+        )  # fmt: skip
+        run.history.append(result)
+        with open(run.folder / "metrics.jsonl", "a", encoding="utf-8") as log:
+            log.write(json.dumps(asdict(result)) + "\n")
+        position = Position(epoch=position.epoch + 1, order_state=dict(rng.bit_generator.state))
+        _checkpoint(run, position)
+        run.events.lm_epoch_end(result)
+        if stopped and run.budget is not None:
+            run.events.message(f"stopping: the time budget of {run.budget / 60:g} min is spent")
+            return "budget"
+    return "completed"
+
+
+def _train_epoch(run: _Run, stream: np.ndarray, position: Position) -> bool:
+    """The epoch's steps from ``position`` on, which they advance; returns whether the time
+    budget stopped it. A checkpoint is written every ``pretrain.checkpoint_minutes``."""
+    cfg, model = run.cfg, run.model
+    model.train()
+    states = position.states or [None] * len(model.directions)
+    total_steps = run.steps_per_epoch * cfg.epochs
+    saved = time.perf_counter()
+    both = cfg.directions == "both"
+    for window in windows(stream, cfg.batch_size, cfg.bptt, both, first=position.step):
+        tick = time.perf_counter()
+        progress = run.step / total_steps
+        if run.budget is not None:
+            progress = max(progress, run.seconds / run.budget)
+        for group in run.optimizer.param_groups:
+            group["lr"] = learning_rate(cfg, progress)
+        value = _step(run, window.inputs, window.targets, states)
+        if not math.isfinite(value):
+            raise TrainingDiverged(
+                f"the language model's loss became {value} at step {position.step + 1} of "
+                f"epoch {position.epoch}: lower pretrain.lr (now {cfg.lr:g}) or "
+                "pretrain.clip_grad_norm"
+            )
+        spent = time.perf_counter() - tick
+        position.step, position.loss, position.tokens = (
+            position.step + 1, position.loss + value, position.tokens + window.tokens,
+        )  # fmt: skip
+        position.seconds, position.states = position.seconds + spent, states
+        run.step, run.seconds, run.tokens = (
+            run.step + 1, run.seconds + spent, run.tokens + window.tokens,
+        )  # fmt: skip
+        if time.perf_counter() - saved >= cfg.checkpoint_minutes * 60:
+            _checkpoint(run, position)
+            saved = time.perf_counter()
+        run.events.batch_end(value, window.tokens)
+        if run.budget is not None and run.seconds >= run.budget:
+            return True
+    return False
+
+
+def _checkpoint(run: _Run, position: Position) -> None:
+    summary = {
+        "step": run.step,
+        "seconds": run.seconds,
+        "tokens": run.tokens,
+        "budget": run.budget,
+        "data_dir": run.data_dir,
+        "history": [asdict(row) for row in run.history],
+    }
+    save_state(run.folder, position, summary, run.model, run.optimizer)
+
+
+def _step(
+    run: _Run, inputs: list[torch.Tensor], targets: list[torch.Tensor], states: list[State | None]
+) -> float:
+    """One optimizer step on both directions' windows; ``states`` carry over, detached."""
+    model, cfg = run.model, run.cfg
+    samples = torch.multinomial(run.log_q.exp(), cfg.samples, replacement=True)  # (S,)
+    losses = []
+    with autocast(run.target, run.precision):
+        for d, (x, y) in enumerate(zip(inputs, targets)):
+            outputs, states[d] = model.run(d, x.to(run.target), states[d])
+            losses.append(model.sampled_loss(outputs, y.to(run.target), samples, run.log_q))
+            states[d] = [_detach(s) for s in states[d]]  # type: ignore[union-attr]
+    loss = torch.stack(losses).mean()
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if cfg.clip_grad_norm > 0:
+        nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
+    run.optimizer.step()
+    return float(loss.item())
+
+
+def _detach(state: Any) -> Any:
+    if isinstance(state, tuple):
+        return tuple(s.detach() for s in state)
+    return state.detach()
+
+
+def perplexity(run: _Run, direction: int) -> float:
+    """The direction's perplexity on the held-out stream, full softmax, no dropout."""
+    model, stream = run.model, run.corpus.heldout
+    if direction == 1:
+        stream = stream[::-1].copy()
+    model.eval()
+    total, count, state = 0.0, 0, None
+    with torch.inference_mode(), autocast(run.target, run.precision):
+        for window in windows(stream, run.cfg.batch_size, run.cfg.bptt, both=False):
+            outputs, state = model.run(direction, window.inputs[0].to(run.target), state)
+            nll, n = model.full_loss(outputs, window.targets[0].to(run.target))
+            total, count = total + nll, count + n
+    model.train()
+    return math.exp(min(total / max(count, 1), 50.0))
+
+
+def _finish(run: _Run, stopped: str) -> PretrainResult:
+    from safetensors.torch import save_file
+
+    save_file(
+        {k: v.detach().cpu().contiguous() for k, v in run.model.state_dict().items()},
+        str(run.folder / "model.safetensors"),
+        metadata={"format": "textlstm-lm"},
+    )
+    meta = {
+        "format_version": checkpoint.FORMAT_VERSION,
+        "kind": "language_model",
+        **checkpoint.versions(),
+        "name": run.recipe.name,
+        "seed": run.recipe.seed,
+        "device": str(run.target),
+        "precision": run.precision,
+        "data_source": run.corpus.source,
+        "texts": len(run.corpus.train),
+        "tokens_per_epoch": run.corpus.tokens,
+        "tokens_trained": run.tokens,
+        "steps": run.step,
+        "directions": run.cfg.directions,
+        "vocab_size": len(run.corpus.encoder.vocab),
+        "stopped": stopped,
+        "train_seconds": round(run.seconds, 2),
+        "perplexity": run.history[-1].perplexity if run.history else None,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    (run.folder / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    if stopped != "interrupted":
+        (run.folder / STATE_FILE).unlink(missing_ok=True)  # finished: nothing left to resume
+    final = checkpoint.finalize(run.folder)
+    return PretrainResult(final, run.history, stopped, run.seconds, run.tokens)
