@@ -46,6 +46,7 @@ bench: setup
 	$(BIN)/python bench/vectors.py
 	$(BIN)/python bench/packing.py "$(DATA)"
 	$(BIN)/python bench/speed.py "$(DATA)"
+	$(BIN)/python bench/lm_speed.py "$(DATA)"
 
 # Accuracy from scratch against TF-IDF + LR and NBSVM on the same rows (IMDB, BBC News, SST-2);
 # DATA holds stanfordnlp/imdb and stanfordnlp/sst2; GloVe rows need the vectors extra
