@@ -102,3 +102,5 @@ def test_sizes_follow_the_rows_and_the_text_length():
     assert small["model.ngram_buckets"] < short["model.ngram_buckets"]
     for chosen in (small, short, long):
         assert chosen["model.pooling"] == "concat" and chosen["model.ngrams"] == 2
+    # the linear model beside the network where n-gram models are strong: long texts
+    assert long["model.wide"] == "nblr" and "model.wide" not in short

@@ -263,3 +263,32 @@ def test_auto_epochs_plan_a_step_budget_and_the_run_keeps_the_number(tmp_path, r
 
     factor = lr_schedule(saved.train, 24)
     assert factor(23) > 0 and factor(24) == 0.0
+
+
+def test_a_run_with_the_linear_model_fits_it_first_then_its_weight_and_reloads_exactly(
+    tmp_path, recipe_path
+):
+    recipe = load_recipe(recipe_path, ["model.wide='nblr'", "model.wide_buckets=2048"])
+    result = train(recipe, tmp_path / "runs", device="cpu")
+    meta = json.loads((result.run_dir / "meta.json").read_text())
+    wide = meta["wide"]
+    assert 0.0 <= wide["scale"] <= 4.0 and set(wide["validation_accuracy_alone"]) == {
+        "network",
+        "linear",
+    }
+    again = evaluate(result.run_dir, split="validation", device="cpu").report
+    assert again.accuracy == meta["validation"]["accuracy"]
+    assert again.loss == pytest.approx(meta["validation"]["validation_loss"], abs=1e-5)
+    model = Predictor.load(result.run_dir, "cpu").loaded.model
+    assert float(model.wide.scale) == pytest.approx(wide["scale"])
+    assert float(model.wide.network) == pytest.approx(wide["network"])
+    assert model.wide.weight.shape == (meta["vocab_size"] + 2048, 2)
+    assert model.wide.weight.abs().sum() > 0  # fitted, saved and loaded
+
+
+def test_linear_model_settings_without_it_are_a_recipe_error(recipe_path):
+    with pytest.raises(RecipeError) as info:
+        load_recipe(recipe_path, ["model.wide_ngrams=2"])
+    assert info.value.lines == [
+        "overrides: model.wide_ngrams: needs model.wide = 'nblr' (the linear model is off)"
+    ]

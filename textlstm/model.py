@@ -18,6 +18,7 @@ from textlstm.batching import iterate, lengths_of, sorted_batches
 from textlstm.recipe import ModelConfig
 from textlstm.runtime import autocast
 from textlstm.text.vocab import PAD_ID
+from textlstm.wide import WideNgrams
 
 CELLS: dict[str, type[nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU}
 
@@ -135,6 +136,12 @@ class LSTMClassifier(nn.Module):
         )
         extra = cfg.ngram_dim if cfg.ngrams else 0
         self.head = nn.Linear(self.pooled_size + extra, num_classes)
+        # the linear model beside the network: frozen buffers, its scores added to the logits
+        self.wide = (
+            WideNgrams(vocab_size, cfg.wide_ngrams, cfg.wide_buckets, num_classes)
+            if cfg.wide != "none"
+            else None
+        )
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """tokens (batch, seq_len) of ids, lengths (batch,) on the same device -> logits."""
@@ -203,7 +210,10 @@ class LSTMClassifier(nn.Module):
         if self.ngram_bag is not None:
             bag = self.ngram_bag(tokens, lengths).to(features.dtype)  # (batch, ngram_dim)
             features = torch.cat([features, bag], dim=-1)  # (batch, output_size + ngram_dim)
-        return self.head(features)
+        logits = self.head(features)  # (batch, num_classes)
+        if self.wide is not None and not self.training:  # its scale is 0 while training
+            logits = self.wide(logits, tokens, lengths)  # (batch, num_classes)
+        return logits
 
     def pool_direction(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """One direction's outputs x (seq_len, batch, hidden) in its reading order -> (batch,

@@ -99,6 +99,12 @@ class ModelConfig(_Section):
     # how a text's n-gram rows are combined: their mean, or their sum over sqrt(count) (the
     # weighting of L2-normalised counts that serves linear models on long texts)
     ngram_combiner: Literal["mean", "sqrtn"] = "mean"
+    # a linear model beside the network (textlstm/wide.py): "nblr" fits naive-Bayes-weighted
+    # logistic regression on each text's binarized 1..wide_ngrams-grams before the network
+    # trains, and adds its scores to the network's at a weight fitted on the validation split
+    wide: Literal["none", "nblr"] = "none"
+    wide_ngrams: int = Field(3, ge=1, le=3)
+    wide_buckets: int = Field(1 << 20, ge=1024, le=1 << 24, description="hashed n-gram rows")
     # a `textlstm pretrain` run folder (relative to the recipe): the classifier starts from its
     # embedding and LSTM layers, and takes its vocabulary and tokenizer
     encoder: str | None = None
@@ -363,6 +369,34 @@ _KIND_KEYS = {
 # every bundled recipe sets them, and `--set tokenizer.kind="bpe"` must work on any recipe
 
 
+# model keys that mean nothing while their part is off: (the keys, whether it is off, the line)
+_SWITCHED = (
+    (
+        ("ngram_dim", "ngram_buckets", "ngram_dropout", "ngram_combiner"),
+        lambda m: m.ngrams == 0,
+        "needs model.ngrams = 1 or 2 (the n-gram branch is off)",
+    ),
+    (
+        ("wide_ngrams", "wide_buckets"),
+        lambda m: m.wide == "none",
+        "needs model.wide = 'nblr' (the linear model is off)",
+    ),
+)
+
+
+def _model_switches(model: ModelConfig, label: str, overridden: set[str]) -> list[str]:
+    """A key of a part that is off, set away from its default: one line each."""
+    problems = []
+    for keys, off, line in _SWITCHED:
+        if not off(model):
+            continue
+        for key in keys:
+            if getattr(model, key) != ModelConfig.model_fields[key].default:
+                where = param("overrides") if f"model.{key}" in overridden else label
+                problems.append(f"{where}: model.{key}: {line}")
+    return problems
+
+
 def _cross_checks(recipe: Recipe, label: str, overridden: set[str]) -> list[str]:
     """Keys that are valid alone but contradict each other. A key left at its default never
     counts (a resolved recipe, as saved in a run folder, spells out every default)."""
@@ -378,14 +412,7 @@ def _cross_checks(recipe: Recipe, label: str, overridden: set[str]) -> list[str]
             f"{where}: {dotted}: not used by tokenizer.kind = '{kind}' (only by "
             f"{', '.join(kinds)}); remove it or change tokenizer.kind"
         )
-    if recipe.model.ngrams == 0:
-        defaults = ModelConfig.model_fields
-        for key in ("ngram_dim", "ngram_buckets", "ngram_dropout", "ngram_combiner"):
-            if getattr(recipe.model, key) != defaults[key].default:
-                where = param("overrides") if f"model.{key}" in overridden else label
-                problems.append(
-                    f"{where}: model.{key}: needs model.ngrams = 1 or 2 (the n-gram branch is off)"
-                )
+    problems += _model_switches(recipe.model, label, overridden)
     vocab = recipe.vocab
     if recipe.model.encoder is not None:
         for key in ("path", "vectors"):

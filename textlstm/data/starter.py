@@ -210,6 +210,16 @@ def _model_choices(rows: int, small: bool, long: bool) -> list[Choice]:
             f"hashed rows for the bigrams of {rows:,} texts: few collisions",
         ),
     ]
+    if long:
+        out.append(
+            Choice(
+                "model.wide",
+                "nblr",
+                "long texts: a naive Bayes logistic regression on their 1-3 grams is strong "
+                "there and errs on other texts than the LSTM; its scores are added at a weight "
+                "fitted on validation (Mesnil et al. 2015)",
+            )
+        )
     return out
 
 

@@ -24,6 +24,7 @@ from textlstm.text.encoder import Encoder
 from textlstm.text.vocab import Vocab
 from textlstm.training.events import Events
 from textlstm.training.loop import Fit
+from textlstm.wide import fit as fit_linear
 
 
 @dataclass
@@ -181,3 +182,19 @@ def build_fit(recipe: Recipe, prepared: Prepared, target: torch.device) -> Fit:
         [unfrozen(schedule, depth, steps_per_epoch, cfg.unfreeze) for depth, _ in groups],
     )
     return Fit(model, criterion, optimizer, scheduler, train_labels, val_labels, len(splits.labels))
+
+
+def fit_wide(fit: Fit, prepared: Prepared, events: Events) -> float:
+    """``model.wide``: fit the linear model on the training ids before the network trains;
+    returns the seconds it took (0 without one)."""
+    wide = getattr(fit.model, "wide", None)
+    if wide is None:
+        return 0.0
+    ids = prepared.ids
+    done = fit_linear(wide, ids["train"], fit.train_labels, ids["validation"], fit.val_labels)
+    events.message(
+        f"model.wide: naive Bayes logistic regression on {done.features:,} n-grams of the "
+        f"training texts, C = {done.c:g} (chosen on validation: {done.validation_accuracy:.2%} "
+        f"accuracy alone), {done.seconds:.0f} s"
+    )
+    return done.seconds

@@ -21,14 +21,17 @@ import torch
 from textlstm import checkpoint, settings
 from textlstm.data import Splits, data_root
 from textlstm.errors import CheckpointError, RecipeError, TrainingDiverged
+from textlstm.metrics import quick_scores
+from textlstm.model import logits_for
 from textlstm.recipe import Recipe, load_recipe
 from textlstm.runtime import bf16_support, pick_device, seed_everything
 from textlstm.text.cache import Options
 from textlstm.training.events import EpochResult, Events, TrainResult
-from textlstm.training.loop import Fit, epochs
-from textlstm.training.setup import Prepared, build_fit, plan_epochs, prepare
+from textlstm.training.loop import Fit, epochs, validate
+from textlstm.training.setup import Prepared, build_fit, fit_wide, plan_epochs, prepare
 from textlstm.training.state import FILE as RESUME_FILE
 from textlstm.training.state import TrainState, load_state, restore, save_state
+from textlstm.wide import WideNgrams, fit_scale
 
 
 @dataclass
@@ -63,6 +66,7 @@ def train(
     recipe = plan_epochs(recipe, prepared, events)  # the run folder keeps the planned number
     fit = build_fit(recipe, prepared, target)
     precision = _describe(prepared, fit, target, events, recipe.train.precision)
+    wide_seconds = fit_wide(fit, prepared, events)  # model.wide: before the network trains
     folder = checkpoint.reserve_run_dir(out_dir, recipe.name)
     try:  # what `resume` reads back: the recipe, the vocabulary, the labels
         checkpoint.save_identity(
@@ -78,7 +82,7 @@ def train(
         0,
         None,
         [],
-        0.0,
+        wide_seconds,
         str(root.resolve()) if (root := settings.data_root(data_dir)) else None,
     )
     return _train(
@@ -246,6 +250,9 @@ def _finish(run: _Run, stopped: str) -> TrainResult:
     recipe, state, splits = run.recipe, run.state, run.prepared.splits
     assert state.best_state is not None
     history = [EpochResult(**row) for row in state.history]
+    meta = _meta(run, stopped, history)
+    if getattr(run.fit.model, "wide", None) is not None:
+        meta.update(_join_wide(run))
     checkpoint.save(
         run.folder,
         run.fit.model,
@@ -253,7 +260,7 @@ def _finish(run: _Run, stopped: str) -> TrainResult:
         _portable(recipe, splits),
         run.prepared.encoder,
         splits.labels,
-        _meta(run, stopped, history),
+        meta,
     )
     if stopped != "interrupted":
         (run.folder / RESUME_FILE).unlink(missing_ok=True)  # finished: nothing left to resume
@@ -274,6 +281,41 @@ def _finish(run: _Run, stopped: str) -> TrainResult:
         splits.names,
         splits.notes,
     )
+
+
+def _join_wide(run: _Run) -> dict[str, Any]:
+    """model.wide: the weights of the network's logits and of the linear scores, fitted on the
+    validation split with the best weights of the network; returns meta.json's ``validation``
+    for the joined model and ``wide``."""
+    model, state, fit = run.fit.model, run.state, run.fit
+    wide = model.wide
+    assert state.best_state is not None and isinstance(wide, WideNgrams)
+    model.load_state_dict(state.best_state)
+    ids, batch = run.prepared.ids["validation"], run.recipe.train.eval_batch_size
+    wide.scale.fill_(0.0)
+    wide.network.fill_(1.0)
+    network = logits_for(model, ids, batch, run.target, run.precision)
+    wide.scale.fill_(1.0)
+    linear = logits_for(model, ids, batch, run.target, run.precision) - network
+    weights = fit_scale(network, linear, fit.val_labels)
+    wide.network.fill_(weights[0])
+    wide.scale.fill_(weights[1])
+    for name in ("network", "scale"):
+        state.best_state[f"wide.{name}"] = getattr(wide, name).detach().clone()
+    loss, accuracy, macro_f1 = validate(fit, ids, batch, run.target, run.precision)
+    alone = {
+        name: quick_scores(fit.val_labels, scores.argmax(1), fit.num_classes)[0]
+        for name, scores in (("network", network), ("linear", linear))
+    }
+    run.events.message(
+        f"model.wide: the network's logits weighed {weights[0]:g}, the linear scores "
+        f"{weights[1]:g}: validation accuracy {accuracy:.2%} (the network alone "
+        f"{alone['network']:.2%}, the linear model alone {alone['linear']:.2%})"
+    )
+    best = asdict(EpochResult(**state.history[state.best_epoch - 1]))
+    best.update(validation_loss=loss, accuracy=accuracy, macro_f1=macro_f1)
+    wide_meta = {"network": weights[0], "scale": weights[1], "validation_accuracy_alone": alone}
+    return {"validation": best, "wide": wide_meta}
 
 
 def _meta(run: _Run, stopped: str, history: list[EpochResult]) -> dict[str, Any]:

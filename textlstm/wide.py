@@ -1,0 +1,202 @@
+"""A linear model beside the network: naive-Bayes-weighted logistic regression over each text's
+binarized n-grams (NB-LR, the NBSVM of Wang & Manning 2012 in the form Mesnil et al. 2015 joined
+to a recurrent model), on the same token ids the LSTM reads.
+
+Bag-of-n-gram models and LSTMs err on different texts, so their scores add up well; trained
+jointly, the bag fits the training set first and leaves the LSTM little to learn. So the linear
+part is fitted on its own, convex and to convergence, by scikit-learn before the network trains
+(``fit``), its weights are frozen buffers of the classifier, and after training one weight
+(``scale``) for its scores is fitted on the validation split (``fit_scale``): 0 leaves the
+network alone. Until then ``scale`` is 0, so the network trains, validates and early-stops on
+its own.
+
+Features: the unigram ids themselves, plus bigrams and trigrams hashed into ``buckets`` rows
+after them; each counted once per text. One linear model per class against the rest (one in
+all for two classes), each with its own naive Bayes log-count ratio folded into its weights.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from textlstm.text.vocab import PAD_ID
+
+C_GRID = (0.05, 0.15, 0.5, 1.5)  # inverse L2 strengths tried; the validation split picks one
+SCALES = np.linspace(0.0, 4.0, 81)  # weights for the linear scores that fit_scale tries
+NETWORK_SCALES = np.linspace(0.05, 2.0, 40)  # and for the network's logits
+PRIME = 1_000_003
+CHUNK = 512  # texts per batch when features are extracted for the fit
+
+
+def ngram_features(
+    tokens: torch.Tensor, lengths: torch.Tensor, vocab_size: int, order: int, buckets: int
+) -> torch.Tensor:
+    """tokens (seq_len, batch), lengths (batch,) -> (batch, features) of feature ids: each
+    text's unigram ids and hashed 2..order-grams, every id once, PAD_ID where there is none."""
+    ids = tokens.t()  # (batch, seq_len)
+    steps = ids.shape[1]
+    positions = torch.arange(steps, device=ids.device).unsqueeze(0)  # (1, seq_len)
+    parts = [ids.masked_fill(positions >= lengths.unsqueeze(1), PAD_ID)]  # (batch, seq_len)
+    for n in range(2, order + 1):
+        if steps < n:
+            break
+        width = steps - n + 1
+        hashed = ids[:, :width] + n  # n in the hash keeps bigrams and trigrams apart
+        for k in range(1, n):
+            hashed = (hashed % buckets) * PRIME + ids[:, k : k + width]  # (batch, width)
+        real = positions[:, :width] < (lengths - (n - 1)).unsqueeze(1)  # all n tokens real
+        parts.append((vocab_size + hashed % buckets).masked_fill(~real, PAD_ID))
+    features, _ = torch.cat(parts, dim=1).sort(dim=1)  # (batch, features)
+    repeated = features[:, 1:] == features[:, :-1]  # (batch, features - 1)
+    features[:, 1:] = features[:, 1:].masked_fill(repeated, PAD_ID)  # binarized: once each
+    return features
+
+
+class WideNgrams(nn.Module):
+    """Linear scores (batch, classes) of a text's binarized n-grams, times ``scale``, and the
+    weight ``network`` of the network's logits they are added to. All are buffers: fitted by
+    ``fit`` and ``fit_scale``, never by the optimizer."""
+
+    def __init__(self, vocab_size: int, order: int, buckets: int, classes: int) -> None:
+        super().__init__()
+        self.vocab_size, self.order, self.buckets = vocab_size, order, buckets
+        rows = vocab_size + (buckets if order > 1 else 0)
+        self.weight: torch.Tensor
+        self.bias: torch.Tensor
+        self.scale: torch.Tensor
+        self.network: torch.Tensor
+        self.register_buffer("weight", torch.zeros(rows, classes))
+        self.register_buffer("bias", torch.zeros(classes))
+        self.register_buffer("scale", torch.zeros(()))
+        self.register_buffer("network", torch.ones(()))
+
+    def scores(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The linear model's own scores (batch, classes), before ``scale``."""
+        features = ngram_features(tokens, lengths, self.vocab_size, self.order, self.buckets)
+        summed = nn.functional.embedding_bag(
+            features, self.weight, mode="sum", padding_idx=PAD_ID
+        )  # (batch, classes)
+        return summed + self.bias
+
+    def forward(
+        self, logits: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor
+    ) -> torch.Tensor:
+        """The network's logits (batch, classes) joined with the linear scores."""
+        return self.network * logits.float() + self.scale * self.scores(tokens, lengths)
+
+
+@dataclass
+class WideFit:
+    """What ``fit`` chose and measured."""
+
+    c: float
+    features: int  # distinct n-gram rows seen in training
+    validation_accuracy: float  # the linear model alone
+    seconds: float
+
+
+def feature_matrix(wide: WideNgrams, ids: Sequence[np.ndarray]) -> Any:
+    """A scipy CSR matrix (texts, rows) of 0/1: which feature rows each text has."""
+    from scipy import sparse
+
+    indices: list[np.ndarray] = []
+    for start in range(0, len(ids), CHUNK):
+        chunk = ids[start : start + CHUNK]
+        lengths = torch.tensor([len(x) for x in chunk])
+        tokens = torch.zeros(int(lengths.max()), len(chunk), dtype=torch.int64)
+        for column, x in enumerate(chunk):
+            tokens[: len(x), column] = torch.from_numpy(np.asarray(x, dtype=np.int64))
+        features = ngram_features(tokens, lengths, wide.vocab_size, wide.order, wide.buckets)
+        indices.extend(row[row != PAD_ID].numpy() for row in features)
+    pointers = np.cumsum([0] + [len(row) for row in indices])
+    flat = np.concatenate(indices) if indices else np.zeros(0, dtype=np.int64)
+    shape = (len(ids), wide.weight.shape[0])
+    return sparse.csr_matrix((np.ones(len(flat), np.float32), flat, pointers), shape=shape)
+
+
+def _nb_ratio(x: Any, positive: np.ndarray) -> np.ndarray:
+    """The naive Bayes log-count ratio of each feature row (alpha 1)."""
+    p = np.asarray(x[positive].sum(axis=0)).ravel() + 1.0
+    q = np.asarray(x[~positive].sum(axis=0)).ravel() + 1.0
+    return np.log((p / p.sum()) / (q / q.sum()))
+
+
+def _fit_one(x: Any, positive: np.ndarray, c: float) -> tuple[np.ndarray, float]:
+    """Weights per feature row (the NB ratio folded in) and the intercept of one class."""
+    from sklearn.linear_model import LogisticRegression
+
+    ratio = _nb_ratio(x, positive)
+    scaled = x.multiply(ratio).tocsr()
+    model = LogisticRegression(C=c, solver="liblinear", max_iter=1000).fit(scaled, positive)
+    return model.coef_.ravel() * ratio, float(model.intercept_[0])
+
+
+def _weights(x: Any, labels: np.ndarray, classes: int, c: float) -> tuple[np.ndarray, ...]:
+    """(rows, classes) weights and (classes,) biases for one C."""
+    weight = np.zeros((x.shape[1], classes), dtype=np.float32)
+    bias = np.zeros(classes, dtype=np.float32)
+    if classes == 2:  # one model: its margin split between the two classes' scores
+        w, b = _fit_one(x, labels == 1, c)
+        weight[:, 0], weight[:, 1], bias[0], bias[1] = -w / 2, w / 2, -b / 2, b / 2
+        return weight, bias
+    for k in range(classes):
+        weight[:, k], bias[k] = _fit_one(x, labels == k, c)
+    return weight, bias
+
+
+def fit(
+    wide: WideNgrams,
+    train_ids: Sequence[np.ndarray],
+    train_labels: np.ndarray,
+    val_ids: Sequence[np.ndarray],
+    val_labels: np.ndarray,
+) -> WideFit:
+    """Fit the linear model on the training texts; the validation texts pick C from C_GRID."""
+    start = time.perf_counter()
+    classes = wide.weight.shape[1]
+    train, val = feature_matrix(wide, train_ids), feature_matrix(wide, val_ids)
+    best: tuple[float, float, tuple[np.ndarray, ...]] | None = None
+    for c in C_GRID:
+        weight, bias = _weights(train, np.asarray(train_labels), classes, c)
+        accuracy = float(((val @ weight + bias).argmax(1) == val_labels).mean())
+        if best is None or accuracy > best[0]:
+            best = (accuracy, c, (weight, bias))
+    assert best is not None
+    accuracy, c, (weight, bias) = best
+    with torch.no_grad():
+        wide.weight.copy_(torch.from_numpy(weight))
+        wide.bias.copy_(torch.from_numpy(bias))
+        wide.scale.zero_()
+        wide.network.fill_(1.0)
+    seen = int((np.asarray(train.sum(axis=0)).ravel() > 0).sum())
+    return WideFit(c, seen, accuracy, time.perf_counter() - start)
+
+
+def fit_scale(network: np.ndarray, linear: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """(network weight, linear weight): the pair from NETWORK_SCALES x SCALES that gives the
+    lowest validation loss of softmax(network weight * network + linear weight * linear). The
+    network's weight tempers an overconfident network; (1, 0) leaves it alone."""
+    target = torch.from_numpy(np.asarray(labels, dtype=np.int64))
+    a, b = torch.from_numpy(network).double(), torch.from_numpy(linear).double()
+    scales = torch.from_numpy(SCALES).view(-1, 1, 1)  # (scales, 1, 1)
+    best = (nn.functional.cross_entropy(a, target).item(), 1.0, 0.0)
+    for weight in NETWORK_SCALES:
+        joined = weight * a + scales * b  # (scales, rows, classes)
+        losses = (
+            nn.functional.cross_entropy(
+                joined.flatten(0, 1), target.repeat(len(SCALES)), reduction="none"
+            )
+            .view(len(SCALES), -1)
+            .mean(dim=1)
+        )  # (scales,)
+        i = int(losses.argmin())
+        if losses[i].item() < best[0] - 1e-9:
+            best = (losses[i].item(), float(weight), float(SCALES[i]))
+    return best[1], best[2]
