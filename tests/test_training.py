@@ -1,6 +1,7 @@
 import json
 
 import pytest
+import torch
 
 from textlstm import Events, Predictor, evaluate, load_recipe, train
 from textlstm.errors import DataError, RecipeError
@@ -284,6 +285,11 @@ def test_a_run_with_the_linear_model_fits_it_first_then_its_weight_and_reloads_e
     assert float(model.wide.network) == pytest.approx(wide["network"])
     assert model.wide.weight.shape == (meta["vocab_size"] + 2048, 2)
     assert model.wide.weight.abs().sum() > 0  # fitted, saved and loaded
+    int8 = Predictor.load(result.run_dir, "cpu", quantize="int8")  # buffers survive quantizing
+    assert float(int8.loaded.model.wide.scale) == pytest.approx(wide["scale"])
+    assert torch.equal(int8.loaded.model.wide.weight, model.wide.weight)
+    texts = ["a superb and lovely film", "an awful, dull plot"]
+    assert len(int8.predict(texts)) == 2
 
 
 def test_linear_model_settings_without_it_are_a_recipe_error(recipe_path):
