@@ -229,3 +229,16 @@ def test_resumed_tensors_are_aligned_like_freshly_allocated_ones(tmp_path, recip
     ).run_dir
     _, raw = load_state(run)
     assert {t.data_ptr() % 64 for t in raw["tensors"].values()} == {0}
+
+
+def test_a_run_with_the_linear_model_resumes_to_the_uninterrupted_result(tmp_path, recipe_path):
+    overrides = ["model.wide='nblr'", "model.wide_buckets=2048"]
+    reference = train(load_recipe(recipe_path, overrides), tmp_path / "ref", device="cpu")
+    stopped = train(
+        load_recipe(recipe_path, overrides), tmp_path / "runs", device="cpu", events=InterruptAt(2)
+    )
+    assert stopped.stopped == "interrupted"
+    result = resume(stopped.run_dir, device="cpu")  # the linear model comes back from the file
+    assert_same_run(result.run_dir, reference.run_dir)
+    wide = load(result.run_dir).model.wide
+    assert wide.weight.abs().sum() > 0 and float(wide.network) > 0
