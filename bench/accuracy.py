@@ -138,39 +138,20 @@ def textlstm_row(name: str, recipe, data_dir: str, out: Path) -> Row:
         return Row(name, path.name, None, None, 0.0, "skipped: pip install 'textlstm[vectors]'")
     start = time.perf_counter()
     result = textlstm.train(recipe, out, data_dir=data_dir)
-    report = textlstm.evaluate(result.run_dir, split="test", data_dir=data_dir).report
+    evaluation = textlstm.evaluate(result.run_dir, split="test", data_dir=data_dir)
+    report = evaluation.report
     wall = time.perf_counter() - start
     meta = json.loads((result.run_dir / "meta.json").read_text(encoding="utf-8"))
     seconds = float(meta["train_seconds"])
     note = f"{len(result.epochs)} epochs, best {result.best_epoch}; {wall:.0f} s with data"
-    if "wide" in meta:  # model.wide: what each part scores on the test split alone
-        alone = parts_alone(result.run_dir, recipe, data_dir)
+    if (alone := evaluation.parts_accuracy) is not None:  # model.wide: each part, same rows
         note += (
             f"; weights: the network {meta['wide']['network']:g}, the linear scores "
             f"{meta['wide']['scale']:g}; alone: the network "
-            f"{alone[0]:.2%}, the NB-LR {alone[1]:.2%}"
+            f"{alone['network']:.2%}, the NB-LR {alone['linear']:.2%}"
         )
     print(f"  {path.name}: {report.accuracy:.2%} ({seconds:.0f} s training, {note})", flush=True)
     return Row(name, path.name, report.accuracy, report.macro_f1, seconds, note, peak_rss_mb())
-
-
-def parts_alone(run_dir: Path, recipe, data_dir: str) -> tuple[float, float]:
-    """Test accuracy of a model.wide run's network without the linear scores, and of the linear
-    model without the network (its scale made very large)."""
-    from textlstm import Predictor
-    from textlstm.data import load_splits
-
-    base = Path(recipe.source).parent if recipe.source else None
-    splits = load_splits(recipe.data, data_dir, recipe.seed, base)
-    texts, labels = texts_and_labels(splits, "test")
-    predictor = Predictor.load(run_dir)
-    names = np.asarray(predictor.loaded.labels)
-    scores = []
-    for scale in (0.0, 1e6):
-        predictor.loaded.model.wide.scale.fill_(scale)
-        predicted = [p.label for p in predictor.predict(texts)]
-        scores.append(float((np.asarray(predicted) == names[labels]).mean()))
-    return scores[0], scores[1]
 
 
 def table(rows: list[Row]) -> str:

@@ -250,3 +250,23 @@ def test_the_baselines_fit_several_classes_and_pick_c_on_validation():
         assert fitted.c in C_GRID and fitted.train_rows == 180
         assert (fitted.predict(held) == held_y).mean() >= 0.9
         assert fit(texts, y).c == 4.0  # no validation texts: the middle of the grid
+
+
+def test_evaluate_shows_each_part_of_a_model_with_the_linear_model(tmp_path, recipe_path):
+    runs = tmp_path / "runs"
+    trained = invoke(
+        "train", recipe_path, "--out", runs, "--set", "model.wide='nblr'", "--set",
+        "model.wide_buckets=2048",
+    )  # fmt: skip
+    assert trained.exit_code == 0, trained.output
+    assert "model.wide: naive Bayes logistic regression on" in trained.stdout
+    assert "model.wide: the network's logits weighed" in trained.stdout.replace("\n", " ")
+    run = runs / "tiny" / "latest"
+    result = invoke("evaluate", run, "--split", "validation")
+    assert result.exit_code == 0, result.output
+    parts = json.loads((run / "eval-validation.json").read_text())["parts_accuracy"]
+    shown = result.stdout.replace("\n", " ")
+    assert (
+        f"model.wide: the network alone {parts['network']:.2%}, the linear model alone "
+        f"{parts['linear']:.2%} on the same rows" in shown
+    )

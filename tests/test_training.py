@@ -277,9 +277,13 @@ def test_a_run_with_the_linear_model_fits_it_first_then_its_weight_and_reloads_e
         "network",
         "linear",
     }
-    again = evaluate(result.run_dir, split="validation", device="cpu").report
+    evaluation = evaluate(result.run_dir, split="validation", device="cpu")
+    again = evaluation.report
     assert again.accuracy == meta["validation"]["accuracy"]
     assert again.loss == pytest.approx(meta["validation"]["validation_loss"], abs=1e-5)
+    assert evaluation.parts_accuracy == wide["validation_accuracy_alone"]  # each part alone
+    saved = json.loads(evaluation.json_path.read_text())
+    assert saved["parts_accuracy"] == wide["validation_accuracy_alone"]
     model = Predictor.load(result.run_dir, "cpu").loaded.model
     assert float(model.wide.scale) == pytest.approx(wide["scale"])
     assert float(model.wide.network) == pytest.approx(wide["network"])

@@ -22,6 +22,7 @@ from textlstm.metrics import Report, report
 from textlstm.model import logits_for
 from textlstm.predict import load_for_inference
 from textlstm.recipe import DataConfig
+from textlstm.wide import WideNgrams, linear_scores, network_alone
 
 if TYPE_CHECKING:
     from textlstm.checkpoint import Loaded
@@ -36,6 +37,8 @@ class Evaluation:
     notes: list[str]
     precision: str = "fp32"  # fp32, bf16 or int8: what the model ran in
     baseline: BaselineScore | None = None  # TF-IDF + LR on the same rows, when asked for
+    # model.wide: the accuracy of the network alone and of the linear model alone, same rows
+    parts_accuracy: dict[str, float] | None = None
 
 
 @dataclass
@@ -90,7 +93,8 @@ def evaluate(
     if len(dataset) == 0:
         raise DataError(f"{name}: no labelled rows to evaluate on")
     ids = loaded.encoder.encode(column(dataset, "text"))
-    logits = logits_for(loaded.model, ids, batch_size or recipe.train.eval_batch_size, target, mode)
+    batch = batch_size or recipe.train.eval_batch_size
+    logits, parts = _logits_and_parts(loaded.model, ids, batch, target, mode)
     if mode != recipe.train.precision:  # its own report files, beside the default ones
         name = f"{name}-{mode}"
     truth = np.asarray(column(dataset, "label"))
@@ -98,15 +102,42 @@ def evaluate(
         torch.nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(truth))
     )
     result = report(truth, logits.argmax(axis=1), loaded.labels, loss)
+    alone = (
+        None
+        if parts is None
+        else {name: float((scores.argmax(1) == truth).mean()) for name, scores in parts.items()}
+    )
     linear = fit_baseline(loaded, data_dir, dataset, truth) if baseline else None
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name)
     json_path = loaded.run_dir / f"eval-{safe}.json"
     plot_path = loaded.run_dir / f"eval-{safe}-confusion.png"
     summary = {"run": str(loaded.run_dir), "evaluated_on": name, "precision": mode, "notes": notes}
-    extra = {} if linear is None else {"baseline": linear.to_dict()}
+    extra: dict[str, Any] = {} if linear is None else {"baseline": linear.to_dict()}
+    if alone is not None:
+        extra["parts_accuracy"] = alone
     write_text(json_path, json.dumps({**summary, **result.to_dict(), **extra}, indent=2))
     plot_confusion(result, plot_path, f"{loaded.recipe.name}: {name}")
-    return Evaluation(result, name, json_path, plot_path, notes, mode, linear)
+    return Evaluation(result, name, json_path, plot_path, notes, mode, linear, alone)
+
+
+def _logits_and_parts(
+    model: torch.nn.Module, ids: list[np.ndarray], batch: int, target: torch.device, mode: str
+) -> tuple[np.ndarray, dict[str, np.ndarray] | None]:
+    """The model's logits, and for a model with ``model.wide`` its two parts' own scores: the
+    network's logits and the linear scores, joined here at the model's weights (one pass of the
+    network, as without them)."""
+    wide = getattr(model, "wide", None)
+    if not isinstance(wide, WideNgrams):
+        return logits_for(model, ids, batch, target, mode), None
+    network_weight, scale = network_alone(wide)
+    try:
+        network = logits_for(model, ids, batch, target, mode)
+    finally:
+        wide.network.fill_(network_weight)
+        wide.scale.fill_(scale)
+    linear = linear_scores(wide, ids, batch, target)
+    joined = network_weight * network + scale * linear
+    return joined, {"network": network, "linear": linear}
 
 
 def fit_baseline(

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from textlstm.batching import iterate, lengths_of, sorted_batches
 from textlstm.text.vocab import PAD_ID
 
 C_GRID = (0.05, 0.15, 0.5, 1.5)  # inverse L2 strengths tried; the validation split picks one
@@ -200,3 +201,24 @@ def fit_scale(network: np.ndarray, linear: np.ndarray, labels: np.ndarray) -> tu
         if losses[i].item() < best[0] - 1e-9:
             best = (losses[i].item(), float(weight), float(SCALES[i]))
     return best[1], best[2]
+
+
+def linear_scores(
+    wide: WideNgrams, ids: Sequence[np.ndarray], batch_size: int, device: torch.device
+) -> np.ndarray:
+    """The linear model's own scores (rows, classes) in input order: cheap beside the network."""
+    out = np.zeros((len(ids), wide.weight.shape[1]), dtype=np.float32)
+    with torch.inference_mode():
+        for rows, tokens, lengths in iterate(ids, sorted_batches(lengths_of(ids), batch_size)):
+            scores = wide.scores(tokens.t().to(device), lengths.to(device))  # (batch, classes)
+            out[rows] = scores.float().cpu().numpy()
+    return out
+
+
+def network_alone(wide: WideNgrams) -> tuple[float, float]:
+    """Turn the linear scores off (the network's logits as they are); returns the weights to put
+    back with ``wide.network.fill_``, ``wide.scale.fill_``."""
+    weights = float(wide.network), float(wide.scale)
+    wide.network.fill_(1.0)
+    wide.scale.fill_(0.0)
+    return weights

@@ -63,6 +63,12 @@ def evaluate(
         f"loss {rep.loss:.4f}"
     )
     show_tables(rep)
+    if result.parts_accuracy is not None:
+        parts = result.parts_accuracy
+        out.print(
+            f"model.wide: the network alone {parts['network']:.2%}, the linear model alone "
+            f"{parts['linear']:.2%} on the same rows"
+        )
     if result.baseline is not None:
         show_baseline(result.baseline, rep)
     out.print(f"report: {result.json_path}\nconfusion plot: {result.plot_path}")

@@ -31,7 +31,7 @@ from textlstm.training.loop import Fit, epochs, validate
 from textlstm.training.setup import Prepared, build_fit, fit_wide, plan_epochs, prepare
 from textlstm.training.state import FILE as RESUME_FILE
 from textlstm.training.state import TrainState, load_state, restore, save_state
-from textlstm.wide import WideNgrams, fit_scale
+from textlstm.wide import WideNgrams, fit_scale, linear_scores, network_alone
 
 
 @dataclass
@@ -292,11 +292,9 @@ def _join_wide(run: _Run) -> dict[str, Any]:
     assert state.best_state is not None and isinstance(wide, WideNgrams)
     model.load_state_dict(state.best_state)
     ids, batch = run.prepared.ids["validation"], run.recipe.train.eval_batch_size
-    wide.scale.fill_(0.0)
-    wide.network.fill_(1.0)
+    network_alone(wide)
     network = logits_for(model, ids, batch, run.target, run.precision)
-    wide.scale.fill_(1.0)
-    linear = logits_for(model, ids, batch, run.target, run.precision) - network
+    linear = linear_scores(wide, ids, batch, run.target)
     weights = fit_scale(network, linear, fit.val_labels)
     wide.network.fill_(weights[0])
     wide.scale.fill_(weights[1])
