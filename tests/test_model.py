@@ -260,3 +260,15 @@ def test_the_linear_model_fits_nb_lr_and_its_scale_follows_the_validation_loss()
     assert fit_scale(confident, -scores.numpy(), labels)[0] < 1.0
     # linear scores that only hurt stay out
     assert fit_scale(confident, -scores.numpy(), labels)[1] == 0.0
+
+
+def test_the_linear_model_leaves_a_class_without_training_rows_to_the_network():
+    from textlstm.wide import WideNgrams, fit
+
+    rng = np.random.default_rng(1)
+    ids = [rng.integers(2, 12, 6) for _ in range(30)]
+    labels = np.array([int((x == 2).any()) for x in ids])  # class 2 never occurs
+    wide = WideNgrams(vocab_size=12, order=2, buckets=1024, classes=3)
+    fit(wide, ids, labels, ids[:10], labels[:10])
+    assert wide.weight[:, 2].abs().sum() == 0 and float(wide.bias[2]) == 0.0
+    assert wide.weight[:, :2].abs().sum() > 0

@@ -133,6 +133,8 @@ def _fit_one(x: Any, positive: np.ndarray, c: float) -> tuple[np.ndarray, float]
     """Weights per feature row (the NB ratio folded in) and the intercept of one class."""
     from sklearn.linear_model import LogisticRegression
 
+    if positive.all() or not positive.any():  # a class without training rows, or the only one
+        return np.zeros(x.shape[1], dtype=np.float32), 0.0  # its score is the network's alone
     ratio = _nb_ratio(x, positive)
     scaled = x.multiply(ratio).tocsr()
     model = LogisticRegression(C=c, solver="liblinear", max_iter=1000).fit(scaled, positive)
