@@ -101,7 +101,7 @@ class ModelConfig(_Section):
     ngram_combiner: Literal["mean", "sqrtn"] = "mean"
     # a linear model beside the network (textlstm/wide.py): "nblr" fits naive-Bayes-weighted
     # logistic regression on each text's binarized 1..wide_ngrams-grams before the network
-    # trains, and adds its scores to the network's at a weight fitted on the validation split
+    # trains, and adds its scores to the network's at weights fitted on the validation split
     wide: Literal["none", "nblr"] = "none"
     wide_ngrams: int = Field(3, ge=1, le=3)
     wide_buckets: int = Field(1 << 20, ge=1024, le=1 << 24, description="hashed n-gram rows")

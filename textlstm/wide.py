@@ -5,10 +5,10 @@ to a recurrent model), on the same token ids the LSTM reads.
 Bag-of-n-gram models and LSTMs err on different texts, so their scores add up well; trained
 jointly, the bag fits the training set first and leaves the LSTM little to learn. So the linear
 part is fitted on its own, convex and to convergence, by scikit-learn before the network trains
-(``fit``), its weights are frozen buffers of the classifier, and after training one weight
-(``scale``) for its scores is fitted on the validation split (``fit_scale``): 0 leaves the
-network alone. Until then ``scale`` is 0, so the network trains, validates and early-stops on
-its own.
+(``fit``), its weights are frozen buffers of the classifier, and after training two weights are
+fitted on the validation split (``fit_scale``): ``network`` for the network's logits (it tempers
+an overconfident network) and ``scale`` for the linear scores (0 leaves the network alone).
+Until then ``scale`` is 0, so the network trains, validates and early-stops on its own.
 
 Features: the unigram ids themselves, plus bigrams and trigrams hashed into ``buckets`` rows
 after them; each counted once per text. One linear model per class against the rest (one in

@@ -27,7 +27,7 @@ from textlstm.recipe import Recipe, load_recipe
 from textlstm.runtime import bf16_support, pick_device, seed_everything
 from textlstm.text.cache import Options
 from textlstm.training.events import EpochResult, Events, TrainResult
-from textlstm.training.loop import Fit, epochs, validate
+from textlstm.training.loop import Fit, epochs
 from textlstm.training.setup import Prepared, build_fit, fit_wide, plan_epochs, prepare
 from textlstm.training.state import FILE as RESUME_FILE
 from textlstm.training.state import TrainState, load_state, restore, save_state
@@ -300,7 +300,10 @@ def _join_wide(run: _Run) -> dict[str, Any]:
     wide.scale.fill_(weights[1])
     for name in ("network", "scale"):
         state.best_state[f"wide.{name}"] = getattr(wide, name).detach().clone()
-    loss, accuracy, macro_f1 = validate(fit, ids, batch, run.target, run.precision)
+    joined = weights[0] * network + weights[1] * linear  # as the model joins them
+    labels = torch.from_numpy(fit.val_labels)
+    loss = float(torch.nn.functional.cross_entropy(torch.from_numpy(joined), labels))
+    accuracy, macro_f1 = quick_scores(fit.val_labels, joined.argmax(1), fit.num_classes)
     alone = {
         name: quick_scores(fit.val_labels, scores.argmax(1), fit.num_classes)[0]
         for name, scores in (("network", network), ("linear", linear))
