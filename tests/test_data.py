@@ -121,6 +121,50 @@ def test_no_test_split_is_carved_when_test_fraction_is_zero(tmp_path):
     assert all_pairs(splits) == folder_pairs(root)
 
 
+def sst_like_rows() -> list[dict]:
+    """20 sentences of 4 words (a sentence's own words, then "the film"/"a mess"), with their
+    phrases: every word and the first two words, as SST's train split lists them."""
+    rows = []
+    for i in range(20):
+        label = "pos" if i % 2 else "neg"
+        shared = "the film" if label == "pos" else "a mess"
+        words = [f"w{i}a", f"w{i}b", *shared.split()]
+        rows.append({"text": " ".join(words), "label": label})
+        rows.append({"text": " ".join(words[:2]), "label": label})
+        rows += [{"text": w, "label": label} for w in words[:2]]
+    rows.append({"text": "the film", "label": "pos"})  # shared by many sentences
+    return rows
+
+
+def test_sentence_carving_keeps_a_carved_sentences_phrases_out_of_training(tmp_path):
+    path = write_rows(tmp_path / "sst.jsonl", sst_like_rows())
+    splits = load(path, validation_fraction=0.2, carve="sentences")
+
+    validation = [t for t, _ in pairs(splits, "validation")]
+    train = [t for t, _ in pairs(splits, "train")]
+    assert len(validation) == 4 and all(len(t.split()) == 4 for t in validation)
+    assert Counter(label for _, label in pairs(splits, "validation")) == {"pos": 2, "neg": 2}
+    for sentence in validation:  # none of its own phrases is trained on...
+        own = sentence.split()[:2]
+        assert not {own[0], own[1], " ".join(own)} & set(train)
+    assert "the film" in train  # ...but a phrase that kept sentences share too stays
+    assert len(train) == 81 - 4 * 4
+    assert "4 sentences" in splits.notes[-1] and "12 phrase(s)" in splits.notes[-1]
+    again = load(path, validation_fraction=0.2, carve="sentences")
+    assert pairs(again, "validation") == pairs(splits, "validation")
+    by_rows = load(path, validation_fraction=0.2)
+    assert len(by_rows["validation"]) + len(by_rows["train"]) == 81  # rows: nothing left out
+
+
+def test_sentence_carving_with_too_few_sentences_is_one_line(tmp_path):
+    path = write_rows(
+        tmp_path / "two.jsonl", [{"text": "a", "label": "x"}, {"text": "b", "label": "y"}]
+    )
+    with pytest.raises(DataError) as exc:
+        load(path, validation_fraction=0.2, carve="sentences")
+    assert 'data.carve = "rows"' in one_line(exc)
+
+
 def test_same_seed_same_split_different_seed_different_split(tmp_path):
     root = write_label_folders(tmp_path / "c", per_class=15)
     first = load(root, validation_fraction=0.2, test_fraction=0.2, seed=1)

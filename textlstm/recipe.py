@@ -39,6 +39,11 @@ class DataConfig(_Section):
     validation_fraction: float = Field(0.1, gt=0.0, lt=0.5)
     # carved from train only when the dataset has no test split; 0 means report no test split
     test_fraction: float = Field(0.0, ge=0.0, lt=0.5)
+    # how a split is carved from train: "rows" at random (stratified), or "sentences" for data
+    # whose train split also lists the phrases of its sentences (SST): whole sentences are carved,
+    # and phrases found only inside carved sentences are left out of training, as the data set's
+    # own test split was made; random rows would put a sentence's phrases on both sides
+    carve: Literal["rows", "sentences"] = "rows"
 
     @field_validator("text")
     @classmethod

@@ -123,19 +123,20 @@ def finish_splits(
             "a classifier needs at least two"
         )
     total = len(train)
+    carve = _carve if cfg.carve == "rows" else _carve_sentences
     if "test" not in splits and cfg.test_fraction > 0:
-        train, splits["test"] = _carve(train, cfg.test_fraction, seed, source, "test")
+        train, splits["test"], (unit, extra) = carve(train, cfg.test_fraction, seed, source, "test")
         notes.append(
-            f"test split carved from train: {len(splits['test'])} rows "
-            f"({cfg.test_fraction:.0%}, stratified, seed {seed})"
+            f"test split carved from train: {len(splits['test'])} {unit} "
+            f"({cfg.test_fraction:.0%}, stratified, seed {seed}){extra}"
         )
     if "validation" not in splits:
         # both fractions are shares of the original train split
         share = cfg.validation_fraction * total / len(train)
-        train, splits["validation"] = _carve(train, share, seed, source, "validation")
+        train, splits["validation"], (unit, extra) = carve(train, share, seed, source, "validation")
         notes.append(
-            f"validation split carved from train: {len(splits['validation'])} rows "
-            f"({cfg.validation_fraction:.0%}, stratified, seed {seed})"
+            f"validation split carved from train: {len(splits['validation'])} {unit} "
+            f"({cfg.validation_fraction:.0%}, stratified, seed {seed}){extra}"
         )
     if len(Counter(column(train, "label"))) < 2:
         raise DataError(
@@ -149,7 +150,7 @@ def finish_splits(
     )
 
 
-def _carve(train: Any, fraction: float, seed: int, source: str, role: str) -> tuple[Any, Any]:
+def _carve(train: Any, fraction: float, seed: int, source: str, role: str) -> tuple[Any, Any, str]:
     counts = Counter(column(train, "label"))
     stratify = (
         "label" if min(counts.values()) >= 2 and len(train) * fraction >= len(counts) else None
@@ -161,7 +162,51 @@ def _carve(train: Any, fraction: float, seed: int, source: str, role: str) -> tu
             f"{source}: cannot carve a {role} split from {len(train)} training rows "
             f"({exc}); add more data or a {role} split"
         ) from None
-    return parts["train"], parts["test"]
+    return parts["train"], parts["test"], ("rows", "")
+
+
+def _spans(words: tuple[str, ...]) -> set[tuple[str, ...]]:
+    n = len(words)
+    return {words[a:b] for a in range(n) for b in range(a + 1, n + 1)}
+
+
+def _carve_sentences(
+    train: Any, fraction: float, seed: int, source: str, role: str
+) -> tuple[Any, Any, tuple[str, str]]:
+    """Carve whole sentences from a train split that also lists their phrases (SST): a sentence
+    is a row whose words are no longer row's span; ``fraction`` of the sentences (stratified by
+    label, seeded) are carved, and a phrase found inside carved sentences but in no kept one
+    leaves training, so no part of a carved sentence is trained on that the split's own test
+    sentences would not share too. Words are the lowercased text split on whitespace."""
+    import numpy as np
+
+    words = [tuple(t.lower().split()) for t in column(train, "text")]
+    labels = column(train, "label")
+    sentences, covered = [], set()
+    for i in sorted(range(len(words)), key=lambda i: (-len(words[i]), i)):
+        if words[i] and words[i] not in covered:
+            sentences.append(i)
+            covered |= _spans(words[i])
+    rng = np.random.default_rng(seed)
+    carved: list[int] = []
+    for label in sorted({labels[i] for i in sentences}):
+        group = sorted(i for i in sentences if labels[i] == label)
+        take = round(len(group) * fraction)
+        carved.extend(rng.choice(group, size=min(take, len(group) - 1), replace=False).tolist())
+    carved_set = set(carved)
+    if not carved or len(carved_set) == len(sentences):
+        raise DataError(
+            f"{source}: cannot carve a {role} split of whole sentences from "
+            f"{len(sentences)} sentence(s); add more data, a {role} split, or set "
+            'data.carve = "rows"'
+        )
+    inside_carved = set().union(*(_spans(words[i]) for i in carved))
+    inside_kept = set().union(*(_spans(words[i]) for i in sentences if i not in carved_set))
+    only_carved = inside_carved - inside_kept
+    kept = [i for i in range(len(words)) if words[i] not in only_carved]
+    phrases = len(words) - len(kept) - len(carved)
+    extra = f"; {phrases:,} phrase(s) found only in them left out of training"
+    return train.select(kept), train.select(sorted(carved)), ("sentences", extra)
 
 
 # --- columns and labels ------------------------------------------------------------------------
