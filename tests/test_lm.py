@@ -104,6 +104,19 @@ def test_finetuning_starts_from_the_language_model(tmp_path, pretrained_lm):
     np.testing.assert_array_equal(before, again)
 
 
+def test_a_classifier_may_read_treebank_text_with_a_language_model_of_raw_text(
+    tmp_path, pretrained_lm
+):
+    from textlstm.lm.transfer import with_encoder
+
+    path = write_recipe(tmp_path / "ft.toml", write_label_folders(tmp_path / "corpus"))
+    text = path.read_text().replace("[model]\n", f'[model]\nencoder = "{pretrained_lm}"\n')
+    path.write_text(text.replace("[tokenizer]\n", '[tokenizer]\ndetokenize = "ptb"\n'))
+    recipe = with_encoder(load_recipe(path))  # the text's form is the classifier's own
+    assert recipe.tokenizer.detokenize == "ptb"
+    assert recipe.vocab.path == str(pretrained_lm.resolve() / "vocab.json")
+
+
 def test_two_layers_keep_a_stack_per_direction(tmp_path):
     corpus = write_label_folders(tmp_path / "corpus")
     lm_path = write_recipe(tmp_path / "lm.toml", corpus, PRETRAIN)

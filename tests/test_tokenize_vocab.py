@@ -99,6 +99,31 @@ def test_strip_html_drops_tags_but_not_comparisons():
     assert "br" in build_tokenizer(TokenizerConfig())(text)
 
 
+PTB = "It does n't work , it 's bad -LRB- really -RRB- . `` ok '' wo n't ca n't"
+RAW = ["it", "doesn't", "work", ",", "it's", "bad", "(", "really", ")", ".", '"', "ok", '"']
+RAW += ["won't", "can't"]
+
+
+@pytest.mark.parametrize("kind", ["regex", "whitespace"])
+def test_ptb_detokenizing_reads_treebank_text_as_the_raw_text_it_came_from(kind):
+    tokenizer = build_tokenizer(TokenizerConfig(kind=kind, detokenize="ptb"))
+    assert tokenizer(PTB) == RAW
+    raw = build_tokenizer(TokenizerConfig())("It doesn't work, it's bad (really). \"ok\" won't")
+    assert tokenizer(PTB)[: len(raw)] == raw  # the tokens a model of raw text knows
+    assert "n't" in build_tokenizer(TokenizerConfig(kind=kind))(PTB)  # off by default
+
+
+def test_ptb_detokenizing_is_the_same_in_the_subword_normalizer():
+    from textlstm.text.subword import train_subword
+    from textlstm.text.tokenizers import detokenize_ptb
+
+    cfg = TokenizerConfig(kind="bpe", detokenize="ptb", vocab_size=60, lowercase=False)
+    trained = train_subword(cfg, [PTB] * 5)
+    assert trained.normalizer.normalize_str(PTB) == detokenize_ptb(PTB)
+    assert detokenize_ptb("x 'sup , it 'd") == "x 'sup , it'd"  # only a whole clitic joins
+    assert detokenize_ptb(PTB).startswith("It doesn't work , it's bad ( really ) . \" ok \"")
+
+
 ALPHABET = "ab_Z9 \t\n'’'.,!-<>/éÉ日本\u0301\u00a0\u2028\x1c\x00\ud800🙂𝔘😀İΣ"
 
 

@@ -63,6 +63,10 @@ class TokenizerConfig(_Section):
     # which tokens a long text keeps: its start, its end, or half of each (reviews end on a verdict)
     truncation: Literal["head", "tail", "head+tail"] = "head"
     strip_html: bool = False  # drop tags such as IMDB's <br /> before tokenizing
+    # "ptb": text tokenized Penn Treebank-style (SST) is put back as written first: clitics
+    # rejoin their word ("does n't" -> "doesn't", "it 's" -> "it's"), -lrb- -> "(" and so on,
+    # so it reads as the raw text a language model or another data set was tokenized from
+    detokenize: Literal["none", "ptb"] = "none"
     language: str = Field("en", pattern=r"^[a-z]{2,3}$", description="spacy: spacy.blank(language)")
     vocab_size: int = Field(8000, ge=50, le=1_000_000, description="bpe, wordpiece, unigram")
     min_frequency: int = Field(

@@ -4,7 +4,8 @@ weights (ULMFiT's transfer, Howard & Ruder 2018).
 
 Whatever contradicts the folder is a one-line error naming both sides: a tokenizer setting, a
 size, or a backward half the language model never trained. ``max_length`` and ``truncation`` are
-the classifier's own: the language model read whole texts.
+the classifier's own (the language model read whole texts), and so is ``detokenize``: it puts
+the data set's text in the form the language model read.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from textlstm.text.encoder import SUBWORD_FILE
 
 LM_FILES = ("model.safetensors", "recipe.toml", "vocab.json", "meta.json")
 SHARED_MODEL_KEYS = ("cell", "embedding_dim", "hidden_size", "num_layers")
-OWN_TOKENIZER_KEYS = ("max_length", "truncation")
+# the classifier's own: how many tokens it keeps, and the form its data set's text comes in
+OWN_TOKENIZER_KEYS = ("max_length", "truncation", "detokenize")
 
 
 def encoder_folder(recipe: Recipe) -> Path | None:

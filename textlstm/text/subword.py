@@ -18,7 +18,13 @@ import numpy as np
 from textlstm.errors import CheckpointError
 from textlstm.files import check_file
 from textlstm.recipe import TokenizerConfig
-from textlstm.text.tokenizers import TAG_PATTERN, WORD_PATTERN, truncate
+from textlstm.text.tokenizers import (
+    PTB_CLITIC,
+    PTB_SYMBOLS,
+    TAG_PATTERN,
+    WORD_PATTERN,
+    truncate,
+)
 from textlstm.text.vocab import PAD, UNK, UNK_ID, VOCAB_LIMIT, Vocab, split_by_lengths
 
 
@@ -50,6 +56,9 @@ def train_subword(cfg: TokenizerConfig, texts: Sequence[str]) -> Any:
     steps: list[Any] = (
         [normalizers.Replace(Regex(TAG_PATTERN.pattern), " ")] if cfg.strip_html else []
     )
+    if cfg.detokenize == "ptb":
+        steps += [normalizers.Replace(Regex(PTB_CLITIC), "")]
+        steps += [normalizers.Replace(Regex(f"(?i){k}"), v) for k, v in PTB_SYMBOLS.items()]
     steps += [normalizers.Lowercase()] if cfg.lowercase else []
     if steps:
         tokenizer.normalizer = normalizers.Sequence(steps)

@@ -47,10 +47,31 @@ def truncate(tokens: S, limit: int, mode: str) -> S:
     return np.concatenate([tokens[:head], tail])  # type: ignore[return-value]
 
 
+# detokenize = "ptb": the space before a clitic goes, and the bracket and quote tokens become the
+# characters they stand for (the same rules as tokenizers' normalizers in subword.py)
+PTB_CLITIC = r"(?i) (?=(?:n't|'s|'re|'ve|'ll|'d|'m)(?![\w'’]))"
+PTB_SYMBOLS = {
+    "-lrb-": "(", "-rrb-": ")", "-lsb-": "[", "-rsb-": "]", "-lcb-": "{", "-rcb-": "}",
+    "``": '"', "''": '"',
+}  # fmt: skip
+PTB_SYMBOL = r"(?i)-[lr][rsc]b-|``|''"
+_PTB_CLITIC, _PTB_SYMBOL = re.compile(PTB_CLITIC), re.compile(PTB_SYMBOL)
+
+
+def detokenize_ptb(text: str) -> str:
+    """Penn Treebank-tokenized text back as written: ``it does n't -LRB- sic -RRB-`` ->
+    ``it doesn't ( sic )``."""
+    text = _PTB_CLITIC.sub("", text)
+    return _PTB_SYMBOL.sub(lambda m: PTB_SYMBOLS[m.group(0).lower()], text)
+
+
 def clean(texts: Iterable[str], cfg: TokenizerConfig) -> Iterable[str]:
-    """The text-level steps every kind shares: HTML tags out, then lower case."""
+    """The text-level steps every kind shares: HTML tags out, Penn Treebank tokens put back
+    together (``detokenize``), then lower case."""
     if cfg.strip_html:
         texts = (TAG_PATTERN.sub(" ", text) for text in texts)
+    if cfg.detokenize == "ptb":
+        texts = (detokenize_ptb(text) for text in texts)
     if cfg.lowercase:
         texts = (text.lower() for text in texts)
     return texts
@@ -99,7 +120,7 @@ class SpacyTokenizer(RegexTokenizer):
 
     def batch(self, texts: Iterable[str]) -> list[list[str]]:
         # case is kept for spaCy's exception rules ("Don't" -> "Do", "n't") and lowered after
-        texts = (TAG_PATTERN.sub(" ", t) for t in texts) if self.cfg.strip_html else texts
+        texts = clean(texts, self.cfg.model_copy(update={"lowercase": False}))
         lower, limit, mode = self.cfg.lowercase, self.max_length, self.cfg.truncation
         out = []
         for doc in self.nlp.pipe(texts, batch_size=256):
