@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -271,6 +272,38 @@ def test_hub_layout_folder(tmp_path):
         (r["text"], r["label"]) for r in validation
     )
     assert not any("carved" in note for note in splits.notes)
+
+
+HUB_README = """---
+configs:
+- config_name: plain_text
+  data_files:
+  - split: train
+    path: plain_text/train-*
+  - split: test
+    path: plain_text/test-*
+---
+"""
+
+
+def test_a_rebuilt_mirror_or_another_of_the_same_name_is_read_afresh(tmp_path):
+    """A README `configs` section made datasets key its cache on the file patterns alone: a
+    rebuilt mirror, or another folder with the same name, gave the first one's rows."""
+    for size, where in ((8, "one"), (12, "two")):
+        root = tmp_path / where / "stanfordnlp" / "imdb"
+        (root / "plain_text").mkdir(parents=True)
+        (root / "README.md").write_text(HUB_README)
+        write_rows(root / "plain_text" / "test-0.parquet", rows_for({"neg": 2, "pos": 2}))
+        write_rows(root / "plain_text" / "train-0.parquet", rows_for({"neg": size, "pos": size}))
+        splits = load("stanfordnlp/imdb", data_dir=tmp_path / where)
+        assert len(splits["train"]) + len(splits["validation"]) == 2 * size
+    rows = rows_for({"neg": 20, "pos": 20}, seed=5)
+    write_rows(root / "plain_text" / "train-0.parquet", rows)  # rebuilt in place
+    os.utime(root / "plain_text" / "train-0.parquet", ns=(1, 1))  # whatever the clock says
+    splits = load("stanfordnlp/imdb", data_dir=tmp_path / "two")
+    assert Counter(pairs(splits, "train") + pairs(splits, "validation")) == Counter(
+        (r["text"], r["label"]) for r in rows
+    )
 
 
 def test_hub_layout_split_without_labels_is_left_out(tmp_path):

@@ -128,7 +128,7 @@ def load_local(path: Path, config: str | None, notes: list[str]) -> Any:
     if folder is not None:
         return folder
     try:
-        return datasets.load_dataset(str(path), config)
+        return datasets.load_dataset(str(path), config, data_files=_resolved_files(path, config))
     except datasets.exceptions.DataFilesNotFoundError:
         raise DataError(
             f"{path}: no data files found; expected parquet/csv/json files named by "
@@ -138,6 +138,17 @@ def load_local(path: Path, config: str | None, notes: list[str]) -> Any:
         raise DataError(
             f"{path}: cannot load this folder as a dataset: {_first_line(exc)}"
         ) from None
+
+
+def _resolved_files(path: Path, config: str | None) -> dict[str, list[str]] | None:
+    """The folder's data files, split by split, as ``datasets`` resolves them. Passed back to
+    ``load_dataset`` explicitly, they make its cache key follow the files themselves: for a
+    folder whose README lists `configs` (the hub layout), datasets 5 keys the cache on the
+    patterns alone, and serves stale rows for a rebuilt mirror or another folder of that name."""
+    import datasets
+
+    files = datasets.load_dataset_builder(str(path), config).config.data_files
+    return {split: list(found) for split, found in files.items()} if files else None
 
 
 def load_file(path: Path, notes: list[str]) -> Any:
