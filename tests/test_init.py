@@ -86,7 +86,7 @@ def test_a_train_split_of_sentences_and_their_phrases_carves_whole_sentences(tmp
     rows = []
     for label in ("neg", "pos"):
         for i, text in enumerate(make_texts(label, 20, 1)):
-            words = text.lower().rstrip(".").split() + [f"w{i}"]
+            words = [*text.lower().rstrip(".").split(), f"w{i}"]
             rows += [(" ".join(words), label), (" ".join(words[:3]), label), (words[-1], label)]
     done = starting_recipe(str(write_csv(tmp_path / "phrases.csv", rows)), "review", "stars")
     assert choices(done)["data.carve"] == "sentences"
