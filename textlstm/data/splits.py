@@ -150,7 +150,11 @@ def finish_splits(
     )
 
 
-def _carve(train: Any, fraction: float, seed: int, source: str, role: str) -> tuple[Any, Any, str]:
+def _carve(
+    train: Any, fraction: float, seed: int, source: str, role: str
+) -> tuple[Any, Any, tuple[str, str]]:
+    """``fraction`` of the rows at random, stratified by label and seeded; the third item is
+    the unit carved and anything more to say about it."""
     counts = Counter(column(train, "label"))
     stratify = (
         "label" if min(counts.values()) >= 2 and len(train) * fraction >= len(counts) else None
