@@ -174,6 +174,11 @@ def _spans(words: tuple[str, ...]) -> set[tuple[str, ...]]:
     return {words[a:b] for a in range(n) for b in range(a + 1, n + 1)}
 
 
+def _words(texts: list[str]) -> list[tuple[str, ...]]:
+    """Each text's words as phrase matching sees them: lowercased, split on whitespace."""
+    return [tuple(t.lower().split()) for t in texts]
+
+
 def _sentences(words: list[tuple[str, ...]]) -> list[int]:
     """The rows whose words are no longer row's span (nor an earlier equal row's)."""
     sentences, covered = [], set()
@@ -190,7 +195,7 @@ PHRASE_SCAN_WORDS = 80  # phrase_share looks no further: a long text's spans are
 def phrase_share(texts: list[str]) -> float:
     """The share of ``texts`` that are a span of a longer one, as in SST's train split, which
     lists the phrases of its sentences; 0.0 when a text is longer than PHRASE_SCAN_WORDS."""
-    words = [tuple(t.lower().split()) for t in texts]
+    words = _words(texts)
     if not words or max(len(w) for w in words) > PHRASE_SCAN_WORDS:
         return 0.0
     return 1.0 - len(_sentences(words)) / len(words)
@@ -206,7 +211,7 @@ def _carve_sentences(
     sentences would not share too. Words are the lowercased text split on whitespace."""
     import numpy as np
 
-    words = [tuple(t.lower().split()) for t in column(train, "text")]
+    words = _words(column(train, "text"))
     labels = column(train, "label")
     sentences = _sentences(words)
     rng = np.random.default_rng(seed)
