@@ -117,6 +117,70 @@ def test_a_classifier_may_read_treebank_text_with_a_language_model_of_raw_text(
     assert recipe.vocab.path == str(pretrained_lm.resolve() / "vocab.json")
 
 
+def test_a_language_model_goes_on_from_an_earlier_one(tmp_path, pretrained_lm):
+    """ULMFiT's second stage: the language model fine-tuned on the target task's text starts
+    from the earlier one's weights, keeps its tokenizer and vocabulary, and a classifier then
+    starts from it."""
+    from textlstm.lm import PretrainEvents
+
+    class Messages(PretrainEvents):
+        def __init__(self):
+            self.lines = []
+
+        def message(self, text):
+            self.lines.append(text)
+
+    other = write_label_folders(tmp_path / "other", per_class=20, seed=5)
+    path = write_recipe(tmp_path / "lm2.toml", other, PRETRAIN.replace("epochs = 2", "epochs = 1"))
+    text = path.read_text().replace("[model]\n", f'[model]\nencoder = "{pretrained_lm}"\n')
+    path.write_text(text.replace("lr = 0.01\nheld", "lr = 1e-9\nheld"))  # barely moves
+    events = Messages()
+    result = pretrain(load_recipe(path), tmp_path / "runs", device="cpu", events=events)
+    earlier = load_file(str(pretrained_lm / "model.safetensors"))
+    now = load_file(str(result.run_dir / "model.safetensors"))
+    assert now.keys() == earlier.keys()
+    for name in now:  # a fresh model's random weights would be far from these
+        torch.testing.assert_close(now[name], earlier[name], atol=1e-5, rtol=0), name
+    vocab = json.loads((result.run_dir / "vocab.json").read_text())["tokens"]
+    assert vocab == json.loads((pretrained_lm / "vocab.json").read_text())["tokens"]
+    assert any(
+        f"starting from the language model {pretrained_lm.resolve()}" in m and "perplexity" in m
+        for m in events.lines
+    ), events.lines
+    start = str(pretrained_lm.resolve())
+    assert f'encoder = "{start}"' in (result.run_dir / "recipe.toml").read_text()
+    assert json.loads((result.run_dir / "meta.json").read_text())["started_from"] == start
+
+    classifier = write_recipe(tmp_path / "ft.toml", other)
+    classifier.write_text(
+        classifier.read_text().replace("[model]\n", f'[model]\nencoder = "{result.run_dir}"\n')
+    )
+    recipe = load_recipe(classifier)
+    fit = build_fit(recipe, prepare(recipe), torch.device("cpu"))
+    assert torch.equal(fit.model.state_dict()["embedding.weight"], now["embedding.weight"])
+
+
+def test_a_language_model_cannot_grow_a_direction_it_never_had(tmp_path, corpus):
+    from textlstm.errors import RecipeError
+
+    forward = PRETRAIN.replace("epochs = 2", 'epochs = 1\ndirections = "forward"')
+    first = pretrain(
+        load_recipe(write_recipe(tmp_path / "f.toml", corpus, forward)),
+        tmp_path / "a",
+        device="cpu",
+    ).run_dir
+    path = write_recipe(tmp_path / "lm2.toml", corpus, PRETRAIN)
+    path.write_text(path.read_text().replace("[model]\n", f'[model]\nencoder = "{first}"\n'))
+    with pytest.raises(RecipeError) as caught:
+        pretrain(load_recipe(path), tmp_path / "b", device="cpu")
+    assert "pretrain.directions: the language model" in str(caught.value)
+    assert 'set pretrain.directions = "forward"' in str(caught.value)
+    assert not (tmp_path / "b").exists() or not any((tmp_path / "b").rglob("*.safetensors"))
+    path.write_text(path.read_text() + 'directions = "forward"\n')
+    again = pretrain(load_recipe(path), tmp_path / "c", device="cpu")
+    assert again.stopped == "completed"
+
+
 def test_two_layers_keep_a_stack_per_direction(tmp_path):
     corpus = write_label_folders(tmp_path / "corpus")
     lm_path = write_recipe(tmp_path / "lm.toml", corpus, PRETRAIN)

@@ -3,7 +3,9 @@
 measure its perplexity; with the tokenizer and vocabulary fitted on all the texts it trains on.
 
 The classifier truncates texts to ``tokenizer.max_length``; the language model reads them whole.
-The test split is never read.
+The test split is never read. A recipe with ``[model] encoder`` starts from an earlier language
+model and keeps its tokenizer and vocabulary (ULMFiT's second stage: the language model
+fine-tuned on the target task's text); nothing is fitted.
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from textlstm.data import column, load_raw, load_splits
 from textlstm.errors import DataError, RecipeError
 from textlstm.files import read_bytes
 from textlstm.lm.streams import join
+from textlstm.lm.transfer import with_encoder
 from textlstm.recipe import Recipe
-from textlstm.text.encoder import Encoder, fit_encoder
+from textlstm.text.encoder import Encoder, fit_encoder, read_vocab_file
 from textlstm.text.subword import SubwordTokenizer
 from textlstm.text.tokenizers import build_tokenizer
 
@@ -42,6 +45,7 @@ class Corpus:
 
 def prepare_corpus(recipe: Recipe, data_dir: str | Path | None = None) -> Corpus:
     base = Path(recipe.source).parent if recipe.source else None
+    start = with_encoder(recipe, language_model=True)  # a contradiction fails before any data
     splits = load_splits(recipe.data, data_dir, recipe.seed, base)
     labelled = column(splits["train"], "text")
     extra, notes = [], list(splits.notes)
@@ -50,7 +54,14 @@ def prepare_corpus(recipe: Recipe, data_dir: str | Path | None = None) -> Corpus
         notes.append(f"unlabelled: {len(texts):,} texts from {entry}")
         extra.extend(texts)
     texts = labelled + extra
-    encoder, _ = fit_encoder(recipe.tokenizer, recipe.vocab, texts)
+    if start.vocab.path is not None and recipe.model.encoder is not None:
+        encoder = read_vocab_file(Path(start.vocab.path), start.tokenizer)
+        notes.append(
+            f"the tokenizer and the {len(encoder.vocab):,}-word vocabulary are those of the "
+            f"language model {recipe.model.encoder}"
+        )
+    else:
+        encoder, _ = fit_encoder(recipe.tokenizer, recipe.vocab, texts)
     reader = whole_texts(encoder)
     train = reader.encode(texts)
     heldout = join(reader.encode(column(splits["validation"], "text")))

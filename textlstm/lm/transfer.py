@@ -59,9 +59,11 @@ def encoder_folder(recipe: Recipe) -> Path | None:
     return folder
 
 
-def with_encoder(recipe: Recipe) -> Recipe:
+def with_encoder(recipe: Recipe, language_model: bool = False) -> Recipe:
     """The recipe to preprocess with: the language model's vocabulary as ``vocab.path``, after
-    checking that its tokenizer and sizes agree with the language model's."""
+    checking that its tokenizer and sizes agree with the language model's. ``language_model``:
+    the recipe pretrains a language model from that one (ULMFiT's fine-tuning of the language
+    model on the target task's text), so its directions must be there, not a classifier's."""
     folder = encoder_folder(recipe)
     if folder is None:
         return recipe
@@ -85,41 +87,73 @@ def with_encoder(recipe: Recipe) -> Recipe:
                 f"{where}: model.{key} is {json.dumps(ours)} but the language model {named} "
                 f"has {json.dumps(theirs)}; set model.{key} = {json.dumps(theirs)}"
             )
-    if recipe.model.bidirectional and lm.pretrain.directions != "both":
+    if language_model:
+        backward = recipe.pretrain.directions == "both"
+        key, fix = "pretrain.directions", '"forward"'
+    else:
+        backward, key, fix = recipe.model.bidirectional, "model.bidirectional", "false"
+    if backward and lm.pretrain.directions != "both":
         raise RecipeError(
-            f"{where}: model.bidirectional: the language model {named} has no backward "
-            'half; pretrain with pretrain.directions = "both" or set model.bidirectional = false'
+            f"{where}: {key}: the language model {named} has no backward half; pretrain it "
+            f'with pretrain.directions = "both" or set {key} = {fix}'
         )
     vocab_file = folder / (SUBWORD_FILE if recipe.tokenizer.subword else "vocab.json")
     vocab = recipe.vocab.model_copy(update={"path": str(vocab_file)})
     return recipe.model_copy(update={"vocab": vocab})
 
 
-def load_encoder(model: nn.Module, folder: Path) -> list[str]:
-    """Copy the language model's embedding and layers into ``model``; returns the names."""
+def _weights(folder: Path) -> tuple[Path, dict[str, torch.Tensor]]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     path = folder / "model.safetensors"
     check_file(path, "safetensors weights file", CheckpointError)
     try:
-        weights = load_file(str(path))
+        return path, load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
         raise CheckpointError(
             f"{path}: not a readable safetensors file ({exc}); pretrain again"
         ) from None
+
+
+def load_encoder(model: nn.Module, folder: Path) -> list[str]:
+    """Copy the language model's embedding and layers into ``model``; returns the names."""
+    path, weights = _weights(folder)
     own = model.state_dict()
     shared = [
         k for k in weights if k in own and k.startswith(("embedding.", "forward_", "backward_"))
     ]
+    _copy(path, weights, own, shared, "the classifier")
+    return shared
+
+
+def load_language_model(model: nn.Module, folder: Path) -> None:
+    """Start a language model from an earlier one's weights, every one of them: the same
+    vocabulary and sizes, and the directions it has (checked by ``with_encoder``)."""
+    path, weights = _weights(folder)
+    own = model.state_dict()
+    missing = [k for k in own if k not in weights]
+    if missing:
+        raise CheckpointError(
+            f"{path}: has no weight '{missing[0]}' that this language model needs; the "
+            "folder's files do not belong together"
+        )
+    _copy(path, weights, own, list(own), "this language model")
+
+
+def _copy(
+    path: Path,
+    weights: dict[str, torch.Tensor],
+    own: dict[str, torch.Tensor],
+    shared: list[str],
+    who: str,
+) -> None:
     for name in shared:
         if weights[name].shape != own[name].shape:
             raise CheckpointError(
-                f"{path}: weight '{name}' has shape {tuple(weights[name].shape)} but the "
-                f"classifier needs {tuple(own[name].shape)}; the folder's files do not "
-                "belong together"
+                f"{path}: weight '{name}' has shape {tuple(weights[name].shape)} but {who} "
+                f"needs {tuple(own[name].shape)}; the folder's files do not belong together"
             )
     with torch.no_grad():
         for name in shared:
             own[name].copy_(weights[name])
-    return shared
