@@ -33,13 +33,14 @@ def imports(path: Path) -> set[str]:
 
 def test_each_stage_lives_in_its_folder():
     folders = {p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"}
-    assert {"cli", "data", "text", "training", "tuning", "lm"} <= folders
+    assert {"cli", "data", "text", "training", "tuning", "lm", "explain"} <= folders
     text = {p.stem for p in (PACKAGE / "text").glob("*.py")}
     assert {"tokenizers", "subword", "scan", "vocab", "vectors", "encoder", "cache"} <= text
     assert {p.stem for p in (PACKAGE / "tuning").glob("*.py")} >= {"study", "workers", "results"}
     assert {p.stem for p in (PACKAGE / "training").glob("*.py")} >= {"loop", "trainer", "state"}
     assert {p.stem for p in (PACKAGE / "lm").glob("*.py")} >= {"model", "streams", "pretrainer"}
     commands = {"train", "pretrain", "check", "init", "vocab", "tune", "evaluate", "predict"}
+    commands |= {"explain"}
     assert commands | {"app", "progress", "__init__"} == {
         p.stem for p in (PACKAGE / "cli").glob("*.py")
     }
@@ -84,6 +85,7 @@ FORBIDDEN = {
     "textlstm.checkpoint": ("textlstm.training", "textlstm.tuning", "textlstm.cli"),
     "textlstm.tuning": ("textlstm.cli",),
     "textlstm.lm": ("textlstm.tuning", "textlstm.cli", "textlstm.predict", "textlstm.evaluation"),
+    "textlstm.explain": ("textlstm.training", "textlstm.tuning", "textlstm.cli", "textlstm.lm"),
     "textlstm.recipe": ("textlstm.",),
     "textlstm.errors": ("textlstm.",),
     "textlstm.settings": ("textlstm.",),

@@ -68,16 +68,7 @@ class NgramBag(nn.Module):
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """tokens (seq_len, batch), lengths (batch,) -> (batch, dim), padding left out."""
-        ids = tokens.t()  # (batch, seq_len)
-        positions = torch.arange(ids.shape[1], device=ids.device).unsqueeze(0)  # (1, seq_len)
-        # PAD_ID rows are left out of each bag (and out of its count) by embedding_bag itself
-        bag = ids.masked_fill(positions >= lengths.unsqueeze(1), PAD_ID)  # (batch, seq_len)
-        if self.order > 1 and ids.shape[1] > 1:
-            pairs = self.vocab_size + (ids[:, :-1] * self.PRIME + ids[:, 1:]) % self.buckets
-            both = positions[:, :-1] < (lengths - 1).unsqueeze(1)  # a pair needs both tokens
-            bag = torch.cat(
-                [bag, pairs.masked_fill(~both, PAD_ID)], dim=1
-            )  # (batch, 2 seq_len - 1)
+        bag = self.rows(tokens, lengths)  # (batch, seq_len or 2 seq_len - 1)
         weight = self.embedding.weight
         if self.combiner == "mean":
             mean = nn.functional.embedding_bag(bag, weight, mode="mean", padding_idx=PAD_ID)
@@ -89,6 +80,21 @@ class NgramBag(nn.Module):
             bag, weight, mode="sum", per_sample_weights=scale, padding_idx=PAD_ID
         )
         return self.dropout(summed)  # (batch, dim)
+
+    def rows(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """The embedding rows of each text's bag: (batch, seq_len) unigram ids, then for
+        order 2 the (seq_len - 1) bigrams of positions (i, i + 1); PAD_ID past the text."""
+        ids = tokens.t()  # (batch, seq_len)
+        positions = torch.arange(ids.shape[1], device=ids.device).unsqueeze(0)  # (1, seq_len)
+        # PAD_ID rows are left out of each bag (and out of its count) by embedding_bag itself
+        bag = ids.masked_fill(positions >= lengths.unsqueeze(1), PAD_ID)  # (batch, seq_len)
+        if self.order > 1 and ids.shape[1] > 1:
+            pairs = self.vocab_size + (ids[:, :-1] * self.PRIME + ids[:, 1:]) % self.buckets
+            both = positions[:, :-1] < (lengths - 1).unsqueeze(1)  # a pair needs both tokens
+            bag = torch.cat(
+                [bag, pairs.masked_fill(~both, PAD_ID)], dim=1
+            )  # (batch, 2 seq_len - 1)
+        return bag
 
 
 def _cell(kind: type[nn.RNNBase], input_size: int, hidden_size: int) -> nn.Module:
@@ -142,6 +148,10 @@ class LSTMClassifier(nn.Module):
             if cfg.wide != "none"
             else None
         )
+        # the backward layer may look its reversed input up again rather than reverse the
+        # embeddings (the same values, cheaper); explanations turn it off so that every layer
+        # reads the one embedding output they interpolate
+        self.reembed = True
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """tokens (batch, seq_len) of ids, lengths (batch,) on the same device -> logits."""
@@ -158,7 +168,7 @@ class LSTMClassifier(nn.Module):
             if not self.cfg.bidirectional:
                 x = forward_out
                 continue
-            if i == 0 and not (self.training and self.embedding_dropout.p > 0):
+            if i == 0 and self.reembed and not (self.training and self.embedding_dropout.p > 0):
                 # the same as reversing the embeddings, at the cost of reversing the ids
                 reversed_in = self.embedding(reverse_within_length(tokens, lengths, index))
             else:

@@ -41,6 +41,18 @@ def ngram_features(
 ) -> torch.Tensor:
     """tokens (seq_len, batch), lengths (batch,) -> (batch, features) of feature ids: each
     text's unigram ids and hashed 2..order-grams, every id once, PAD_ID where there is none."""
+    parts = ngram_parts(tokens, lengths, vocab_size, order, buckets)
+    features, _ = torch.cat(parts, dim=1).sort(dim=1)  # (batch, features)
+    repeated = features[:, 1:] == features[:, :-1]  # (batch, features - 1)
+    features[:, 1:] = features[:, 1:].masked_fill(repeated, PAD_ID)  # binarized: once each
+    return features
+
+
+def ngram_parts(
+    tokens: torch.Tensor, lengths: torch.Tensor, vocab_size: int, order: int, buckets: int
+) -> list[torch.Tensor]:
+    """Feature ids by order: element n - 1 is (batch, seq_len - n + 1), the n-gram starting at
+    each position (PAD_ID where it runs past the text), repeats kept."""
     ids = tokens.t()  # (batch, seq_len)
     steps = ids.shape[1]
     positions = torch.arange(steps, device=ids.device).unsqueeze(0)  # (1, seq_len)
@@ -54,10 +66,7 @@ def ngram_features(
             hashed = (hashed % buckets) * PRIME + ids[:, k : k + width]  # (batch, width)
         real = positions[:, :width] < (lengths - (n - 1)).unsqueeze(1)  # all n tokens real
         parts.append((vocab_size + hashed % buckets).masked_fill(~real, PAD_ID))
-    features, _ = torch.cat(parts, dim=1).sort(dim=1)  # (batch, features)
-    repeated = features[:, 1:] == features[:, :-1]  # (batch, features - 1)
-    features[:, 1:] = features[:, 1:].masked_fill(repeated, PAD_ID)  # binarized: once each
-    return features
+    return parts
 
 
 class WideNgrams(nn.Module):

@@ -15,6 +15,7 @@ COMMANDS = (
     "tune",
     "evaluate",
     "predict",
+    "explain",
 )  # as --help lists them
 for _command in COMMANDS:
     import_module(f"textlstm.cli.{_command}")
