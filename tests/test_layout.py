@@ -40,7 +40,7 @@ def test_each_stage_lives_in_its_folder():
     assert {p.stem for p in (PACKAGE / "training").glob("*.py")} >= {"loop", "trainer", "state"}
     assert {p.stem for p in (PACKAGE / "lm").glob("*.py")} >= {"model", "streams", "pretrainer"}
     commands = {"train", "pretrain", "check", "init", "vocab", "tune", "evaluate", "predict"}
-    commands |= {"explain"}
+    commands |= {"explain", "report", "compare"}
     assert commands | {"app", "progress", "__init__"} == {
         p.stem for p in (PACKAGE / "cli").glob("*.py")
     }
@@ -86,6 +86,7 @@ FORBIDDEN = {
     "textlstm.tuning": ("textlstm.cli",),
     "textlstm.lm": ("textlstm.tuning", "textlstm.cli", "textlstm.predict", "textlstm.evaluation"),
     "textlstm.explain": ("textlstm.training", "textlstm.tuning", "textlstm.cli", "textlstm.lm"),
+    "textlstm.report": ("textlstm.training", "textlstm.tuning", "textlstm.cli", "textlstm.lm"),
     "textlstm.recipe": ("textlstm.",),
     "textlstm.errors": ("textlstm.",),
     "textlstm.settings": ("textlstm.",),

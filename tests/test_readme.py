@@ -147,6 +147,9 @@ def test_every_readme_shell_command_runs_as_printed(repository):
         if "<timestamp>.partial" in command:
             partial = killed_run(repository)
             command = command.replace("runs/bbc-news/<timestamp>.partial", str(partial))
+        if "runs/bbc-news/<timestamp> " in command:  # an earlier finished run of the recipe
+            earlier = sorted((repository / "runs" / "bbc-news").glob("2*[0-9]"))[0]
+            command = command.replace("runs/bbc-news/<timestamp>", str(earlier))
         assert "<" not in command.replace("<root", ""), f"a placeholder is left in: {command}"
         done = run(command, repository)
         assert done.returncode == 0, f"{command}\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}"

@@ -17,7 +17,7 @@ import torch
 
 from textlstm.data import column, data_root, label_names, load_raw, load_splits, normalize
 from textlstm.errors import DataError, param
-from textlstm.files import atomic_path, write_text
+from textlstm.files import write_text
 from textlstm.metrics import Report, report
 from textlstm.model import logits_for
 from textlstm.predict import load_for_inference
@@ -39,6 +39,10 @@ class Evaluation:
     baseline: BaselineScore | None = None  # TF-IDF + LR on the same rows, when asked for
     # model.wide: the accuracy of the network alone and of the linear model alone, same rows
     parts_accuracy: dict[str, float] | None = None
+    # per row, for reports: the texts, their labels' indices and the model's probabilities
+    texts: list[str] | None = None
+    truth: np.ndarray | None = None
+    probabilities: np.ndarray | None = None
 
 
 @dataclass
@@ -92,7 +96,8 @@ def evaluate(
         dataset, name, notes = _other_data(loaded, cfg, data, split, data_dir)
     if len(dataset) == 0:
         raise DataError(f"{name}: no labelled rows to evaluate on")
-    ids = loaded.encoder.encode(column(dataset, "text"))
+    texts = column(dataset, "text")
+    ids = loaded.encoder.encode(texts)
     batch = batch_size or recipe.train.eval_batch_size
     logits, parts = _logits_and_parts(loaded.model, ids, batch, target, mode)
     if mode != recipe.train.precision:  # its own report files, beside the default ones
@@ -102,11 +107,7 @@ def evaluate(
         torch.nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(truth))
     )
     result = report(truth, logits.argmax(axis=1), loaded.labels, loss)
-    alone = (
-        None
-        if parts is None
-        else {name: float((scores.argmax(1) == truth).mean()) for name, scores in parts.items()}
-    )
+    alone = _parts_accuracy(parts, truth)
     linear = fit_baseline(loaded, data_dir, dataset, truth) if baseline else None
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name)
     json_path = loaded.run_dir / f"eval-{safe}.json"
@@ -117,7 +118,18 @@ def evaluate(
         extra["parts_accuracy"] = alone
     write_text(json_path, json.dumps({**summary, **result.to_dict(), **extra}, indent=2))
     plot_confusion(result, plot_path, f"{loaded.recipe.name}: {name}")
-    return Evaluation(result, name, json_path, plot_path, notes, mode, linear, alone)
+    probabilities = torch.from_numpy(logits).float().softmax(dim=1).numpy()
+    return Evaluation(
+        result, name, json_path, plot_path, notes, mode, linear, alone, texts, truth, probabilities
+    )
+
+
+def _parts_accuracy(
+    parts: dict[str, np.ndarray] | None, truth: np.ndarray
+) -> dict[str, float] | None:
+    if parts is None:
+        return None
+    return {name: float((scores.argmax(1) == truth).mean()) for name, scores in parts.items()}
 
 
 def _logits_and_parts(
@@ -204,19 +216,6 @@ def _other_data(
 
 
 def plot_confusion(result: Report, path: Path, title: str) -> None:
-    import matplotlib
+    from textlstm.report.plots import confusion
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from sklearn.metrics import ConfusionMatrixDisplay
-
-    size = max(4.0, 0.8 * len(result.labels) + 2)
-    fig, ax = plt.subplots(figsize=(size, size))
-    ConfusionMatrixDisplay(np.asarray(result.confusion), display_labels=result.labels).plot(
-        ax=ax, cmap="Blues", colorbar=False, xticks_rotation=45
-    )
-    ax.set_title(f"{title}  (accuracy {result.accuracy:.2%})")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120)
-    plt.close(fig)
+    confusion(result, path, title)

@@ -16,6 +16,8 @@ COMMANDS = (
     "evaluate",
     "predict",
     "explain",
+    "report",
+    "compare",
 )  # as --help lists them
 for _command in COMMANDS:
     import_module(f"textlstm.cli.{_command}")

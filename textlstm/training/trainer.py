@@ -21,7 +21,7 @@ import torch
 from textlstm import checkpoint, settings
 from textlstm.data import Splits, data_root
 from textlstm.errors import CheckpointError, RecipeError, TrainingDiverged
-from textlstm.metrics import quick_scores
+from textlstm.metrics import quick_scores, report
 from textlstm.model import logits_for
 from textlstm.recipe import Recipe, load_recipe
 from textlstm.runtime import bf16_support, pick_device, seed_everything
@@ -262,6 +262,7 @@ def _finish(run: _Run, stopped: str) -> TrainResult:
         splits.labels,
         meta,
     )
+    _plots(run, history)
     if stopped != "interrupted":
         (run.folder / RESUME_FILE).unlink(missing_ok=True)  # finished: nothing left to resume
     final = checkpoint.finalize(run.folder)
@@ -281,6 +282,26 @@ def _finish(run: _Run, stopped: str) -> TrainResult:
         splits.names,
         splits.notes,
     )
+
+
+def _plots(run: _Run, history: list[EpochResult]) -> None:
+    """``learning-curves.png`` and ``validation-confusion.png`` (the kept weights) in the run
+    folder."""
+    from textlstm.report.plots import confusion, learning_curves
+
+    recipe, state, model = run.recipe, run.state, run.fit.model
+    learning_curves(
+        [asdict(row) for row in history],
+        recipe.train.metric,
+        run.folder / "learning-curves.png",
+        f"{recipe.name}: {len(history)} epoch(s), kept epoch {state.best_epoch}",
+    )
+    assert state.best_state is not None
+    model.load_state_dict(state.best_state)
+    ids, batch = run.prepared.ids["validation"], recipe.train.eval_batch_size
+    logits = logits_for(model, ids, batch, run.target, run.precision)
+    result = report(run.fit.val_labels, logits.argmax(1), run.prepared.splits.labels)
+    confusion(result, run.folder / "validation-confusion.png", f"{recipe.name}: validation")
 
 
 def _join_wide(run: _Run) -> dict[str, Any]:

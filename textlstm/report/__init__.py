@@ -1,0 +1,2 @@
+"""Seeing a run: its plots (learning curves, confusion, calibration), its one-file HTML report,
+and the comparison of several runs."""
