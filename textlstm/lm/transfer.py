@@ -94,7 +94,7 @@ def with_encoder(recipe: Recipe, language_model: bool = False) -> Recipe:
         backward, key, fix = recipe.model.bidirectional, "model.bidirectional", "false"
     if backward and lm.pretrain.directions != "both":
         raise RecipeError(
-            f"{where}: {key}: the language model {named} has no backward half; pretrain it "
+            f"{where}: {key}: the language model {named} has no backward half; pretrain "
             f'with pretrain.directions = "both" or set {key} = {fix}'
         )
     vocab_file = folder / (SUBWORD_FILE if recipe.tokenizer.subword else "vocab.json")

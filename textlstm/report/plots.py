@@ -113,11 +113,11 @@ def reliability(result: Calibration, path: Path, title: str) -> None:
         )  # fmt: skip
     ax.plot(
         [r["confidence"] for r in result.bins], [r["accuracy"] for r in result.bins], "o",
-        color="tab:red", label="mean confidence",
+        color="tab:red", label="each bin: mean confidence, accuracy",
     )  # fmt: skip
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy")
     ax.set_title(f"{title}\nexpected calibration error {result.ece:.3f}")
-    ax.legend(loc="upper left")
+    ax.legend(loc="upper left", fontsize="small")
     fig.tight_layout()
     _save(fig, path, plt)
 
