@@ -31,7 +31,7 @@ from textlstm.lm.model import LanguageModel, State
 from textlstm.lm.state import FILE as STATE_FILE
 from textlstm.lm.state import Position, load_state, order_rng, restore, save_state
 from textlstm.lm.streams import join, proposal, steps_in, windows
-from textlstm.lm.transfer import encoder_folder, load_language_model
+from textlstm.lm.transfer import absolute_encoder, encoder_folder, load_language_model
 from textlstm.recipe import PretrainConfig, Recipe, load_recipe
 from textlstm.runtime import autocast, bf16_support, pick_device, seed_everything
 from textlstm.text.vocab import Vocab
@@ -93,7 +93,9 @@ def pretrain(
         events.message(f"starting from the language model {start}: {_perplexities(run)}")
     run.folder = checkpoint.reserve_run_dir(out_dir, recipe.name + FOLDER_SUFFIX)
     try:
-        (run.folder / "recipe.toml").write_text(_portable(recipe).to_toml(), encoding="utf-8")
+        (run.folder / "recipe.toml").write_text(
+            absolute_encoder(recipe).to_toml(), encoding="utf-8"
+        )
         corpus.encoder.save(run.folder)
     except BaseException:
         checkpoint.discard(run.folder)
@@ -151,15 +153,6 @@ def _build(
     precision = recipe.train.precision if bf16_support(target) != "none" else "fp32"
     optimizer = _adamw(model, recipe.pretrain)
     return _Run(recipe, corpus, model, optimizer, log_q, Path(), target, precision, budget, events)
-
-
-def _portable(recipe: Recipe) -> Recipe:
-    """The recipe as the run folder keeps it: ``model.encoder`` as an absolute path, which
-    ``--resume`` and later fine-tuning read from the run folder, not the recipe's."""
-    if recipe.model.encoder is None:
-        return recipe
-    start = str(Path(recipe.resolve_path(recipe.model.encoder)).resolve())
-    return recipe.model_copy(update={"model": recipe.model.model_copy(update={"encoder": start})})
 
 
 def _perplexities(run: _Run) -> str:
@@ -375,7 +368,7 @@ def _finish(run: _Run, stopped: str) -> PretrainResult:
         "stopped": stopped,
         "train_seconds": round(run.seconds, 2),
         "perplexity": run.history[-1].perplexity if run.history else None,
-        "started_from": _portable(run.recipe).model.encoder,
+        "started_from": absolute_encoder(run.recipe).model.encoder,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     (run.folder / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")

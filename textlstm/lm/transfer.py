@@ -59,6 +59,15 @@ def encoder_folder(recipe: Recipe) -> Path | None:
     return folder
 
 
+def absolute_encoder(recipe: Recipe) -> Recipe:
+    """``model.encoder`` as an absolute path, as run folders keep it: ``--resume`` and later
+    fine-tuning read the recipe from the run folder, not from the recipe's own folder."""
+    if recipe.model.encoder is None:
+        return recipe
+    start = str(Path(recipe.resolve_path(recipe.model.encoder)).resolve())
+    return recipe.model_copy(update={"model": recipe.model.model_copy(update={"encoder": start})})
+
+
 def with_encoder(recipe: Recipe, language_model: bool = False) -> Recipe:
     """The recipe to preprocess with: the language model's vocabulary as ``vocab.path``, after
     checking that its tokenizer and sizes agree with the language model's. ``language_model``:

@@ -21,6 +21,7 @@ import torch
 from textlstm import checkpoint, settings
 from textlstm.data import Splits, data_root
 from textlstm.errors import CheckpointError, RecipeError, TrainingDiverged
+from textlstm.lm.transfer import absolute_encoder
 from textlstm.metrics import quick_scores, report
 from textlstm.model import logits_for
 from textlstm.recipe import Recipe, load_recipe
@@ -384,12 +385,7 @@ def _portable(recipe: Recipe, splits: Splits) -> Recipe:
     }
     if paths:
         recipe = recipe.model_copy(update={"vocab": recipe.vocab.model_copy(update=paths)})
-    if recipe.model.encoder is not None:
-        encoder = str(Path(recipe.resolve_path(recipe.model.encoder)).resolve())
-        recipe = recipe.model_copy(
-            update={"model": recipe.model.model_copy(update={"encoder": encoder})}
-        )
-    return recipe
+    return absolute_encoder(recipe)
 
 
 def _mirror_root(recipe: Recipe, data_dir: str | Path | None) -> str | None:
