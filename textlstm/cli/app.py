@@ -82,6 +82,15 @@ CacheDir = Annotated[
 NoCache = Annotated[
     bool, typer.Option("--no-cache", help="Neither read nor write the preprocessing cache.")
 ]
+TensorBoard = Annotated[
+    Path | None,
+    typer.Option(
+        "--tensorboard",
+        help="Also write the run's scalars as TensorBoard logs under DIR/<name>/<run> "
+        "(view with: tensorboard --logdir DIR); needs the tensorboard extra.",
+        metavar="DIR",
+    ),
+]
 RecipeFile = Annotated[Path, typer.Argument(help="Recipe .toml file.")]
 
 

@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from textlstm import settings
-from textlstm.cli.app import DataDir, Device, Overrides, app, guarded, out
-from textlstm.cli.progress import PretrainProgress
+from textlstm.cli.app import DataDir, Device, Overrides, TensorBoard, app, guarded, out
+from textlstm.cli.progress import PretrainProgress, logged
 
 
 @app.command()
@@ -35,6 +35,7 @@ def pretrain(
         Path | None,
         typer.Option("--resume", help="Continue a killed (.partial) or interrupted pretraining."),
     ] = None,
+    tensorboard: TensorBoard = None,
 ) -> None:
     """Pretrain the recipe's LSTM language model on its training texts (and \\[pretrain]
     unlabelled ones); writes a run folder under --out/<recipe name>-lm/ for \\[model] encoder."""
@@ -47,7 +48,7 @@ def pretrain(
         raise TextLSTMError("pretrain: give a recipe file, or --resume RUN_FOLDER (not both)")
     if resume is not None and overrides:
         raise TextLSTMError("--set: a resumed pretraining keeps the recipe it started with")
-    with PretrainProgress() as events:
+    with PretrainProgress() as progress, logged(progress, tensorboard) as events:
         if resume is not None:
             out.print(f"[bold]resuming[/bold] {resume}")
             result = resume_model(resume, data_dir, device, events, max_minutes)

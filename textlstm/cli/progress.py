@@ -4,7 +4,10 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Self
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Self, TypeVar, cast
 
 from rich.console import Console
 from rich.table import Table
@@ -13,6 +16,22 @@ from textlstm.cli.app import cli_text, out
 from textlstm.lm.events import LMEpoch, PretrainEvents
 from textlstm.training.events import EpochResult, Events
 from textlstm.tuning.events import TrialSummary, TuneEvents, TuneResult
+
+E = TypeVar("E", bound=Events)
+
+
+@contextmanager
+def logged(progress: E, tensorboard: Path | None) -> Iterator[E]:
+    """``progress``, or with ``--tensorboard DIR`` the same plus TensorBoard logs under DIR."""
+    if tensorboard is None:
+        yield progress
+        return
+    from textlstm.report.tensorboard import TensorBoardEvents
+
+    with TensorBoardEvents(tensorboard, progress) as events:
+        yield cast(E, events)  # it passes every hook on to progress, so it stands in for it
+    if events.folder is not None:
+        progress.message(f"TensorBoard logs: {events.folder} (tensorboard --logdir {tensorboard})")
 
 
 class TrainProgress(Events):

@@ -14,13 +14,14 @@ from textlstm.cli.app import (
     Device,
     NoCache,
     Overrides,
+    TensorBoard,
     VocabDir,
     app,
     guarded,
     options,
     out,
 )
-from textlstm.cli.progress import TrainProgress
+from textlstm.cli.progress import TrainProgress, logged
 
 
 @app.command()
@@ -40,6 +41,7 @@ def train(
         Path | None,
         typer.Option("--resume", help="Continue a killed (.partial) or interrupted run folder."),
     ] = None,
+    tensorboard: TensorBoard = None,
 ) -> None:
     """Train a model from a recipe; writes a run folder under --out/<recipe name>/."""
     from textlstm.errors import TextLSTMError
@@ -52,7 +54,7 @@ def train(
     if resume is not None and overrides:
         raise TextLSTMError("--set: a resumed run keeps the recipe it started with")
     settings_ = options(vocab_dir, cache_dir, no_cache)
-    with TrainProgress() as events:
+    with TrainProgress() as progress, logged(progress, tensorboard) as events:
         if resume is not None:
             out.print(f"[bold]resuming[/bold] {resume}")
             result = resume_run(resume, data_dir, device, events, settings_)

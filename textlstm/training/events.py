@@ -38,6 +38,10 @@ class Events:
 
     def message(self, text: str) -> None: ...
 
+    def run_start(self, folder: Path, recipe: str, step: int = 0) -> None:
+        """The run's folder (``.partial`` while it trains), its resolved recipe as TOML, and the
+        optimizer steps done before this session (a resumed pretraining)."""
+
     def epoch_start(self, epoch: int, epochs: int, batches: int) -> None: ...
 
     def batch_end(self, loss: float, tokens: int) -> None: ...
