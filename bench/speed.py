@@ -20,8 +20,10 @@ Rows (each measured in this run, in a fresh process for the toolkit, so its peak
   each row's share of it;
 - inference texts/s and tokens/s: `textlstm predict` on the test reviews (a .txt file, one
   review per line, process start and model load included) in fp32, in the recipe's precision
-  and with `--quantize int8`, each with its test accuracy; the reference's one-batch-at-a-time,
-  file-order inference (batch 32, padded to max_length, torch.no_grad) and Keras `model.predict`;
+  and with `--quantize int8`, and the run exported to ONNX (`textlstm export`, fp32 and
+  `--quantize int8`) run by onnxruntime, each with its test accuracy; the reference's
+  one-batch-at-a-time, file-order inference (batch 32, padded to max_length, torch.no_grad)
+  and Keras `model.predict`;
 - peak RSS of the toolkit's training and predict processes.
 """
 
@@ -392,20 +394,27 @@ def main() -> None:
     # inference: the bundled run (trained in `bundled`) in fp32, in its own precision, and int8
     run = runs[bundled]
     names = json.loads((run / "labels.json").read_text())
+    # the same run exported to ONNX, run by onnxruntime in fp32 and int8 (textlstm export)
+    exports = {}
+    for kind, flags in (("fp32", []), ("int8", ["--quantize", "int8"])):
+        exports[kind] = work / f"onnx-{kind}"
+        toolkit(["export", str(run), "-o", str(exports[kind]), *flags], ROOT)
+    cpu = ["--device", "cpu"]
     modes = {
-        "fp32": ["--precision", "fp32"],
-        **({bundled: []} if bundled != "fp32" else {}),
-        "int8": ["--quantize", "int8"],
+        "fp32": [str(run), *cpu, "--precision", "fp32"],
+        **({bundled: [str(run), *cpu]} if bundled != "fp32" else {}),
+        "int8": [str(run), *cpu, "--quantize", "int8"],
+        "onnxruntime fp32": [str(exports["fp32"])],
+        "onnxruntime int8": [str(exports["int8"])],
     }
     predicted: dict[str, list[dict]] = {m: [] for m in modes}
     accuracy: dict[str, float] = {}
     ref_inference = []
     for rep in range(repeats):
-        for mode, flags in modes.items():
-            target = work / f"p-{mode}.jsonl"
+        for mode, args in modes.items():
+            target = work / f"p-{mode.replace(' ', '-')}.jsonl"
             stats, _ = toolkit(
-                ["predict", str(run), str(text_file), "-o", str(target), "--device", "cpu", *flags],
-                ROOT,
+                ["predict", args[0], str(text_file), "-o", str(target), *args[1:]], ROOT
             )
             predicted[mode].append(stats)
             accuracy[mode] = accuracy_of(target, test_labels, names)
@@ -439,14 +448,14 @@ def main() -> None:
         f"training: medians of {train_repeats}; inference: medians of {repeats}; "
         f"ratios against the tutorial-style PyTorch reference and the Keras model"
     )
-    print(f"{'row':46s} {'value':>12s} {'vs PyTorch':>10s} {'vs Keras':>9s} {'floor':>7s}")
+    print(f"{'row':52s} {'value':>12s} {'vs PyTorch':>10s} {'vs Keras':>9s} {'floor':>7s}")
     print(
-        f"{'training tokens/s, PyTorch reference':46s} {ref_tps:>12,.0f} {'':>10s} "
+        f"{'training tokens/s, PyTorch reference':52s} {ref_tps:>12,.0f} {'':>10s} "
         f"{'':>9s} {ref_tps / floor:>7.1%}"
     )
     if keras_tps:
         print(
-            f"{'training tokens/s, Keras (tensorflow-cpu)':46s} {keras_tps:>12,.0f} {'':>10s} "
+            f"{'training tokens/s, Keras (tensorflow-cpu)':52s} {keras_tps:>12,.0f} {'':>10s} "
             f"{'':>9s} {keras_tps / floor:>7.1%}"
         )
     for precision in precisions:
@@ -455,20 +464,20 @@ def main() -> None:
             " (recipe)" if precision == bundled else ""
         )
         print(
-            f"{label:46s} {tps:>12,.0f} {ratio(tps, ref_tps):>10s} {ratio(tps, keras_tps)} "
+            f"{label:52s} {tps:>12,.0f} {ratio(tps, ref_tps):>10s} {ratio(tps, keras_tps)} "
             f"{tps / floor:>7.1%}"
         )
     print(
-        f"{'seconds per epoch: reference / Keras':46s} {median(ref, 1):>12,.1f} "
+        f"{'seconds per epoch: reference / Keras':52s} {median(ref, 1):>12,.1f} "
         f"{keras_row['train_seconds'] if keras_row else float('nan'):>10,.1f}"
     )
     for precision in precisions:
         print(
-            f"{'seconds per epoch, textlstm ' + precision:46s} {median(ours[precision], 1):>12,.1f}"
+            f"{'seconds per epoch, textlstm ' + precision:52s} {median(ours[precision], 1):>12,.1f}"
         )
-    print(f"{'predict texts/s, PyTorch reference (in-process)':46s} {ref_texts:>12,.0f}")
+    print(f"{'predict texts/s, PyTorch reference (in-process)':52s} {ref_texts:>12,.0f}")
     if keras_texts:
-        print(f"{'predict texts/s, Keras model.predict':46s} {keras_texts:>12,.0f}")
+        print(f"{'predict texts/s, Keras model.predict':52s} {keras_texts:>12,.0f}")
     fp32_texts = None
     for mode in modes:
         seconds = statistics.median(p["seconds"] for p in predicted[mode])
@@ -476,13 +485,13 @@ def main() -> None:
         fp32_texts = fp32_texts or texts
         label = f"predict texts/s, textlstm {mode} (command)"
         print(
-            f"{label:46s} {texts:>12,.0f} {ratio(texts, ref_texts):>10s} "
+            f"{label:52s} {texts:>12,.0f} {ratio(texts, ref_texts):>10s} "
             f"{ratio(texts, keras_texts)}  {texts / fp32_texts:.2f}x fp32, "
             f"{test_tokens / seconds:,.0f} tokens/s, accuracy {accuracy[mode]:.2%}"
         )
-    print(f"{'peak RSS, training (MB)':46s} {train_rss:>12,.0f}")
+    print(f"{'peak RSS, training (MB)':52s} {train_rss:>12,.0f}")
     print(
-        f"{'peak RSS, predict (MB)':46s} "
+        f"{'peak RSS, predict (MB)':52s} "
         f"{max(p['maxrss_mb'] for m in modes for p in predicted[m]):>12,.0f}"
     )
     if keras is None:

@@ -40,7 +40,7 @@ def test_each_stage_lives_in_its_folder():
     assert {p.stem for p in (PACKAGE / "training").glob("*.py")} >= {"loop", "trainer", "state"}
     assert {p.stem for p in (PACKAGE / "lm").glob("*.py")} >= {"model", "streams", "pretrainer"}
     commands = {"train", "pretrain", "check", "init", "vocab", "tune", "evaluate", "predict"}
-    commands |= {"explain", "report", "compare"}
+    commands |= {"explain", "report", "compare", "export", "serve"}
     assert commands | {"app", "progress", "__init__"} == {
         p.stem for p in (PACKAGE / "cli").glob("*.py")
     }
@@ -87,6 +87,8 @@ FORBIDDEN = {
     "textlstm.lm": ("textlstm.tuning", "textlstm.cli", "textlstm.predict", "textlstm.evaluation"),
     "textlstm.explain": ("textlstm.training", "textlstm.tuning", "textlstm.cli", "textlstm.lm"),
     "textlstm.report": ("textlstm.training", "textlstm.tuning", "textlstm.cli", "textlstm.lm"),
+    "textlstm.export": ("textlstm.training", "textlstm.tuning", "textlstm.cli", "textlstm.lm"),
+    "textlstm.serve": ("textlstm.training", "textlstm.tuning", "textlstm.cli", "textlstm.lm"),
     "textlstm.recipe": ("textlstm.",),
     "textlstm.errors": ("textlstm.",),
     "textlstm.settings": ("textlstm.",),

@@ -24,6 +24,8 @@ NOT_RUN = {
     "make test": "the README's own test command: this test runs inside it",
     ". .venv/bin/activate": "the commands here run with the venv's bin first on PATH",
     "createdb textlstm": "needs a PostgreSQL server; test_tune_workers starts one for --storage",
+    "textlstm serve runs/bbc-news/latest": "serves until stopped; test_serve.py starts the "
+    "server on loopback and calls it",
 }
 STORAGE = "--storage postgresql://user:password@dbhost:5432/textlstm"  # a server that is not here
 

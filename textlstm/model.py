@@ -18,7 +18,7 @@ from textlstm.batching import iterate, lengths_of, sorted_batches
 from textlstm.recipe import ModelConfig
 from textlstm.runtime import autocast
 from textlstm.text.vocab import PAD_ID
-from textlstm.wide import WideNgrams
+from textlstm.wide import WideNgrams, bag_sum
 
 CELLS: dict[str, type[nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU}
 
@@ -39,7 +39,9 @@ def reverse_within_length(
         index = reversal_index(lengths, x.shape[0])
     if x.dim() == 2:
         return x.gather(0, index)
-    return x.gather(0, index.unsqueeze(-1).expand_as(x))  # (seq_len, batch, features)
+    # -1 keeps the two leading sizes symbolic in an exported graph (expand_as fixed them)
+    index = index.unsqueeze(-1).expand(-1, -1, x.shape[-1])  # (seq_len, batch, features)
+    return x.gather(0, index)
 
 
 class NgramBag(nn.Module):
@@ -70,16 +72,13 @@ class NgramBag(nn.Module):
         """tokens (seq_len, batch), lengths (batch,) -> (batch, dim), padding left out."""
         bag = self.rows(tokens, lengths)  # (batch, seq_len or 2 seq_len - 1)
         weight = self.embedding.weight
-        if self.combiner == "mean":
+        if self.combiner == "mean" and not torch.compiler.is_exporting():
             mean = nn.functional.embedding_bag(bag, weight, mode="mean", padding_idx=PAD_ID)
             return self.dropout(mean)  # (batch, dim)
         # "sqrtn": the sum over sqrt(count), as a linear model's L2-normalised counts weigh them
-        count = (bag != PAD_ID).sum(dim=1, keepdim=True).clamp(min=1)  # (batch, 1)
-        scale = count.to(weight.dtype).rsqrt().expand(bag.shape)  # (batch, bag length)
-        summed = nn.functional.embedding_bag(
-            bag, weight, mode="sum", per_sample_weights=scale, padding_idx=PAD_ID
-        )
-        return self.dropout(summed)  # (batch, dim)
+        count = (bag != PAD_ID).sum(dim=1, keepdim=True).clamp(min=1).to(weight.dtype)
+        scale = count.reciprocal() if self.combiner == "mean" else count.rsqrt()  # (batch, 1)
+        return self.dropout(bag_sum(bag, weight, scale.expand(bag.shape)))  # (batch, dim)
 
     def rows(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """The embedding rows of each text's bag: (batch, seq_len) unigram ids, then for

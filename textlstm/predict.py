@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from textlstm.errors import TextLSTMError, param, say
-from textlstm.model import LSTMClassifier, logits_for
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch loads on first use: an ONNX export predicts without it
+    import torch
+
     from textlstm.checkpoint import Loaded
+    from textlstm.model import LSTMClassifier
 
 CHUNK = 8192
 
@@ -72,6 +73,7 @@ def quantize_int8(model: LSTMClassifier) -> LSTMClassifier:
     torchao; the warning is not the user's to act on, so it is silenced.)"""
     import warnings
 
+    import torch
     from torch import nn
 
     with warnings.catch_warnings():
@@ -127,13 +129,23 @@ class Predictor:
         device: str = "auto",
         precision: str = "auto",
         quantize: str | None = None,
+        engine: str = "auto",
     ) -> Predictor:
         """``precision``: auto (as the run was trained), fp32 or bf16; ``quantize="int8"``:
-        dynamic int8 quantization (CPU)."""
+        dynamic int8 quantization (CPU). ``engine``: torch for a run folder, onnxruntime for an
+        ONNX export (``textlstm export``); auto picks by the folder."""
+        from textlstm.export.engine import OnnxPredictor, pick
+
+        if pick(run_dir, engine, device, precision, quantize) == "onnxruntime":
+            return OnnxPredictor.open(run_dir)
         loaded, mode, target = load_for_inference(run_dir, device, precision, quantize)
         return cls(loaded, mode, target)
 
     def probabilities(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
+        import torch
+
+        from textlstm.model import logits_for
+
         ids = self.loaded.encoder.encode(texts)
         logits = logits_for(self.loaded.model, ids, batch_size, self.device, self.mode)
         return torch.from_numpy(logits).softmax(dim=1).numpy()

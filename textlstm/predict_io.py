@@ -137,6 +137,7 @@ def predict_files(
     precision: str = "auto",
     quantize: str | None = None,
     wording: Callable[[str], str] = say,
+    engine: str = "auto",
 ) -> FilesPredicted:
     """Classify every text of ``inputs`` (paths, or ``-`` for stdin) into ``output``: a file path
     (its suffix picks JSON lines, CSV or TSV; written under a temporary name and renamed when
@@ -145,7 +146,7 @@ def predict_files(
     if on_error not in ON_ERROR:
         raise DataError(f"{param('on_error', on_error)}: use one of {', '.join(ON_ERROR)}")
     fmt = output_format(output)
-    predictor = Predictor.load(run_dir, device, precision, quantize)
+    predictor = Predictor.load(run_dir, device, precision, quantize, engine)
     if isinstance(inputs, (str, Path)):
         inputs = [str(inputs)]
     for name in inputs:  # a bad input file fails here, before anything is written

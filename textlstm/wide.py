@@ -36,6 +36,23 @@ PRIME = 1_000_003
 CHUNK = 512  # texts per batch when features are extracted for the fit
 
 
+def bag_sum(
+    ids: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The sum of the ``weight`` rows that ``ids`` (batch, n) name, each times ``scale`` (batch,
+    n) when given, PAD_ID left out -> (batch, dim). PyTorch's fused ``embedding_bag``; under
+    ``torch.export`` (ONNX export), which has no ONNX form of it, the same sum as a gather."""
+    if not torch.compiler.is_exporting():
+        return nn.functional.embedding_bag(
+            ids, weight, mode="sum", per_sample_weights=scale, padding_idx=PAD_ID
+        )
+    keep = (ids != PAD_ID).to(weight.dtype)  # (batch, n)
+    if scale is not None:
+        keep = keep * scale
+    rows = nn.functional.embedding(ids, weight)  # (batch, n, dim)
+    return (rows * keep.unsqueeze(-1)).sum(dim=1)
+
+
 def ngram_features(
     tokens: torch.Tensor, lengths: torch.Tensor, vocab_size: int, order: int, buckets: int
 ) -> torch.Tensor:
@@ -90,10 +107,7 @@ class WideNgrams(nn.Module):
     def scores(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """The linear model's own scores (batch, classes), before ``scale``."""
         features = ngram_features(tokens, lengths, self.vocab_size, self.order, self.buckets)
-        summed = nn.functional.embedding_bag(
-            features, self.weight, mode="sum", padding_idx=PAD_ID
-        )  # (batch, classes)
-        return summed + self.bias
+        return bag_sum(features, self.weight) + self.bias  # (batch, classes)
 
     def forward(
         self, logits: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor

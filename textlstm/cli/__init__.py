@@ -15,6 +15,8 @@ COMMANDS = (
     "tune",
     "evaluate",
     "predict",
+    "export",
+    "serve",
     "explain",
     "report",
     "compare",

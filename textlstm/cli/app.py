@@ -82,6 +82,13 @@ CacheDir = Annotated[
 NoCache = Annotated[
     bool, typer.Option("--no-cache", help="Neither read nor write the preprocessing cache.")
 ]
+Engine = Annotated[
+    str,
+    typer.Option(
+        help="torch (a run folder), onnxruntime (an ONNX export from `textlstm export`), or "
+        "auto: by the folder."
+    ),
+]
 TensorBoard = Annotated[
     Path | None,
     typer.Option(

@@ -8,13 +8,13 @@ from typing import Annotated
 
 import typer
 
-from textlstm.cli.app import Device, Precision, Quantize, app, cli_text, err, guarded
+from textlstm.cli.app import Device, Engine, Precision, Quantize, app, cli_text, err, guarded
 
 
 @app.command()
 @guarded
 def predict(
-    run: Annotated[Path, typer.Argument(help="A finished run folder.")],
+    run: Annotated[Path, typer.Argument(help="A finished run folder, or an ONNX export of one.")],
     inputs: Annotated[
         list[str],
         typer.Argument(
@@ -41,6 +41,7 @@ def predict(
     device: Device = "auto",
     precision: Precision = "auto",
     quantize: Quantize = None,
+    engine: Engine = "auto",
 ) -> None:
     """Classify texts; one output record per input text, in input order."""
     from textlstm.predict_io import predict_files
@@ -58,6 +59,7 @@ def predict(
         precision=precision,
         quantize=quantize,
         wording=cli_text,
+        engine=engine,
     )
     if output is not None:
         err.print(f"wrote {done.predictions:,} predictions to {output}")
