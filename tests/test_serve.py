@@ -159,3 +159,17 @@ def test_the_command_binds_to_loopback_and_says_so(trained_run, monkeypatch):
     assert wide.exit_code == 0 and "reachable from other machines" in wide.output
     missing = CliRunner().invoke(cli, ["serve", str(trained_run / "nope")])
     assert missing.exit_code == 2 and len(missing.output.strip().splitlines()) == 1
+
+
+def test_a_lone_request_does_not_wait_for_company():
+    model = Counting()
+
+    async def main():
+        batcher = Batcher(model, max_texts=64, max_wait=600.0)  # a wait would outlast the test
+        await batcher.start()
+        for i in range(3):
+            await asyncio.wait_for(batcher.submit([str(i)]), timeout=60)
+        await batcher.stop()
+
+    asyncio.run(main())
+    assert model.calls == [1, 1, 1]

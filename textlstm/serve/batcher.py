@@ -5,7 +5,9 @@ then gathers more until ``max_texts`` texts are collected or ``max_wait`` second
 since it took the first, runs the model once on all of them (in a thread, so the server keeps
 accepting requests meanwhile), and hands each request its own rows. Requests that arrive while
 the model is busy wait in the queue and form the next batch, so under load batches grow by
-themselves; alone, a request waits at most ``max_wait``. With ``batching=False`` every request
+themselves. A request that finds the queue empty after a batch of one request does not wait at
+all (no one else is asking), so a lone client pays no latency for batching; otherwise the wait
+is at most ``max_wait``. With ``batching=False`` every request
 runs alone, one after another: the baseline that batching is measured against.
 """
 
@@ -44,6 +46,7 @@ class Batcher:
         self.queue: asyncio.Queue[_Waiting] | None = None
         self.worker: asyncio.Task[None] | None = None
         self.stats = BatchStats()
+        self.last_requests = 1  # requests in the last batch: 1 means nobody else was asking
 
     async def start(self) -> None:
         self.queue = asyncio.Queue()
@@ -68,7 +71,7 @@ class Batcher:
         if not self.batching:
             return group
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.max_wait
+        deadline = loop.time() + (self.max_wait if self.last_requests > 1 else 0.0)
         while count < self.max_texts:
             try:
                 if self.queue.empty():
@@ -97,6 +100,7 @@ class Batcher:
                         item.done.set_exception(exc)
                 continue
             self._count(len(group), len(texts))
+            self.last_requests = len(group)
             start = 0
             for item in group:
                 rows = probabilities[start : start + len(item.texts)]
