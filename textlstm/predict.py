@@ -114,6 +114,8 @@ class Prediction:
 class Predictor:
     """``Predictor.load(run_dir).predict(["a text", ...])`` -> list of Prediction."""
 
+    batch_size = 256  # texts per forward pass when none is given
+
     def __init__(
         self, loaded: Loaded, mode: str = "fp32", device: torch.device | None = None
     ) -> None:
@@ -141,26 +143,27 @@ class Predictor:
         loaded, mode, target = load_for_inference(run_dir, device, precision, quantize)
         return cls(loaded, mode, target)
 
-    def probabilities(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
+    def probabilities(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
         import torch
 
         from textlstm.model import logits_for
 
         ids = self.loaded.encoder.encode(texts)
-        logits = logits_for(self.loaded.model, ids, batch_size, self.device, self.mode)
+        batch = batch_size or self.batch_size
+        logits = logits_for(self.loaded.model, ids, batch, self.device, self.mode)
         return torch.from_numpy(logits).softmax(dim=1).numpy()
 
-    def predict(self, texts: Sequence[str], batch_size: int = 256) -> list[Prediction]:
+    def predict(self, texts: Sequence[str], batch_size: int | None = None) -> list[Prediction]:
         return list(self.predict_stream(texts, batch_size))
 
     def predict_stream(
-        self, texts: Iterable[str], batch_size: int = 256, chunk: int = CHUNK
+        self, texts: Iterable[str], batch_size: int | None = None, chunk: int = CHUNK
     ) -> Iterator[Prediction]:
         for block in self.predict_chunks(texts, batch_size, chunk):
             yield from block  # type: ignore[misc]
 
     def predict_chunks(
-        self, items: Iterable[str | BadRecord], batch_size: int = 256, chunk: int = CHUNK
+        self, items: Iterable[str | BadRecord], batch_size: int | None = None, chunk: int = CHUNK
     ) -> Iterator[list[Prediction | BadRecord]]:
         """Chunks of results in input order; a ``BadRecord`` passes through in its place."""
         iterator = iter(items)

@@ -131,7 +131,7 @@ def predict_files(
     text_column: str = "text",
     text_key: str = "text",
     top_k: int | None = None,
-    batch_size: int = 256,
+    batch_size: int | None = None,
     on_error: str = "record",
     device: str = "auto",
     precision: str = "auto",
@@ -177,7 +177,7 @@ def _write_all(
     handle: IO[str],
     fmt: str,
     top_k: int | None,
-    batch_size: int,
+    batch_size: int | None,
     on_error: str,
     wording: Callable[[str], str],
 ) -> FilesPredicted:

@@ -30,7 +30,10 @@ def predict(
     top_k: Annotated[
         int | None, typer.Option(min=1, help="Keep only the k likeliest classes in the output.")
     ] = None,
-    batch_size: Annotated[int, typer.Option(min=1)] = 256,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(min=1, help="Texts per forward pass (default: 256; 32 for an ONNX export)."),
+    ] = None,
     on_error: Annotated[
         str,
         typer.Option(

@@ -27,6 +27,9 @@ def is_export(folder: str | Path) -> bool:
 class OnnxPredictor(Predictor):
     """The ``Predictor`` interface over an export folder; batches are sorted by length."""
 
+    # onnxruntime's LSTM ran 1.27x faster in batches of 32 than of 256 (IMDB, model only)
+    batch_size = 32
+
     def __init__(self, folder: Path, labels: list[str], encoder: Any, session: Any, about: Any):
         self.folder, self.labels, self.encoder, self.session = folder, labels, encoder, session
         self.about: dict[str, Any] = about
@@ -62,7 +65,8 @@ class OnnxPredictor(Predictor):
             ) from None
         return cls(folder, labels, encoder, onnx, about)
 
-    def probabilities(self, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
+    def probabilities(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
+        batch_size = batch_size or self.batch_size
         ids = self.encoder.encode(texts)
         out = np.zeros((len(ids), len(self.labels)), dtype=np.float32)
         lengths = np.fromiter(map(len, ids), np.int64, len(ids))

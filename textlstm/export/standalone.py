@@ -61,7 +61,7 @@ class Model:
         limit, mode = s["max_length"], s["truncation"]
         return [np.asarray(_truncate(row, limit, mode) or [s["unk_id"]], np.int64) for row in ids]
 
-    def probabilities(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+    def probabilities(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
         """(texts, labels) probabilities in input order; batches are sorted by length."""
         ids = self.encode(texts)
         out = np.zeros((len(ids), len(self.labels)), np.float32)
@@ -78,7 +78,7 @@ class Model:
         return out
 
     def predict(
-        self, texts: Sequence[str], top_k: int = 0, batch_size: int = 64
+        self, texts: Sequence[str], top_k: int = 0, batch_size: int = 32
     ) -> list[dict[str, Any]]:
         """A record per text: label, score (its probability) and every label's probability;
         ``top_k`` keeps the k likeliest labels in ``scores``."""
@@ -163,7 +163,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Predict labels for texts, one per line.")
     parser.add_argument("input", help="a text file, one text per line, or - for stdin")
     parser.add_argument("--top-k", type=int, default=0, help="keep the k likeliest labels")
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args(argv)
     model, chunk = Model(), []
     for text in [*_lines(args.input), None]:
