@@ -188,3 +188,12 @@ def test_jsonl_and_csv_inputs_give_one_text_per_record(tmp_path, rows):
         writer.writerow(["id", "text"])
         writer.writerows([i, r] for i, r in enumerate(rows))
     assert list(read_inputs(str(table))) == rows
+
+
+def test_a_key_with_a_line_break_is_shown_escaped_on_one_line():
+    with pytest.raises(RecipeError) as info:
+        recipe_from_dict({"name": "x", "data": {"dataset": "d"}, "\n": 1}, "fuzz.toml")
+    assert info.value.lines == [
+        'fuzz.toml: "\\n": unknown key; valid keys: name, seed, data, tokenizer, vocab, model, '
+        "train, tune, pretrain"
+    ]

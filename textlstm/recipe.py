@@ -8,6 +8,7 @@ each, naming the file and the dotted key.
 from __future__ import annotations
 
 import difflib
+import json
 import math
 import re
 import tomllib
@@ -507,9 +508,15 @@ _TYPE_HINTS = {
 
 def _describe(error: Any, raw: dict[str, Any], label: str, overridden: set[str]) -> tuple[str, str]:
     loc = _key_path(error["loc"], raw)
-    key = ".".join(loc)
+    key = ".".join(_shown(part) for part in loc)
     where = param("overrides") if key in overridden else label
     return key, f"{where}: {key}: {_problem(error, raw, loc)}"
+
+
+def _shown(part: str) -> str:
+    """A key as the message shows it: quoted and escaped (as in TOML) when it is not printable
+    text, so that a key holding a line break cannot break the message into two lines."""
+    return part if part.isprintable() else json.dumps(part)
 
 
 def _problem(error: Any, raw: dict[str, Any], loc: list[str]) -> str:

@@ -82,6 +82,10 @@ CacheDir = Annotated[
 NoCache = Annotated[
     bool, typer.Option("--no-cache", help="Neither read nor write the preprocessing cache.")
 ]
+BatchSize = Annotated[
+    int | None,
+    typer.Option(min=1, help="Texts per forward pass (default: 256; 32 for an ONNX export)."),
+]
 Engine = Annotated[
     str,
     typer.Option(

@@ -8,7 +8,17 @@ from typing import Annotated
 
 import typer
 
-from textlstm.cli.app import Device, Engine, Precision, Quantize, app, cli_text, err, guarded
+from textlstm.cli.app import (
+    BatchSize,
+    Device,
+    Engine,
+    Precision,
+    Quantize,
+    app,
+    cli_text,
+    err,
+    guarded,
+)
 
 
 @app.command()
@@ -30,10 +40,7 @@ def predict(
     top_k: Annotated[
         int | None, typer.Option(min=1, help="Keep only the k likeliest classes in the output.")
     ] = None,
-    batch_size: Annotated[
-        int | None,
-        typer.Option(min=1, help="Texts per forward pass (default: 256; 32 for an ONNX export)."),
-    ] = None,
+    batch_size: BatchSize = None,
     on_error: Annotated[
         str,
         typer.Option(

@@ -170,7 +170,8 @@ def _run(run: _Run, position: Position) -> PretrainResult:
     """The epochs, then the finished folder. A kill leaves the ``.partial`` folder resumable
     from its last checkpoint; Ctrl-C finishes the folder with the weights as they stand, and it
     stays resumable from its last checkpoint."""
-    run.events.run_start(run.folder, run.recipe.to_toml(), run.step)
+    if hasattr(run.events, "run_start"):  # hooks written before it existed may lack it
+        run.events.run_start(run.folder, run.recipe.to_toml(), run.step)
     try:
         stopped = _epochs(run, position)
     except KeyboardInterrupt:

@@ -163,7 +163,8 @@ def _describe(
 def _train(run: _Run) -> TrainResult:
     """The epochs, then the finished run folder. A kill, a crash or a divergence after the first
     finished epoch leaves the folder resumable; Ctrl-C keeps the best weights so far."""
-    run.events.run_start(run.folder, run.recipe.to_toml())
+    if hasattr(run.events, "run_start"):  # hooks written before it existed may lack it
+        run.events.run_start(run.folder, run.recipe.to_toml())
     try:
         stopped = _fit(run)
     except KeyboardInterrupt:
