@@ -274,14 +274,21 @@ def quantize_int8(source: Path, target: Path) -> None:
     ``DynamicQuantizeLSTM``) and the matrix products; activations are quantized on the fly."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        quantize_dynamic(
-            source,
-            target,
-            weight_type=QuantType.QInt8,
-            op_types_to_quantize=["LSTM", "MatMul", "Gemm"],
-        )
+    # it advises its pre-processing pass on the root logger; what the LSTM needs from that
+    # (constant weights) freeze_recurrent_weights has done
+    root = logging.getLogger()
+    level, root.level = root.level, logging.ERROR
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            quantize_dynamic(
+                source,
+                target,
+                weight_type=QuantType.QInt8,
+                op_types_to_quantize=["LSTM", "MatMul", "Gemm"],
+            )
+    finally:
+        root.level = level
 
 
 def preprocess(cfg: Any) -> dict[str, Any]:
