@@ -95,3 +95,11 @@ class TrainingDiverged(Exception):
 
 
 DIVERGED_EXIT = 3
+
+
+class PeerFailed(Exception):
+    """In a distributed run, rank 0 stopped before this rank could go on; rank 0 says why."""
+
+
+class Terminated(Exception):
+    """SIGTERM arrived: torchrun ends every process of a job when one of them fails."""

@@ -18,7 +18,14 @@ import typer
 from rich.console import Console
 
 from textlstm import settings
-from textlstm.errors import DIVERGED_EXIT, TextLSTMError, TrainingDiverged, for_cli
+from textlstm.errors import (
+    DIVERGED_EXIT,
+    PeerFailed,
+    Terminated,
+    TextLSTMError,
+    TrainingDiverged,
+    for_cli,
+)
 
 app = typer.Typer(
     help="LSTM text classification from TOML recipes.",
@@ -124,6 +131,14 @@ def note(text: str) -> None:
     out.print(cli_text(text), soft_wrap=True, markup=False)
 
 
+def other_rank() -> str:
+    """ "rank N: " in a process that torchrun started as rank N > 0, whose messages would
+    otherwise read like rank 0's; "" elsewhere."""
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 and os.environ.get("RANK", "0") != "0":
+        return f"rank {os.environ.get('RANK')}: "
+    return ""
+
+
 def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
     """Input errors: one red line each and exit 2. Divergence: one line and its own code.
     Ctrl-C: one line and exit 130."""
@@ -132,16 +147,24 @@ def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from rich.markup import escape
 
+        rank = other_rank()
         try:
             return command(*args, **kwargs)
         except TextLSTMError as exc:
             for line in exc.lines:
                 err.print(
-                    f"[red]error:[/red] {escape(cli_text(line))}", soft_wrap=True, markup=True
+                    f"{rank}[red]error:[/red] {escape(cli_text(line))}",
+                    soft_wrap=True,
+                    markup=True,
                 )
             raise typer.Exit(2) from None
+        except PeerFailed:  # rank 0 printed why
+            raise typer.Exit(2) from None
+        except Terminated:
+            err.print(f"{rank}[yellow]stopped by SIGTERM[/yellow]")
+            raise typer.Exit(143) from None
         except TrainingDiverged as exc:
-            err.print(f"[red]diverged:[/red] {escape(cli_text(str(exc)))}", soft_wrap=True)
+            err.print(f"{rank}[red]diverged:[/red] {escape(cli_text(str(exc)))}", soft_wrap=True)
             raise typer.Exit(DIVERGED_EXIT) from None
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/yellow]")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -19,9 +19,13 @@ from textlstm.cli.app import (
     app,
     guarded,
     options,
+    other_rank,
     out,
 )
 from textlstm.cli.progress import TrainProgress, logged
+
+if TYPE_CHECKING:
+    from textlstm.text.cache import Options
 
 
 @app.command()
@@ -54,6 +58,10 @@ def train(
     if resume is not None and overrides:
         raise TextLSTMError("--set: a resumed run keeps the recipe it started with")
     settings_ = options(vocab_dir, cache_dir, no_cache)
+    if other_rank():  # torchrun's ranks 1..N-1: rank 0 draws the progress and says the result
+        quiet(recipe, overrides, resume, out_dir, data_dir, device, settings_)
+        return
+    launched_here = launched()
     with TrainProgress() as progress, logged(progress, tensorboard) as events:
         if resume is not None:
             out.print(f"[bold]resuming[/bold] {resume}")
@@ -71,6 +79,41 @@ def train(
     )
     out.print(f"run folder: [bold]{result.run_dir}[/bold]", soft_wrap=True)
     if result.stopped == "interrupted":
-        out.print(f"continue with: textlstm train --resume {result.run_dir}", soft_wrap=True)
+        again = "torchrun ... -m textlstm train" if launched_here else "textlstm train"
+        out.print(f"continue with: {again} --resume {result.run_dir}", soft_wrap=True)
     split = "test" if "test" in result.splits else "validation"
     out.print(f"next: textlstm evaluate {result.run_dir} --split {split}")
+
+
+def launched() -> bool:
+    """Started by torchrun as one of several processes: then SIGTERM (torchrun's way of ending
+    the others when one fails) gets one line, and the run folder stays resumable."""
+    from textlstm import distributed
+
+    if not distributed.launched():
+        return False
+    distributed.check_launch()
+    distributed.stop_on_sigterm()
+    return True
+
+
+def quiet(
+    recipe: Path | None,
+    overrides: list[str] | None,
+    resume: Path | None,
+    out_dir: Path,
+    data_dir: Path | None,
+    device: str,
+    settings_: Options,
+) -> None:
+    """A rank other than 0: the same training, without output."""
+    from textlstm.recipe import load_recipe
+    from textlstm.training import resume as resume_run
+    from textlstm.training import train as train_model
+
+    launched()
+    if resume is not None:
+        resume_run(resume, data_dir, device, None, settings_)
+    else:
+        assert recipe is not None
+        train_model(load_recipe(recipe, overrides), out_dir, data_dir, device, None, settings_)

@@ -17,7 +17,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from textlstm.batching import bucketed_batches, iterate, lengths_of
+from textlstm import distributed
+from textlstm.batching import bucketed_batches, collate, lengths_of
+from textlstm.distributed import SINGLE, World
 from textlstm.errors import TrainingDiverged
 from textlstm.metrics import quick_scores
 from textlstm.model import logits_for
@@ -28,7 +30,9 @@ from textlstm.training.events import EpochResult, Events
 
 @dataclass
 class Fit:
-    """The model and everything that updates it."""
+    """The model and everything that updates it. In a distributed run ``step`` is the model
+    wrapped in DistributedDataParallel, which training steps call; evaluation and saving use
+    ``model`` itself."""
 
     model: nn.Module
     criterion: nn.Module
@@ -37,6 +41,8 @@ class Fit:
     train_labels: np.ndarray
     val_labels: np.ndarray
     num_classes: int
+    world: World = SINGLE
+    step: nn.Module | None = None
 
 
 @dataclass
@@ -63,6 +69,7 @@ def epochs(
     run that restored ``rng`` draws what the uninterrupted one would have."""
     lengths = lengths_of(train_ids)
     for epoch in range(first, cfg.total_epochs + 1):
+        distributed.dropout_seed(fit.world, rng)
         batches = bucketed_batches(lengths, cfg.batch_size, cfg.bucket_size, rng)
         events.epoch_start(epoch, cfg.total_epochs, len(batches))
         tick = time.perf_counter()
@@ -94,24 +101,32 @@ def train_epoch(
     events: Events,
 ) -> Pass:
     """One pass of optimizer steps. A loss that is not finite stops before it reaches the
-    weights, so the last checkpoint and the model stay as they were."""
+    weights, so the last checkpoint and the model stay as they were. In a distributed run each
+    rank computes its share of every batch; the loss and tokens reported are the whole batch's."""
     fit.model.train()
+    model, world = fit.step or fit.model, fit.world
+    all_lengths = lengths_of(ids)
     done = Pass()
-    for step, (rows, tokens, lengths) in enumerate(iterate(ids, batches), start=1):
-        targets = torch.from_numpy(fit.train_labels[rows]).to(device)
+    for step, rows in enumerate(batches, start=1):
+        share = world.share(rows)
+        tokens, lengths = collate(ids, share.rows)
+        targets = torch.from_numpy(fit.train_labels[share.rows]).to(device)
         with autocast(device, precision):
-            logits = fit.model(tokens.to(device), lengths.to(device))  # (batch, num_classes)
+            logits = model(tokens.to(device), lengths.to(device))  # (batch, num_classes)
         loss = fit.criterion(logits.float(), targets)
         value = loss.item()
+        if world.many:  # every rank must see the same value, or they would part ways
+            total, real = distributed.all_sum(world, [value * share.real, share.real], device)
+            value = total / real
         if not math.isfinite(value):
             raise TrainingDiverged(diverged(value, epoch, step, cfg))
         fit.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * share.weight if world.many else loss).backward()
         if cfg.clip_grad_norm > 0:
             nn.utils.clip_grad_norm_(fit.model.parameters(), cfg.clip_grad_norm)
         fit.optimizer.step()
         fit.scheduler.step()
-        count = int(lengths.sum())
+        count = int(all_lengths[rows].sum())
         done.loss, done.rows, done.tokens = (
             done.loss + value * len(rows),
             done.rows + len(rows),
@@ -136,8 +151,15 @@ def diverged(value: float, epoch: int, step: int, cfg: TrainConfig) -> str:
 def validate(
     fit: Fit, ids: Sequence[np.ndarray], batch_size: int, device: torch.device, precision: str
 ) -> tuple[float, float, float]:
-    """Validation loss, accuracy and macro-F1."""
-    logits = logits_for(fit.model, ids, batch_size, device, precision)
+    """Validation loss, accuracy and macro-F1. In a distributed run each rank computes the
+    logits of its rows and every rank gets all of them, so every rank decides alike."""
+    world = fit.world
+    if world.many:
+        mine = [ids[i] for i in world.rows(len(ids))]
+        local = logits_for(fit.model, mine, batch_size, device, precision)
+        logits = distributed.gather_rows(world, local, len(ids), device)
+    else:
+        logits = logits_for(fit.model, ids, batch_size, device, precision)
     loss = float(
         nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(fit.val_labels))
     )

@@ -14,7 +14,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from textlstm import distributed
 from textlstm.data import Splits, column, load_splits
+from textlstm.distributed import SINGLE, World
 from textlstm.errors import RecipeError
 from textlstm.lm.transfer import encoder_folder, load_encoder, with_encoder
 from textlstm.model import LSTMClassifier
@@ -152,8 +154,11 @@ def plan_epochs(recipe: Recipe, prepared: Prepared, events: Events | None = None
     return recipe.model_copy(update={"train": cfg.model_copy(update={"epochs": planned})})
 
 
-def build_fit(recipe: Recipe, prepared: Prepared, target: torch.device) -> Fit:
-    """The model, loss, optimizer and schedule: built the same way for a new or resumed run."""
+def build_fit(
+    recipe: Recipe, prepared: Prepared, target: torch.device, world: World = SINGLE
+) -> Fit:
+    """The model, loss, optimizer and schedule: built the same way for a new or resumed run
+    (and on every rank of a distributed one, whose model DDP wraps)."""
     splits, cfg = prepared.splits, recipe.train
     train_labels = np.asarray(column(splits["train"], "label"))
     val_labels = np.asarray(column(splits["validation"], "label"))
@@ -181,7 +186,17 @@ def build_fit(recipe: Recipe, prepared: Prepared, target: torch.device) -> Fit:
         optimizer,
         [unfrozen(schedule, depth, steps_per_epoch, cfg.unfreeze) for depth, _ in groups],
     )
-    return Fit(model, criterion, optimizer, scheduler, train_labels, val_labels, len(splits.labels))
+    return Fit(
+        model,
+        criterion,
+        optimizer,
+        scheduler,
+        train_labels,
+        val_labels,
+        len(splits.labels),
+        world,
+        distributed.wrap(model, world, target),
+    )
 
 
 def fit_wide(fit: Fit, prepared: Prepared, events: Events) -> float:

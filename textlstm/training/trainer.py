@@ -18,14 +18,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from textlstm import checkpoint, settings
+from textlstm import checkpoint, distributed, settings
 from textlstm.data import Splits, data_root
+from textlstm.distributed import World
 from textlstm.errors import CheckpointError, RecipeError, TrainingDiverged
 from textlstm.lm.transfer import absolute_encoder
 from textlstm.metrics import quick_scores, report
 from textlstm.model import logits_for
 from textlstm.recipe import Recipe, load_recipe
-from textlstm.runtime import bf16_support, pick_device, seed_everything
+from textlstm.runtime import bf16_support, seed_everything
 from textlstm.text.cache import Options
 from textlstm.training.events import EpochResult, Events, TrainResult
 from textlstm.training.loop import Fit, epochs
@@ -49,6 +50,7 @@ class _Run:
     precision: str
     events: Events
     data_dir: str | Path | None
+    world: World
 
 
 def train(
@@ -59,23 +61,43 @@ def train(
     events: Events | None = None,
     options: Options | None = None,
 ) -> TrainResult:
-    """Train a new run under ``out_dir/<name>/``; each epoch leaves a resumable checkpoint."""
-    events = events or Events()
-    target = pick_device(device)
+    """Train a new run under ``out_dir/<name>/``; each epoch leaves a resumable checkpoint.
+
+    Launched by torchrun (or with a process group open), every process calls this and they train
+    one model together with DistributedDataParallel; rank 0 alone writes the run folder and
+    reports progress (see ``textlstm.distributed``)."""
+    world, target = distributed.join(device)
+    try:
+        return _new(recipe, out_dir, data_dir, target, world, events, options)
+    except BaseException as exc:
+        if not distributed.failed_peer(world, exc):
+            raise
+        raise distributed.lost(world, exc, "the run folder, if any, is as rank 0 left it") from None
+    finally:
+        distributed.leave(world)
+
+
+def _new(
+    recipe: Recipe,
+    out_dir: str | Path,
+    data_dir: str | Path | None,
+    target: torch.device,
+    world: World,
+    events: Events | None,
+    options: Options | None,
+) -> TrainResult:
+    events = (events or Events()) if world.main else Events()
     rng = seed_everything(recipe.seed)
-    prepared = prepare(recipe, data_dir, events, options)
+    prepared = distributed.main_first(
+        world, lambda: prepare(recipe, data_dir, events, options), target
+    )
     recipe = plan_epochs(recipe, prepared, events)  # the run folder keeps the planned number
-    fit = build_fit(recipe, prepared, target)
+    fit = build_fit(recipe, prepared, target, world)
     precision = _describe(prepared, fit, target, events, recipe.train.precision)
     wide_seconds = fit_wide(fit, prepared, events)  # model.wide: before the network trains
-    folder = checkpoint.reserve_run_dir(out_dir, recipe.name)
-    try:  # what `resume` reads back: the recipe, the vocabulary, the labels
-        checkpoint.save_identity(
-            folder, _portable(recipe, prepared.splits), prepared.encoder, prepared.splits.labels
-        )
-    except BaseException:
-        checkpoint.discard(folder)
-        raise
+    folder = Path(
+        distributed.from_main(world, lambda: str(_reserve(recipe, prepared, out_dir)), target)
+    )
     state = TrainState(
         0,
         -math.inf,
@@ -87,8 +109,22 @@ def train(
         str(root.resolve()) if (root := settings.data_root(data_dir)) else None,
     )
     return _train(
-        _Run(recipe, prepared, fit, folder, state, rng, target, precision, events, data_dir)
+        _Run(recipe, prepared, fit, folder, state, rng, target, precision, events, data_dir, world)
     )
+
+
+def _reserve(recipe: Recipe, prepared: Prepared, out_dir: str | Path) -> Path:
+    """A new ``.partial`` run folder holding what ``resume`` reads back: the recipe, the
+    vocabulary, the labels."""
+    folder = checkpoint.reserve_run_dir(out_dir, recipe.name)
+    try:
+        checkpoint.save_identity(
+            folder, _portable(recipe, prepared.splits), prepared.encoder, prepared.splits.labels
+        )
+    except BaseException:
+        checkpoint.discard(folder)
+        raise
+    return folder
 
 
 def resume(
@@ -101,10 +137,29 @@ def resume(
     """Continue a run that was killed or interrupted, from its last finished epoch.
 
     With the same seed on the same device the result equals that of an uninterrupted run: the
-    model, optimizer, scheduler and every random generator continue from the saved state.
+    model, optimizer, scheduler and every random generator continue from the saved state. A
+    distributed run resumes under torchrun like it started (any number of processes).
     """
-    events = events or Events()
-    target = pick_device(device)
+    world, target = distributed.join(device)
+    try:
+        return _resumed(run_dir, data_dir, target, world, events, options)
+    except BaseException as exc:
+        if not distributed.failed_peer(world, exc):
+            raise
+        raise distributed.lost(world, exc, "the run folder, if any, is as rank 0 left it") from None
+    finally:
+        distributed.leave(world)
+
+
+def _resumed(
+    run_dir: str | Path,
+    data_dir: str | Path | None,
+    target: torch.device,
+    world: World,
+    events: Events | None,
+    options: Options | None,
+) -> TrainResult:
+    events = (events or Events()) if world.main else Events()
     folder = checkpoint.resumable(run_dir)
     state, raw = load_state(folder)
     try:
@@ -113,19 +168,27 @@ def resume(
         raise CheckpointError(*exc.lines) from None
     data_dir = data_dir or state.data_dir
     rng = seed_everything(recipe.seed)
-    prepared = prepare(recipe, data_dir, events, options)
+    prepared = distributed.main_first(
+        world, lambda: prepare(recipe, data_dir, events, options), target
+    )
     recipe = plan_epochs(recipe, prepared)  # a run folder's recipe has its epochs planned already
     checkpoint.check_identity(folder, prepared.encoder, prepared.splits.labels)
-    fit = build_fit(recipe, prepared, target)
+    fit = build_fit(recipe, prepared, target, world)
     restore(raw, fit.model, fit.optimizer, fit.scheduler, rng)
-    folder = checkpoint.reopen(folder)  # only now: a resume that fails above leaves it as it was
-    with open(folder / "metrics.jsonl", "w", encoding="utf-8") as log:  # drop a half-logged epoch
-        log.writelines(json.dumps(row) + "\n" for row in state.history)
+    # only now: a resume that fails above leaves the folder as it was
+    folder = Path(distributed.from_main(world, lambda: str(_reopen(folder, state)), target))
     events.message(f"resuming {folder} after epoch {state.epoch} of {recipe.train.total_epochs}")
     precision = "fp32" if bf16_support(target) == "none" else recipe.train.precision
     return _train(
-        _Run(recipe, prepared, fit, folder, state, rng, target, precision, events, data_dir)
+        _Run(recipe, prepared, fit, folder, state, rng, target, precision, events, data_dir, world)
     )
+
+
+def _reopen(folder: Path, state: TrainState) -> Path:
+    folder = checkpoint.reopen(folder)
+    with open(folder / "metrics.jsonl", "w", encoding="utf-8") as log:  # drop a half-logged epoch
+        log.writelines(json.dumps(row) + "\n" for row in state.history)
+    return folder
 
 
 def _describe(
@@ -141,7 +204,7 @@ def _describe(
     events.message(
         f"{len(prepared.vocab):,} words in the vocabulary; "
         f"{sum(p.numel() for p in fit.model.parameters()):,} parameters; "
-        f"device {target}, {precision}"
+        f"device {target}, {precision}{_spread(fit.world)}"
     )
     if support == "emulated":
         fp32 = 'train.precision="fp32"'
@@ -160,32 +223,52 @@ def _describe(
     return precision
 
 
+def _spread(world: World) -> str:
+    if not world.many:
+        return ""
+    return (
+        f"; {world.size} processes ({world.backend}), each computing 1/{world.size} of every batch"
+    )
+
+
 def _train(run: _Run) -> TrainResult:
     """The epochs, then the finished run folder. A kill, a crash or a divergence after the first
-    finished epoch leaves the folder resumable; Ctrl-C keeps the best weights so far."""
+    finished epoch leaves the folder resumable; Ctrl-C keeps the best weights so far. A rank of
+    a distributed run that loses another (or is stopped by torchrun) says so in one line."""
     if hasattr(run.events, "run_start"):  # hooks written before it existed may lack it
         run.events.run_start(run.folder, run.recipe.to_toml())
     try:
         stopped = _fit(run)
     except KeyboardInterrupt:
         if run.state.best_state is None:  # not one epoch finished, in this session or before
-            _discard_unless_resumable(run.folder)
+            _discard_unless_resumable(run)
             raise
         stopped = "interrupted"
     except TrainingDiverged as exc:
-        kept = _discard_unless_resumable(run.folder)
+        kept = _discard_unless_resumable(run)
         where = f"; {run.folder} keeps epoch {run.state.epoch} and can be resumed" if kept else ""
         raise TrainingDiverged(f"{exc}{where}", run.folder if kept else None, str(exc)) from None
-    except BaseException:
-        _discard_unless_resumable(run.folder)
-        raise
+    except BaseException as exc:
+        if not distributed.failed_peer(run.world, exc):
+            _discard_unless_resumable(run)
+            raise
+        kept = _discard_unless_resumable(run) or run.state.epoch > 0
+        what = (
+            f"{run.folder} keeps its last finished epoch: continue with "
+            f"`{distributed.resume_command(run.world, run.folder)}`"
+            if kept
+            else "no epoch had finished, so nothing was kept: train again"
+        )
+        raise distributed.lost(run.world, exc, what) from None
     return _finish(run, stopped)
 
 
-def _discard_unless_resumable(folder: Path) -> bool:
-    if (folder / RESUME_FILE).exists():  # a run with a finished epoch stays resumable
+def _discard_unless_resumable(run: _Run) -> bool:
+    if not run.world.main:  # rank 0 alone owns the run folder
+        return False
+    if (run.folder / RESUME_FILE).exists():  # a run with a finished epoch stays resumable
         return True
-    checkpoint.discard(folder)
+    checkpoint.discard(run.folder)
     return False
 
 
@@ -214,10 +297,12 @@ def _fit(run: _Run) -> str:
         result.best = _keep_if_better(run, result)
         history.append(result)
         state.epoch, state.history = result.epoch, [asdict(r) for r in history]
-        with open(run.folder / "metrics.jsonl", "a", encoding="utf-8") as log:
-            log.write(json.dumps(asdict(result)) + "\n")
         state.seconds += result.seconds
-        save_state(run.folder, state, run.fit.model, run.fit.optimizer, run.fit.scheduler, run.rng)
+        if run.world.main:
+            with open(run.folder / "metrics.jsonl", "a", encoding="utf-8") as log:
+                log.write(json.dumps(asdict(result)) + "\n")
+            fit = run.fit
+            save_state(run.folder, state, fit.model, fit.optimizer, fit.scheduler, run.rng)
         run.events.epoch_end(result)
         if (
             cfg.patience
@@ -249,7 +334,29 @@ def _keep_if_better(run: _Run, result: EpochResult) -> bool:
 
 
 def _finish(run: _Run, stopped: str) -> TrainResult:
-    """The run folder made complete: best weights, meta.json, and its final name."""
+    """The run folder made complete (by rank 0), and the run's result (on every rank)."""
+    recipe, state, splits = run.recipe, run.state, run.prepared.splits
+    final = Path(distributed.from_main(run.world, lambda: str(_complete(run, stopped)), run.target))
+    if stopped == "interrupted":
+        run.events.message(
+            f"interrupted: kept the best weights so far (epoch {state.best_epoch}) "
+            f"in {final}; it can be resumed"
+        )
+    return TrainResult(
+        final,
+        recipe.train.metric,
+        state.best_epoch,
+        state.best_value,
+        [EpochResult(**row) for row in state.history],
+        stopped,
+        state.seconds,
+        splits.names,
+        splits.notes,
+    )
+
+
+def _complete(run: _Run, stopped: str) -> Path:
+    """Best weights, meta.json, plots, and the folder's final name."""
     recipe, state, splits = run.recipe, run.state, run.prepared.splits
     assert state.best_state is not None
     history = [EpochResult(**row) for row in state.history]
@@ -268,23 +375,7 @@ def _finish(run: _Run, stopped: str) -> TrainResult:
     _plots(run, history)
     if stopped != "interrupted":
         (run.folder / RESUME_FILE).unlink(missing_ok=True)  # finished: nothing left to resume
-    final = checkpoint.finalize(run.folder)
-    if stopped == "interrupted":
-        run.events.message(
-            f"interrupted: kept the best weights so far (epoch {state.best_epoch}) "
-            f"in {final}; it can be resumed"
-        )
-    return TrainResult(
-        final,
-        recipe.train.metric,
-        state.best_epoch,
-        state.best_value,
-        history,
-        stopped,
-        state.seconds,
-        splits.names,
-        splits.notes,
-    )
+    return checkpoint.finalize(run.folder)
 
 
 def _plots(run: _Run, history: list[EpochResult]) -> None:
@@ -354,6 +445,7 @@ def _meta(run: _Run, stopped: str, history: list[EpochResult]) -> dict[str, Any]
         "name": recipe.name,
         "seed": recipe.seed,
         "device": str(run.target),
+        "processes": run.world.size,
         "data_source": splits.source,
         "data_fingerprint": splits.fingerprint(),
         "data_dir": _mirror_root(recipe, run.data_dir),

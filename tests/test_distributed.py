@@ -1,0 +1,207 @@
+"""Several processes training one model (torchrun + DistributedDataParallel, gloo on CPU).
+
+The processes are real: torchrun starts `textlstm train` twice on a loopback rendezvous, or
+torch.multiprocessing spawns two ranks that meet through a file store."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from textlstm.distributed import World
+
+from conftest import write_label_folders, write_recipe
+
+pytestmark = pytest.mark.skipif(
+    not torch.distributed.is_available(), reason="this torch has no distributed package"
+)
+
+
+def torchrun(*args: str, cwd: Path) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+    command += ["--nproc-per-node", "2", "-m", "textlstm", *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    return subprocess.Popen(
+        command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def finished(process: subprocess.Popen[str], seconds: float = 240) -> tuple[int, str, str]:
+    out, err = process.communicate(timeout=seconds)
+    return process.returncode, out, err
+
+
+def ours(stderr: str) -> list[str]:
+    """textlstm's own lines on stderr, without torchrun's warnings and failure report."""
+    return [line for line in stderr.splitlines() if line.startswith(("error:", "rank "))]
+
+
+# ---- the shares of a batch ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [2, 3, 4])
+@pytest.mark.parametrize("rows", [1, 2, 5, 7, 64])
+def test_the_shares_of_a_batch_weigh_to_the_whole_batch_mean(size, rows):
+    batch = np.arange(100, 100 + rows)
+    losses = np.random.default_rng(rows).random(200)
+    shares = [World(rank, size).share(batch) for rank in range(size)]
+    real = np.concatenate([s.rows for s in shares if s.real])
+    assert sorted(real) == list(batch)  # every row once, on one rank
+    assert sum(s.real for s in shares) == rows
+    # DDP averages the ranks' gradients: the mean of weight * (mean loss of the share)
+    ddp = np.mean([s.weight * losses[s.rows].mean() for s in shares])
+    assert ddp == pytest.approx(losses[batch].mean(), rel=1e-12)
+    assert all(len(s.rows) >= 1 for s in shares)  # a rank never gets an empty batch
+    assert [s.weight for s in shares if not s.real] == [0.0] * (size - min(size, rows))
+
+
+def test_a_single_process_takes_the_whole_batch():
+    share = World().share(np.array([3, 1, 2]))
+    assert list(share.rows) == [3, 1, 2] and share.weight == 1.0 and share.real == 3
+    assert list(World(1, 3).rows(8)) == [1, 4, 7]
+
+
+# ---- two ranks take the steps one process takes ---------------------------------------------
+
+
+def _steps(world: World) -> dict[str, torch.Tensor]:
+    """Three SGD steps of a tiny classifier (no dropout) on batches of 7, 1 and 4 rows."""
+    from textlstm.distributed import wrap
+    from textlstm.model import LSTMClassifier
+    from textlstm.recipe import ModelConfig, TrainConfig
+    from textlstm.training.events import Events
+    from textlstm.training.loop import Fit, train_epoch
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(embedding_dim=8, hidden_size=6, dropout=0.0, pooling="mean")
+    model = LSTMClassifier(cfg, 20, 3)
+    rng = np.random.default_rng(0)
+    ids = [rng.integers(2, 20, size=int(n)) for n in rng.integers(1, 12, size=12)]
+    labels = rng.integers(0, 3, size=12)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    fit = Fit(
+        model,
+        torch.nn.CrossEntropyLoss(),
+        optimizer,
+        torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0),
+        labels,
+        labels,
+        3,
+        world,
+        wrap(model, world, torch.device("cpu")),
+    )
+    batches = [np.arange(0, 7), np.arange(7, 8), np.arange(8, 12)]
+    train_cfg = TrainConfig(clip_grad_norm=0)
+    done = train_epoch(fit, ids, batches, train_cfg, 1, torch.device("cpu"), "fp32", Events())
+    return {**model.state_dict(), "loss": torch.tensor(done.loss / done.rows)}
+
+
+def _rank(rank: int, store: str, out: str) -> None:
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    try:
+        result = _steps(World(rank, 2, rank, "gloo"))
+        save_file({k: v.contiguous() for k, v in result.items()}, f"{out}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_ranks_take_the_same_steps_as_one_process(tmp_path):
+    import torch.multiprocessing as mp
+
+    single = _steps(World())
+    mp.spawn(_rank, args=(str(tmp_path / "store"), str(tmp_path / "state")), nprocs=2)
+    for rank in range(2):
+        ranked = load_file(tmp_path / f"state.{rank}")
+        assert ranked.keys() == single.keys()
+        for name, value in single.items():
+            torch.testing.assert_close(ranked[name], value, rtol=1e-5, atol=1e-6, msg=name)
+
+
+# ---- torchrun: the CLI on two processes ------------------------------------------------------
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> Path:
+    write_label_folders(tmp_path / "corpus", per_class=50)
+    write_recipe(tmp_path / "tiny.toml", tmp_path / "corpus")
+    return tmp_path
+
+
+def test_torchrun_trains_one_run_folder_whose_metrics_a_single_process_reproduces(setup):
+    from textlstm.evaluation import evaluate
+
+    code, out, err = finished(torchrun("train", "tiny.toml", "--out", "runs", cwd=setup))
+    assert code == 0, err[-3000:]
+    assert "2 processes (gloo)" in out
+    assert out.count("run folder:") == 1  # rank 0 alone reports
+    assert ours(err) == []
+    folders = sorted((setup / "runs" / "tiny").iterdir())
+    assert [f.name for f in folders if f.name != "latest"] == [folders[0].name]  # one, finished
+    run = folders[0]
+    assert not run.name.endswith(".partial") and not (run / "resume.safetensors").exists()
+    for name in ("model.safetensors", "recipe.toml", "vocab.json", "labels.json", "meta.json"):
+        assert (run / name).is_file(), name
+    epochs = [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").open()]
+    assert epochs == [1, 2, 3]  # each epoch logged once, not once per rank
+    meta = json.loads((run / "meta.json").read_text())
+    # the validation metrics the two ranks computed together, against one process's
+    alone = evaluate(run, split="validation", device="cpu").report
+    assert meta["validation"]["accuracy"] == pytest.approx(alone.accuracy, abs=1e-12)
+    assert meta["validation"]["macro_f1"] == pytest.approx(alone.macro_f1, abs=1e-12)
+    assert meta["validation"]["validation_loss"] == pytest.approx(alone.loss, abs=1e-5)
+
+
+def _rank_pid(parent: int, rank: int) -> int | None:
+    """The pid of torchrun's worker ``rank`` (a child of its agent)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and f"RANK={rank}".encode() in environ:
+            return int(entry.name)
+    return None
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc")
+def test_a_killed_rank_ends_the_other_with_one_line_and_resume_finishes(setup):
+    recipe = setup / "tiny.toml"
+    recipe.write_text(recipe.read_text().replace("epochs = 3", "epochs = 30"), encoding="utf-8")
+    process = torchrun("train", "tiny.toml", "--out", "runs", cwd=setup)
+    parent = setup / "runs" / "tiny"
+    deadline = time.monotonic() + 120
+    while not list(parent.glob("*.partial/resume.safetensors")):  # the first epoch finished
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr
+        time.sleep(0.02)
+    victim = _rank_pid(process.pid, 1)
+    assert victim is not None
+    os.kill(victim, signal.SIGKILL)
+    code, _, err = finished(process, 60)  # the other rank ends, not hangs
+    assert code != 0
+    lines = ours(err)
+    assert len(lines) == 1, err[-3000:]
+    assert lines[0].startswith("error: rank 0 of 2:")
+    assert "--resume" in lines[0]
+    (partial,) = parent.glob("*.partial")
+    code, _, err = finished(torchrun("train", "--resume", str(partial), cwd=setup))
+    assert code == 0, err[-3000:]
+    run = partial.with_name(partial.name.removesuffix(".partial"))
+    assert (run / "model.safetensors").is_file() and not partial.exists()
+    epochs = [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").open()]
+    assert epochs == list(range(1, 31))
