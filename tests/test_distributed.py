@@ -205,3 +205,45 @@ def test_a_killed_rank_ends_the_other_with_one_line_and_resume_finishes(setup):
     assert (run / "model.safetensors").is_file() and not partial.exists()
     epochs = [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").open()]
     assert epochs == list(range(1, 31))
+
+
+PRETRAIN = """
+[pretrain]
+epochs = {epochs}
+batch_size = 4
+bptt = 8
+samples = 16
+lr = 0.01
+heldout_tokens = 200
+checkpoint_minutes = 0.002
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc")
+def test_torchrun_pretrains_and_resumes_a_language_model_after_a_killed_rank(setup):
+    (setup / "lm.toml").write_text(
+        (setup / "tiny.toml").read_text() + PRETRAIN.format(epochs=12), encoding="utf-8"
+    )
+    process = torchrun("pretrain", "lm.toml", "--out", "runs", cwd=setup)
+    parent = setup / "runs" / "tiny-lm"
+    deadline = time.monotonic() + 120
+    while not list(parent.glob("*.partial/resume.safetensors")):  # a checkpoint was written
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr
+        time.sleep(0.02)
+    victim = _rank_pid(process.pid, 1)
+    assert victim is not None
+    os.kill(victim, signal.SIGKILL)
+    code, _, err = finished(process, 60)
+    lines = ours(err)
+    assert code != 0 and len(lines) == 1, err[-3000:]
+    assert lines[0].startswith("error: rank 0 of 2:") and "pretrain --resume" in lines[0]
+    (partial,) = parent.glob("*.partial")
+    code, out, err = finished(torchrun("pretrain", "--resume", str(partial), cwd=setup))
+    assert code == 0, err[-3000:]
+    run = partial.with_name(partial.name.removesuffix(".partial"))
+    assert out.count("run folder:") == 1
+    epochs = [json.loads(line)["epoch"] for line in (run / "metrics.jsonl").open()]
+    assert epochs == list(range(1, 13))
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["kind"] == "language_model" and meta["processes"] == 2
+    assert meta["stopped"] == "completed"

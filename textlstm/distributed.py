@@ -276,10 +276,10 @@ def from_main(world: World, step: Callable[[], str], device: torch.device) -> st
     return broadcast_text(world, text, device)
 
 
-def resume_command(world: World, folder: object) -> str:
+def resume_command(world: World, folder: object, command: str = "train") -> str:
     per_node = int(os.environ.get("LOCAL_WORLD_SIZE", world.size) or world.size)
     nodes = "" if per_node == world.size else f" --nnodes {world.size // per_node} ..."
-    return f"torchrun --nproc-per-node {per_node}{nodes} -m textlstm train --resume {folder}"
+    return f"torchrun --nproc-per-node {per_node}{nodes} -m textlstm {command} --resume {folder}"
 
 
 def failed_peer(world: World, exc: BaseException) -> bool:

@@ -139,6 +139,18 @@ def other_rank() -> str:
     return ""
 
 
+def under_torchrun() -> bool:
+    """Whether torchrun started this process as one of several; then SIGTERM (torchrun's way of
+    ending the others when one fails) gets one line and leaves the run folder resumable."""
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+        return False
+    from textlstm import distributed
+
+    distributed.check_launch()
+    distributed.stop_on_sigterm()
+    return True
+
+
 def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
     """Input errors: one red line each and exit 2. Divergence: one line and its own code.
     Ctrl-C: one line and exit 130."""

@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from textlstm import settings
-from textlstm.cli.app import DataDir, Device, Overrides, TensorBoard, app, guarded, out
+from textlstm.cli.app import (
+    DataDir,
+    Device,
+    Overrides,
+    TensorBoard,
+    app,
+    guarded,
+    other_rank,
+    out,
+    under_torchrun,
+)
 from textlstm.cli.progress import PretrainProgress, logged
+
+if TYPE_CHECKING:
+    from textlstm.lm.events import PretrainResult
 
 
 @app.command()
@@ -48,6 +61,16 @@ def pretrain(
         raise TextLSTMError("pretrain: give a recipe file, or --resume RUN_FOLDER (not both)")
     if resume is not None and overrides:
         raise TextLSTMError("--set: a resumed pretraining keeps the recipe it started with")
+    if other_rank():  # torchrun's ranks 1..N-1: rank 0 draws the progress and says the result
+        under_torchrun()
+        if resume is not None:
+            resume_model(resume, data_dir, device, None, max_minutes)
+        else:
+            assert recipe is not None
+            loaded = load_recipe(recipe, overrides)
+            pretrain_model(loaded, out_dir, data_dir, device, None, max_minutes)
+        return
+    launched_here = under_torchrun()
     with PretrainProgress() as progress, logged(progress, tensorboard) as events:
         if resume is not None:
             out.print(f"[bold]resuming[/bold] {resume}")
@@ -57,6 +80,10 @@ def pretrain(
             loaded = load_recipe(recipe, overrides)
             out.print(f"[bold]pretraining[/bold] {loaded.name}'s language model from {recipe}")
             result = pretrain_model(loaded, out_dir, data_dir, device, events, max_minutes)
+    summary(result, launched_here)
+
+
+def summary(result: PretrainResult, launched_here: bool) -> None:
     last = result.epochs[-1] if result.epochs else None
     shown = f"; held-out perplexity {last.perplexity:.1f}" if last else ""
     if last is not None and last.backward_perplexity is not None:
@@ -67,5 +94,6 @@ def pretrain(
     )
     out.print(f"run folder: [bold]{result.run_dir}[/bold]", soft_wrap=True)
     if result.stopped == "interrupted":
-        out.print(f"continue with: textlstm pretrain --resume {result.run_dir}", soft_wrap=True)
+        again = "torchrun ... -m textlstm pretrain" if launched_here else "textlstm pretrain"
+        out.print(f"continue with: {again} --resume {result.run_dir}", soft_wrap=True)
     out.print(f'next: set \\[model] encoder = "{result.run_dir.parent / "latest"}" in a recipe')

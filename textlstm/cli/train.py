@@ -21,6 +21,7 @@ from textlstm.cli.app import (
     options,
     other_rank,
     out,
+    under_torchrun,
 )
 from textlstm.cli.progress import TrainProgress, logged
 
@@ -61,7 +62,7 @@ def train(
     if other_rank():  # torchrun's ranks 1..N-1: rank 0 draws the progress and says the result
         quiet(recipe, overrides, resume, out_dir, data_dir, device, settings_)
         return
-    launched_here = launched()
+    launched_here = under_torchrun()
     with TrainProgress() as progress, logged(progress, tensorboard) as events:
         if resume is not None:
             out.print(f"[bold]resuming[/bold] {resume}")
@@ -85,18 +86,6 @@ def train(
     out.print(f"next: textlstm evaluate {result.run_dir} --split {split}")
 
 
-def launched() -> bool:
-    """Started by torchrun as one of several processes: then SIGTERM (torchrun's way of ending
-    the others when one fails) gets one line, and the run folder stays resumable."""
-    from textlstm import distributed
-
-    if not distributed.launched():
-        return False
-    distributed.check_launch()
-    distributed.stop_on_sigterm()
-    return True
-
-
 def quiet(
     recipe: Path | None,
     overrides: list[str] | None,
@@ -111,7 +100,7 @@ def quiet(
     from textlstm.training import resume as resume_run
     from textlstm.training import train as train_model
 
-    launched()
+    under_torchrun()
     if resume is not None:
         resume_run(resume, data_dir, device, None, settings_)
     else:

@@ -23,17 +23,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from textlstm import checkpoint, settings
+from textlstm import checkpoint, distributed, settings
+from textlstm.distributed import SINGLE, World
 from textlstm.errors import CheckpointError, RecipeError, TrainingDiverged
 from textlstm.lm.corpus import Corpus, prepare_corpus
 from textlstm.lm.events import LMEpoch, PretrainEvents, PretrainResult
 from textlstm.lm.model import LanguageModel, State
 from textlstm.lm.state import FILE as STATE_FILE
 from textlstm.lm.state import Position, load_state, order_rng, restore, save_state
-from textlstm.lm.streams import join, proposal, steps_in, windows
+from textlstm.lm.streams import Window, join, proposal, steps_in, width, windows
 from textlstm.lm.transfer import absolute_encoder, encoder_folder, load_language_model
 from textlstm.recipe import PretrainConfig, Recipe, load_recipe
-from textlstm.runtime import autocast, bf16_support, pick_device, seed_everything
+from textlstm.runtime import autocast, bf16_support, seed_everything
 from textlstm.text.vocab import Vocab
 
 LR_RATIO = 32  # the slanted triangular schedule's lowest rate is lr / 32 (ULMFiT's ratio)
@@ -57,6 +58,8 @@ class _Run:
     step: int = 0  # steps done, over every epoch
     seconds: float = 0.0
     tokens: int = 0
+    world: World = SINGLE
+    steps: nn.Module | None = None  # the loss of a step, wrapped in DDP in a distributed run
 
     @property
     def cfg(self) -> PretrainConfig:
@@ -65,6 +68,34 @@ class _Run:
     @property
     def steps_per_epoch(self) -> int:
         return steps_in(self.corpus.tokens, self.cfg.batch_size, self.cfg.bptt)
+
+    def share(self, tokens: int) -> distributed.Share:
+        """This rank's columns of a stream of ``tokens`` tokens."""
+        return self.world.share(np.arange(width(tokens, self.cfg.batch_size)))
+
+
+class _Loss(nn.Module):
+    """One step's sampled-softmax loss over both directions as a forward call, the form
+    DistributedDataParallel wraps, and each direction's state after it, detached."""
+
+    def __init__(self, model: LanguageModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self,
+        inputs: list[torch.Tensor],
+        targets: list[torch.Tensor],
+        states: list[State | None],
+        samples: torch.Tensor,
+        log_q: torch.Tensor,
+    ) -> tuple[torch.Tensor, list[State]]:
+        losses, after = [], []
+        for d, (x, y) in enumerate(zip(inputs, targets)):
+            outputs, state = self.model.run(d, x, states[d])
+            losses.append(self.model.sampled_loss(outputs, y, samples, log_q))
+            after.append([_detach(s) for s in state])
+        return torch.stack(losses).mean(), after
 
 
 def pretrain(
@@ -76,32 +107,58 @@ def pretrain(
     max_minutes: float | None = None,
 ) -> PretrainResult:
     """Pretrain the recipe's language model; ``max_minutes`` (else ``pretrain.max_minutes``)
-    stops it after that much training, at a step boundary, with the schedule fitted to it."""
-    events = events or PretrainEvents()
-    target = pick_device(device)
+    stops it after that much training, at a step boundary, with the schedule fitted to it.
+    Launched by torchrun, the processes train it together (``textlstm.distributed``): each
+    rank reads its share of the stream's columns, rank 0 writes the run folder."""
+    world, target = distributed.join(device)
+    try:
+        return _new(recipe, out_dir, data_dir, target, world, events, max_minutes)
+    except BaseException as exc:
+        if not distributed.failed_peer(world, exc):
+            raise
+        raise distributed.lost(world, exc, "the run folder, if any, is as rank 0 left it") from None
+    finally:
+        distributed.leave(world)
+
+
+def _new(
+    recipe: Recipe,
+    out_dir: str | Path,
+    data_dir: str | Path | None,
+    target: torch.device,
+    world: World,
+    events: PretrainEvents | None,
+    max_minutes: float | None,
+) -> PretrainResult:
+    events = (events or PretrainEvents()) if world.main else PretrainEvents()
     seed_everything(recipe.seed)
-    corpus = prepare_corpus(recipe, data_dir)
+    corpus = distributed.main_first(world, lambda: prepare_corpus(recipe, data_dir), target)
     for note in corpus.notes:
         events.message(note)
     minutes = max_minutes or recipe.pretrain.max_minutes
-    run = _build(recipe, corpus, target, None if minutes is None else minutes * 60, events)
+    budget = None if minutes is None else minutes * 60
+    run = _build(recipe, corpus, target, budget, events, world)
     run.data_dir = _absolute(data_dir)
     events.message(_describe(run))
     start = encoder_folder(recipe)
     if start is not None:
         load_language_model(run.model, start)
         events.message(f"starting from the language model {start}: {_perplexities(run)}")
-    run.folder = checkpoint.reserve_run_dir(out_dir, recipe.name + FOLDER_SUFFIX)
-    try:
-        (run.folder / "recipe.toml").write_text(
-            absolute_encoder(recipe).to_toml(), encoding="utf-8"
-        )
-        corpus.encoder.save(run.folder)
-    except BaseException:
-        checkpoint.discard(run.folder)
-        raise
+    run.folder = Path(distributed.from_main(world, lambda: str(_reserve(run, out_dir)), target))
     order = dict(np.random.default_rng(recipe.seed).bit_generator.state)
     return _run(run, Position(epoch=1, order_state=order))
+
+
+def _reserve(run: _Run, out_dir: str | Path) -> Path:
+    folder = checkpoint.reserve_run_dir(out_dir, run.recipe.name + FOLDER_SUFFIX)
+    try:
+        text = absolute_encoder(run.recipe).to_toml()
+        (folder / "recipe.toml").write_text(text, encoding="utf-8")
+        run.corpus.encoder.save(folder)
+    except BaseException:
+        checkpoint.discard(folder)
+        raise
+    return folder
 
 
 def resume(
@@ -113,8 +170,26 @@ def resume(
 ) -> PretrainResult:
     """Continue a killed or interrupted pretraining from its last checkpoint; on the same
     device the result equals that of an uninterrupted run (without a time budget)."""
-    events = events or PretrainEvents()
-    target = pick_device(device)
+    world, target = distributed.join(device)
+    try:
+        return _resumed(run_dir, data_dir, target, world, events, max_minutes)
+    except BaseException as exc:
+        if not distributed.failed_peer(world, exc):
+            raise
+        raise distributed.lost(world, exc, "the run folder, if any, is as rank 0 left it") from None
+    finally:
+        distributed.leave(world)
+
+
+def _resumed(
+    run_dir: str | Path,
+    data_dir: str | Path | None,
+    target: torch.device,
+    world: World,
+    events: PretrainEvents | None,
+    max_minutes: float | None,
+) -> PretrainResult:
+    events = (events or PretrainEvents()) if world.main else PretrainEvents()
     folder = checkpoint.resumable(run_dir)
     meta, tensors = load_state(folder)
     try:
@@ -122,23 +197,31 @@ def resume(
     except RecipeError as exc:
         raise CheckpointError(*exc.lines) from None
     saved = meta["run"]
-    corpus = prepare_corpus(recipe, data_dir or saved["data_dir"])
+    corpus = distributed.main_first(
+        world, lambda: prepare_corpus(recipe, data_dir or saved["data_dir"]), target
+    )
     if Vocab.load(folder / "vocab.json").tokens != corpus.encoder.vocab.tokens:
         raise CheckpointError(
             f"{folder}: the data now gives a different vocabulary than when this pretraining "
             "started; it cannot be resumed: pretrain again"
         )
     budget = max_minutes * 60 if max_minutes else saved["budget"]
-    run = _build(recipe, corpus, target, budget, events)
+    run = _build(recipe, corpus, target, budget, events, world)
     position = restore(meta, tensors, run.model, run.optimizer, len(run.model.directions))
+    position.states = _columns(position.states, run.share(corpus.tokens).rows, world)
     run.step, run.seconds, run.tokens = saved["step"], saved["seconds"], saved["tokens"]
     run.history = [LMEpoch(**row) for row in saved["history"]]
     run.data_dir = saved["data_dir"]
-    run.folder = checkpoint.reopen(folder)
-    with open(run.folder / "metrics.jsonl", "w", encoding="utf-8") as log:
-        log.writelines(json.dumps(asdict(row)) + "\n" for row in run.history)
+    run.folder = Path(distributed.from_main(world, lambda: str(_reopen(run, folder)), target))
     events.message(f"resuming {run.folder} at step {position.step:,} of epoch {position.epoch}")
     return _run(run, position)
+
+
+def _reopen(run: _Run, folder: Path) -> Path:
+    folder = checkpoint.reopen(folder)
+    with open(folder / "metrics.jsonl", "w", encoding="utf-8") as log:
+        log.writelines(json.dumps(asdict(row)) + "\n" for row in run.history)
+    return folder
 
 
 def _build(
@@ -147,12 +230,15 @@ def _build(
     target: torch.device,
     budget: float | None,
     events: PretrainEvents,
+    world: World = SINGLE,
 ) -> _Run:
     model = LanguageModel(recipe.model, recipe.pretrain, len(corpus.encoder.vocab)).to(target)
     log_q = proposal(join(corpus.train), len(corpus.encoder.vocab)).to(target)
     precision = recipe.train.precision if bf16_support(target) != "none" else "fp32"
     optimizer = _adamw(model, recipe.pretrain)
-    return _Run(recipe, corpus, model, optimizer, log_q, Path(), target, precision, budget, events)
+    run = _Run(recipe, corpus, model, optimizer, log_q, Path(), target, precision, budget, events)
+    run.world, run.steps = world, distributed.wrap(_Loss(model), world, target) or _Loss(model)
+    return run
 
 
 def _perplexities(run: _Run) -> str:
@@ -169,25 +255,32 @@ def _absolute(data_dir: str | Path | None) -> str | None:
 def _run(run: _Run, position: Position) -> PretrainResult:
     """The epochs, then the finished folder. A kill leaves the ``.partial`` folder resumable
     from its last checkpoint; Ctrl-C finishes the folder with the weights as they stand, and it
-    stays resumable from its last checkpoint."""
+    stays resumable from its last checkpoint. A rank of a distributed run that loses another (or
+    is stopped by torchrun) says so in one line."""
     if hasattr(run.events, "run_start"):  # hooks written before it existed may lack it
         run.events.run_start(run.folder, run.recipe.to_toml(), run.step)
     try:
         stopped = _epochs(run, position)
     except KeyboardInterrupt:
         if run.step == 0:
-            _discard_unless_resumable(run.folder)
+            _discard_unless_resumable(run)
             raise
         stopped = "interrupted"
-    except BaseException:
-        _discard_unless_resumable(run.folder)
-        raise
+    except BaseException as exc:
+        _discard_unless_resumable(run)
+        if not distributed.failed_peer(run.world, exc):
+            raise
+        kept = (
+            f"{run.folder} keeps its last checkpoint: continue with "
+            f"`{distributed.resume_command(run.world, run.folder, 'pretrain')}`"
+        )
+        raise distributed.lost(run.world, exc, kept) from None
     return _finish(run, stopped)
 
 
-def _discard_unless_resumable(folder: Path) -> None:
-    if not (folder / STATE_FILE).exists():
-        checkpoint.discard(folder)
+def _discard_unless_resumable(run: _Run) -> None:
+    if run.world.main and not (run.folder / STATE_FILE).exists():
+        checkpoint.discard(run.folder)
 
 
 def _describe(run: _Run) -> str:
@@ -198,6 +291,12 @@ def _describe(run: _Run) -> str:
         f"words; {params:,} parameters; {run.steps_per_epoch:,} steps of {cfg.batch_size} x "
         f"{cfg.bptt} tokens per epoch, {cfg.directions} direction(s); device {run.target}, "
         f"{run.precision}"
+        + (
+            f"; {run.world.size} processes ({run.world.backend}), each reading 1/{run.world.size}"
+            " of the columns"
+            if run.world.many
+            else ""
+        )
     )
 
 
@@ -238,8 +337,9 @@ def _epochs(run: _Run, position: Position) -> str:
             position.tokens / max(position.seconds, 1e-9), position.step,
         )  # fmt: skip
         run.history.append(result)
-        with open(run.folder / "metrics.jsonl", "a", encoding="utf-8") as log:
-            log.write(json.dumps(asdict(result)) + "\n")
+        if run.world.main:
+            with open(run.folder / "metrics.jsonl", "a", encoding="utf-8") as log:
+                log.write(json.dumps(asdict(result)) + "\n")
         position = Position(epoch=position.epoch + 1, order_state=dict(rng.bit_generator.state))
         _checkpoint(run, position)
         run.events.lm_epoch_end(result)
@@ -251,13 +351,15 @@ def _epochs(run: _Run, position: Position) -> str:
 
 def _train_epoch(run: _Run, stream: np.ndarray, position: Position) -> bool:
     """The epoch's steps from ``position`` on, which they advance; returns whether the time
-    budget stopped it. A checkpoint is written every ``pretrain.checkpoint_minutes``."""
+    budget stopped it. A checkpoint is written every ``pretrain.checkpoint_minutes``. The ranks
+    of a distributed run go by rank 0's clock, so they stop and checkpoint at the same step."""
     cfg, model = run.cfg, run.model
     model.train()
     states = position.states or [None] * len(model.directions)
     total_steps = run.steps_per_epoch * cfg.epochs
     saved = time.perf_counter()
     both = cfg.directions == "both"
+    share = run.share(len(stream))
     for window in windows(stream, cfg.batch_size, cfg.bptt, both, first=position.step):
         tick = time.perf_counter()
         progress = run.step / total_steps
@@ -265,14 +367,18 @@ def _train_epoch(run: _Run, stream: np.ndarray, position: Position) -> bool:
             progress = max(progress, run.seconds / run.budget)
         for group in run.optimizer.param_groups:
             group["lr"] = learning_rate(cfg, progress)
-        value = _step(run, window.inputs, window.targets, states)
+        mine = window.columns(share.rows) if run.world.many else window
+        value = _step(run, mine, states, share.weight)
+        spent = time.perf_counter() - tick
+        due = time.perf_counter() - saved >= cfg.checkpoint_minutes * 60
+        if run.world.many:
+            value, spent, due = _agree(run, value, share.real, spent, due)
         if not math.isfinite(value):
             raise TrainingDiverged(
                 f"the language model's loss became {value} at step {position.step + 1} of "
                 f"epoch {position.epoch}: lower pretrain.lr (now {cfg.lr:g}) or "
                 "pretrain.clip_grad_norm"
             )
-        spent = time.perf_counter() - tick
         position.step, position.loss, position.tokens = (
             position.step + 1, position.loss + value, position.tokens + window.tokens,
         )  # fmt: skip
@@ -280,7 +386,7 @@ def _train_epoch(run: _Run, stream: np.ndarray, position: Position) -> bool:
         run.step, run.seconds, run.tokens = (
             run.step + 1, run.seconds + spent, run.tokens + window.tokens,
         )  # fmt: skip
-        if time.perf_counter() - saved >= cfg.checkpoint_minutes * 60:
+        if due:
             _checkpoint(run, position)
             saved = time.perf_counter()
         run.events.batch_end(value, window.tokens)
@@ -289,7 +395,25 @@ def _train_epoch(run: _Run, stream: np.ndarray, position: Position) -> bool:
     return False
 
 
+def _agree(
+    run: _Run, value: float, real: int, spent: float, due: bool
+) -> tuple[float, float, bool]:
+    """The whole step's loss, and rank 0's seconds and checkpoint clock, on every rank."""
+    main = run.world.main
+    total, rows, seconds, checkpoint_due = distributed.all_sum(
+        run.world,
+        [value * real, real, spent if main else 0.0, float(due and main)],
+        run.target,
+    )
+    return total / max(rows, 1), seconds, checkpoint_due > 0
+
+
 def _checkpoint(run: _Run, position: Position) -> None:
+    """The resumable state, written by rank 0; the recurrent states of every rank's columns
+    are gathered into it first, so any number of processes can resume it."""
+    states = _gather_states(run, position.states)
+    if not run.world.main:
+        return
     summary = {
         "step": run.step,
         "seconds": run.seconds,
@@ -298,24 +422,50 @@ def _checkpoint(run: _Run, position: Position) -> None:
         "data_dir": run.data_dir,
         "history": [asdict(row) for row in run.history],
     }
-    save_state(run.folder, position, summary, run.model, run.optimizer)
+    whole = Position(**{**position.__dict__, "states": states})
+    save_state(run.folder, whole, summary, run.model, run.optimizer)
 
 
-def _step(
-    run: _Run, inputs: list[torch.Tensor], targets: list[torch.Tensor], states: list[State | None]
-) -> float:
-    """One optimizer step on both directions' windows; ``states`` carry over, detached."""
+def _gather_states(run: _Run, states: list[Any]) -> list[Any]:
+    if not run.world.many:
+        return states
+    total = width(run.corpus.tokens, run.cfg.batch_size)
+
+    def gather(t: torch.Tensor) -> torch.Tensor:  # (layers, columns, hidden), columns gathered
+        local = t.detach().transpose(0, 1).float().cpu().numpy()
+        whole = distributed.gather_rows(run.world, local, total, run.target)
+        return torch.from_numpy(whole).transpose(0, 1).to(t.dtype).contiguous()
+
+    return [_map_state(state, gather) for state in states]
+
+
+def _columns(states: list[Any], rows: np.ndarray, world: World) -> list[Any]:
+    """This rank's columns of saved recurrent states (all of them for a single process)."""
+    if not world.many:
+        return states
+    index = torch.from_numpy(rows)
+    return [_map_state(state, lambda t: t.index_select(1, index)) for state in states]
+
+
+def _map_state(state: Any, fn: Any) -> Any:
+    if state is None:
+        return None
+    return [tuple(fn(t) for t in part) if isinstance(part, tuple) else fn(part) for part in state]
+
+
+def _step(run: _Run, window: Window, states: list[State | None], weight: float) -> float:
+    """One optimizer step on both directions' windows; ``states`` carry over, detached.
+    ``weight`` scales a rank's share of a distributed step (``World.share``)."""
     model, cfg = run.model, run.cfg
     samples = torch.multinomial(run.log_q.exp(), cfg.samples, replacement=True)  # (S,)
-    losses = []
+    inputs = [x.to(run.target) for x in window.inputs]
+    targets = [y.to(run.target) for y in window.targets]
+    assert run.steps is not None
     with autocast(run.target, run.precision):
-        for d, (x, y) in enumerate(zip(inputs, targets)):
-            outputs, states[d] = model.run(d, x.to(run.target), states[d])
-            losses.append(model.sampled_loss(outputs, y.to(run.target), samples, run.log_q))
-            states[d] = [_detach(s) for s in states[d]]  # type: ignore[union-attr]
-    loss = torch.stack(losses).mean()
+        loss, after = run.steps(inputs, targets, states, samples, run.log_q)
+    states[:] = after
     run.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    (loss * weight if run.world.many else loss).backward()
     if cfg.clip_grad_norm > 0:
         nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
     run.optimizer.step()
@@ -329,22 +479,33 @@ def _detach(state: Any) -> Any:
 
 
 def perplexity(run: _Run, direction: int) -> float:
-    """The direction's perplexity on the held-out stream, full softmax, no dropout."""
+    """The direction's perplexity on the held-out stream, full softmax, no dropout; each rank of
+    a distributed run scores its columns."""
     model, stream = run.model, run.corpus.heldout
     if direction == 1:
         stream = stream[::-1].copy()
+    share = run.share(len(stream))
     model.eval()
     total, count, state = 0.0, 0, None
     with torch.inference_mode(), autocast(run.target, run.precision):
         for window in windows(stream, run.cfg.batch_size, run.cfg.bptt, both=False):
-            outputs, state = model.run(direction, window.inputs[0].to(run.target), state)
-            nll, n = model.full_loss(outputs, window.targets[0].to(run.target))
-            total, count = total + nll, count + n
+            mine = window.columns(share.rows) if run.world.many else window
+            outputs, state = model.run(direction, mine.inputs[0].to(run.target), state)
+            nll, n = model.full_loss(outputs, mine.targets[0].to(run.target))
+            if share.real:
+                total, count = total + nll, count + n
     model.train()
-    return math.exp(min(total / max(count, 1), 50.0))
+    total, counted = distributed.all_sum(run.world, [total, count], run.target)
+    return math.exp(min(total / max(counted, 1), 50.0))
 
 
 def _finish(run: _Run, stopped: str) -> PretrainResult:
+    """The run folder made complete (by rank 0), and the result (on every rank)."""
+    final = distributed.from_main(run.world, lambda: str(_complete(run, stopped)), run.target)
+    return PretrainResult(Path(final), run.history, stopped, run.seconds, run.tokens)
+
+
+def _complete(run: _Run, stopped: str) -> Path:
     from safetensors.torch import save_file
 
     save_file(
@@ -359,6 +520,7 @@ def _finish(run: _Run, stopped: str) -> PretrainResult:
         "name": run.recipe.name,
         "seed": run.recipe.seed,
         "device": str(run.target),
+        "processes": run.world.size,
         "precision": run.precision,
         "data_source": run.corpus.source,
         "texts": len(run.corpus.train),
@@ -376,5 +538,4 @@ def _finish(run: _Run, stopped: str) -> PretrainResult:
     (run.folder / "meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
     if stopped != "interrupted":
         (run.folder / STATE_FILE).unlink(missing_ok=True)  # finished: nothing left to resume
-    final = checkpoint.finalize(run.folder)
-    return PretrainResult(final, run.history, stopped, run.seconds, run.tokens)
+    return checkpoint.finalize(run.folder)

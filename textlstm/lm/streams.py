@@ -28,6 +28,14 @@ class Window:
     def tokens(self) -> int:
         return int(self.targets[0].numel())
 
+    def columns(self, rows: np.ndarray) -> Window:
+        """The window's columns ``rows`` (one rank's share of a distributed step)."""
+        index = torch.from_numpy(rows)
+        return Window(
+            [x.index_select(1, index) for x in self.inputs],
+            [y.index_select(1, index) for y in self.targets],
+        )
+
 
 def join(ids: Sequence[np.ndarray], order: np.ndarray | None = None) -> np.ndarray:
     """The texts' ids as one int64 stream, in ``order`` (all of them in turn by default)."""
@@ -37,16 +45,21 @@ def join(ids: Sequence[np.ndarray], order: np.ndarray | None = None) -> np.ndarr
     return np.concatenate(picked).astype(np.int64, copy=False)
 
 
+def width(tokens: int, batch_size: int) -> int:
+    """The columns a stream of ``tokens`` is cut into: ``batch_size``, fewer for a tiny stream."""
+    return max(1, min(batch_size, tokens // 2))
+
+
 def columns(stream: np.ndarray, batch_size: int) -> np.ndarray:
     """(steps, batch) : the stream cut into ``batch_size`` equal columns, the tail dropped."""
-    batch_size = max(1, min(batch_size, len(stream) // 2))
+    batch_size = width(len(stream), batch_size)
     steps = len(stream) // batch_size
     return stream[: steps * batch_size].reshape(batch_size, steps).T
 
 
 def steps_in(tokens: int, batch_size: int, bptt: int) -> int:
     """The windows an epoch of ``tokens`` tokens has."""
-    batch_size = max(1, min(batch_size, tokens // 2))
+    batch_size = width(tokens, batch_size)
     rows = tokens // batch_size
     return max(0, -(-(rows - 1) // bptt))
 
