@@ -173,8 +173,31 @@ CASES: list[tuple[str, Callable[[Path, Path], list[str]], str]] = [
     ),
     (
         "set-bad-precision",
+        lambda t, r: train(t, "--set", 'train.precision="fp8"') if recipe(t) else [],
+        "--set: train.precision: unknown choice 'fp8'; expected one of 'fp32', 'bf16' or 'fp16'",
+    ),
+    (
+        "fp16-on-a-cpu",
         lambda t, r: train(t, "--set", 'train.precision="fp16"') if recipe(t) else [],
-        "--set: train.precision: unknown choice 'fp16'; expected one of 'fp32' or 'bf16'",
+        'train.precision = "fp16" needs a CUDA GPU (CPUs have no float16 LSTM kernels) and this '
+        'run is on cpu: use "bf16" (CPUs with avx512_bf16/AMX) or "fp32", e.g. '
+        "--set train.precision=bf16",
+    ),
+    (
+        "fp16-pretraining-on-a-cpu",
+        lambda t, r: [
+            "pretrain",
+            str(recipe(t)),
+            "--out",
+            str(t / "runs"),
+            "--device",
+            "cpu",
+            "--set",
+            'train.precision="fp16"',
+        ],
+        'train.precision = "fp16" needs a CUDA GPU (CPUs have no float16 LSTM kernels) and this '
+        'run is on cpu: use "bf16" (CPUs with avx512_bf16/AMX) or "fp32", e.g. '
+        "--set train.precision=bf16",
     ),
     (
         "recipe-not-found",

@@ -302,3 +302,29 @@ def test_linear_model_settings_without_it_are_a_recipe_error(recipe_path):
     assert info.value.lines == [
         "overrides: model.wide_ngrams: needs model.wide = 'nblr' (the linear model is off)"
     ]
+
+
+def test_the_fp16_gradient_scaler_steps_as_plain_fp32_does_and_skips_an_overflow():
+    """fp16 trains on GPUs only; its scaler's arithmetic (scale the loss up by a power of two,
+    unscale the gradients before clipping, skip a step whose gradients overflowed) is checked here
+    with fp32 on the CPU, where scaling by a power of two is exact."""
+    from textlstm.runtime import optimizer_step
+
+    def stepped(scaler, poison=False):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(4, 3)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        loss = model(torch.randn(8, 4)).pow(2).mean() * (float("inf") if poison else 1.0)
+        optimizer_step(loss, model, optimizer, 0.5, scaler)
+        return model, scaler
+
+    plain, _ = stepped(None)
+    scaled, scaler = stepped(torch.amp.GradScaler("cpu", init_scale=2.0**12))
+    for a, b in zip(plain.parameters(), scaled.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-7)
+    assert scaler.get_scale() == 2.0**12  # no overflow: the scale holds
+    torch.manual_seed(0)
+    before = torch.nn.Linear(4, 3).weight.detach().clone()
+    poisoned, scaler = stepped(torch.amp.GradScaler("cpu", init_scale=2.0**12), poison=True)
+    assert torch.equal(poisoned.weight.detach(), before)  # the overflowing step was skipped
+    assert scaler.get_scale() == 2.0**11  # and the scale halved

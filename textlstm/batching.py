@@ -54,3 +54,11 @@ def iterate(
     for rows in batches:
         tokens, lengths = collate(ids, rows)
         yield rows, tokens, lengths
+
+
+def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A batch tensor on ``device``. For a GPU it is copied from pinned memory without blocking,
+    so the CPU goes on to collate the next batch while the copy and the step run."""
+    if device.type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from textlstm.batching import iterate, lengths_of, sorted_batches
+from textlstm.batching import iterate, lengths_of, sorted_batches, to_device
 from textlstm.recipe import ModelConfig
 from textlstm.runtime import autocast
 from textlstm.text.vocab import PAD_ID
@@ -268,14 +268,15 @@ def logits_for(
     """Logits (rows, num_classes) in input order. ``bf16`` runs the model under bfloat16
     autocast: about 2x the texts/s of fp32 on a CPU with avx512_bf16 (bench/README.md). ``int8``
     is for a model from ``quantize_int8``, whose activations stay fp32."""
-    if precision not in ("fp32", "bf16", "int8"):
-        raise ValueError(f"precision {precision!r}: use fp32, bf16 or int8")
+    if precision not in ("fp32", "bf16", "fp16", "int8"):
+        raise ValueError(f"precision {precision!r}: use fp32, bf16, fp16 or int8")
     was_training = model.training
     model.eval()
     classes = int(model.head.out_features)  # type: ignore[union-attr, arg-type]
     out = np.zeros((len(ids), classes), dtype=np.float32)
     with torch.inference_mode(), autocast(device, precision):
         for rows, tokens, lengths in iterate(ids, sorted_batches(lengths_of(ids), batch_size)):
-            out[rows] = model(tokens.to(device), lengths.to(device)).float().cpu().numpy()
+            scores = model(to_device(tokens, device), to_device(lengths, device))
+            out[rows] = scores.float().cpu().numpy()
     model.train(was_training)
     return out

@@ -42,14 +42,19 @@ def check_quantize(name: str | None) -> str | None:
     return name
 
 
-def inference_mode(precision: str, quantize: str | None, trained: str, bf16: str = "native") -> str:
-    """What a model runs in: ``fp32``, ``bf16`` or ``int8``. ``auto`` is the precision the run
-    was trained in (its recipe's ``train.precision``), except that bf16 becomes fp32 where the
-    hardware has no native bf16 (``bf16`` is ``runtime.bf16_support``: emulated bf16 is slower
-    than fp32, and a CPU without AVX-512 has no bf16 recurrent kernel at all)."""
+def inference_mode(
+    precision: str, quantize: str | None, trained: str, bf16: str = "native", gpu: bool = False
+) -> str:
+    """What a model runs in: ``fp32``, ``bf16``, ``fp16`` or ``int8``. ``auto`` is the precision
+    the run was trained in (its recipe's ``train.precision``), except that bf16 becomes fp32 where
+    the hardware has no native bf16 (``bf16`` is ``runtime.bf16_support``: emulated bf16 is slower
+    than fp32, and a CPU without AVX-512 has no bf16 recurrent kernel at all), and fp16 becomes
+    fp32 off a GPU."""
     check_precision(precision)
     if check_quantize(quantize) is None:
         if precision == "auto":
+            if trained == "fp16":
+                return "fp16" if gpu else "fp32"
             return "fp32" if trained == "bf16" and bf16 != "native" else trained
         if precision == "bf16" and bf16 == "none":
             raise TextLSTMError(
@@ -98,7 +103,10 @@ def load_for_inference(
         )
     target = pick_device("cpu" if quantize is not None and device == "auto" else device)
     loaded = load(run_dir, target)
-    mode = inference_mode(precision, quantize, loaded.recipe.train.precision, bf16_support(target))
+    trained = loaded.recipe.train.precision
+    mode = inference_mode(
+        precision, quantize, trained, bf16_support(target), gpu=target.type == "cuda"
+    )
     if mode == "int8":
         loaded.model = quantize_int8(loaded.model)
     return loaded, mode, target

@@ -145,7 +145,9 @@ class TrainConfig(_Section):
     keep: Literal["best", "last"] = "best"
     # "bf16": bfloat16 autocast for the model (weights, optimizer and loss stay fp32); about 1.5x
     # the tokens/s of fp32 on CPUs with avx512_bf16/AMX. Prediction then defaults to bf16 too.
-    precision: Literal["fp32", "bf16"] = "fp32"
+    # "fp16": float16 autocast with a gradient scaler, for CUDA GPUs without bfloat16 (before
+    # Ampere); CPUs have no float16 recurrent kernels.
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     # fine-tuning (ULMFiT): each layer group below the head learns at lr / layer_lr_decay^depth
     # (head, then each recurrent layer down, then the embedding); "gradual" unfreezes a group an
     # epoch, from the head down

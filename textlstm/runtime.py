@@ -37,15 +37,34 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
     """The context a model runs in: bfloat16 autocast for ``bf16`` (matrix products and the
-    recurrent kernels in bf16, weights and the loss in fp32), nothing for ``fp32``."""
+    recurrent kernels in bf16, weights and the loss in fp32), float16 for ``fp16`` (a GPU's),
+    nothing for ``fp32``."""
     if precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
+    if precision == "fp16":
+        return torch.autocast(device.type, dtype=torch.float16)
     return contextlib.nullcontext()
+
+
+def check_precision(precision: str, device: torch.device) -> None:
+    """``fp16`` trains on a CUDA GPU only: one line, before anything is read or written."""
+    if precision == "fp16" and device.type != "cuda":
+        raise TextLSTMError(
+            f'train.precision = "fp16" needs a CUDA GPU (CPUs have no float16 LSTM kernels) and '
+            f'this run is on {device}: use "bf16" (CPUs with avx512_bf16/AMX) or "fp32", e.g. '
+            f"{param('overrides', 'train.precision=bf16')}"
+        )
+
+
+def grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler | None:
+    """float16's narrow range loses small gradients unless the loss is scaled up first (and the
+    gradients down before the step); bfloat16 and fp32 need no scaler."""
+    return torch.amp.GradScaler(device.type) if precision == "fp16" else None
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -80,3 +99,27 @@ def _cpu_bf16_recurrent_runs() -> bool:
         except RuntimeError:  # oneDNN: "could not create a primitive descriptor"
             return False
     return True
+
+
+def optimizer_step(
+    loss: torch.Tensor,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    clip: float,
+    scaler: torch.amp.GradScaler | None = None,
+) -> None:
+    """Backward pass, gradient clipping (``clip`` > 0) and optimizer step. With fp16's gradient
+    scaler the loss is scaled up, the gradients unscaled before clipping, and a step whose
+    gradients overflowed is skipped (the scale then shrinks)."""
+    if scaler is None:
+        loss.backward()
+        if clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        optimizer.step()
+        return
+    scaler.scale(loss).backward()
+    if clip > 0:
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+    scaler.step(optimizer)
+    scaler.update()

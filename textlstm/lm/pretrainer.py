@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from textlstm import checkpoint, distributed, settings
+from textlstm.batching import to_device
 from textlstm.distributed import SINGLE, World
 from textlstm.errors import CheckpointError, RecipeError, TrainingDiverged
 from textlstm.lm.corpus import Corpus, prepare_corpus
@@ -34,8 +35,16 @@ from textlstm.lm.state import Position, load_state, order_rng, restore, save_sta
 from textlstm.lm.streams import Window, join, proposal, steps_in, width, windows
 from textlstm.lm.transfer import absolute_encoder, encoder_folder, load_language_model
 from textlstm.recipe import PretrainConfig, Recipe, load_recipe
-from textlstm.runtime import autocast, bf16_support, seed_everything
+from textlstm.runtime import (
+    autocast,
+    bf16_support,
+    check_precision,
+    grad_scaler,
+    optimizer_step,
+    seed_everything,
+)
 from textlstm.text.vocab import Vocab
+from textlstm.training.state import scaler_state
 
 LR_RATIO = 32  # the slanted triangular schedule's lowest rate is lr / 32 (ULMFiT's ratio)
 FOLDER_SUFFIX = "-lm"
@@ -60,6 +69,7 @@ class _Run:
     tokens: int = 0
     world: World = SINGLE
     steps: nn.Module | None = None  # the loss of a step, wrapped in DDP in a distributed run
+    scaler: torch.amp.GradScaler | None = None  # fp16 only
 
     @property
     def cfg(self) -> PretrainConfig:
@@ -131,6 +141,7 @@ def _new(
     max_minutes: float | None,
 ) -> PretrainResult:
     events = (events or PretrainEvents()) if world.main else PretrainEvents()
+    check_precision(recipe.train.precision, target)
     seed_everything(recipe.seed)
     corpus = distributed.main_first(world, lambda: prepare_corpus(recipe, data_dir), target)
     for note in corpus.notes:
@@ -197,6 +208,7 @@ def _resumed(
     except RecipeError as exc:
         raise CheckpointError(*exc.lines) from None
     saved = meta["run"]
+    check_precision(recipe.train.precision, target)
     corpus = distributed.main_first(
         world, lambda: prepare_corpus(recipe, data_dir or saved["data_dir"]), target
     )
@@ -210,6 +222,8 @@ def _resumed(
     position = restore(meta, tensors, run.model, run.optimizer, len(run.model.directions))
     position.states = _columns(position.states, run.share(corpus.tokens).rows, world)
     run.step, run.seconds, run.tokens = saved["step"], saved["seconds"], saved["tokens"]
+    if run.scaler is not None and saved.get("scaler"):
+        run.scaler.load_state_dict(saved["scaler"])
     run.history = [LMEpoch(**row) for row in saved["history"]]
     run.data_dir = saved["data_dir"]
     run.folder = Path(distributed.from_main(world, lambda: str(_reopen(run, folder)), target))
@@ -238,6 +252,7 @@ def _build(
     optimizer = _adamw(model, recipe.pretrain)
     run = _Run(recipe, corpus, model, optimizer, log_q, Path(), target, precision, budget, events)
     run.world, run.steps = world, distributed.wrap(_Loss(model), world, target) or _Loss(model)
+    run.scaler = grad_scaler(precision, target)
     return run
 
 
@@ -421,6 +436,7 @@ def _checkpoint(run: _Run, position: Position) -> None:
         "budget": run.budget,
         "data_dir": run.data_dir,
         "history": [asdict(row) for row in run.history],
+        "scaler": scaler_state(run.scaler),
     }
     whole = Position(**{**position.__dict__, "states": states})
     save_state(run.folder, whole, summary, run.model, run.optimizer)
@@ -458,17 +474,15 @@ def _step(run: _Run, window: Window, states: list[State | None], weight: float) 
     ``weight`` scales a rank's share of a distributed step (``World.share``)."""
     model, cfg = run.model, run.cfg
     samples = torch.multinomial(run.log_q.exp(), cfg.samples, replacement=True)  # (S,)
-    inputs = [x.to(run.target) for x in window.inputs]
-    targets = [y.to(run.target) for y in window.targets]
+    inputs = [to_device(x, run.target) for x in window.inputs]
+    targets = [to_device(y, run.target) for y in window.targets]
     assert run.steps is not None
     with autocast(run.target, run.precision):
         loss, after = run.steps(inputs, targets, states, samples, run.log_q)
     states[:] = after
     run.optimizer.zero_grad(set_to_none=True)
-    (loss * weight if run.world.many else loss).backward()
-    if cfg.clip_grad_norm > 0:
-        nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad_norm)
-    run.optimizer.step()
+    scaled = loss * weight if run.world.many else loss
+    optimizer_step(scaled, model, run.optimizer, cfg.clip_grad_norm, run.scaler)
     return float(loss.item())
 
 

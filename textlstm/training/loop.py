@@ -18,13 +18,13 @@ import torch
 from torch import nn
 
 from textlstm import distributed
-from textlstm.batching import bucketed_batches, collate, lengths_of
+from textlstm.batching import bucketed_batches, collate, lengths_of, to_device
 from textlstm.distributed import SINGLE, World
 from textlstm.errors import TrainingDiverged
 from textlstm.metrics import quick_scores
 from textlstm.model import logits_for
 from textlstm.recipe import TrainConfig
-from textlstm.runtime import autocast
+from textlstm.runtime import autocast, optimizer_step
 from textlstm.training.events import EpochResult, Events
 
 
@@ -43,6 +43,7 @@ class Fit:
     num_classes: int
     world: World = SINGLE
     step: nn.Module | None = None
+    scaler: torch.amp.GradScaler | None = None  # fp16 only
 
 
 @dataclass
@@ -110,9 +111,11 @@ def train_epoch(
     for step, rows in enumerate(batches, start=1):
         share = world.share(rows)
         tokens, lengths = collate(ids, share.rows)
-        targets = torch.from_numpy(fit.train_labels[share.rows]).to(device)
+        targets = to_device(torch.from_numpy(fit.train_labels[share.rows]), device)
         with autocast(device, precision):
-            logits = model(tokens.to(device), lengths.to(device))  # (batch, num_classes)
+            logits = model(
+                to_device(tokens, device), to_device(lengths, device)
+            )  # (batch, classes)
         loss = fit.criterion(logits.float(), targets)
         value = loss.item()
         if world.many:  # every rank must see the same value, or they would part ways
@@ -121,10 +124,8 @@ def train_epoch(
         if not math.isfinite(value):
             raise TrainingDiverged(diverged(value, epoch, step, cfg))
         fit.optimizer.zero_grad(set_to_none=True)
-        (loss * share.weight if world.many else loss).backward()
-        if cfg.clip_grad_norm > 0:
-            nn.utils.clip_grad_norm_(fit.model.parameters(), cfg.clip_grad_norm)
-        fit.optimizer.step()
+        scaled = loss * share.weight if world.many else loss
+        optimizer_step(scaled, fit.model, fit.optimizer, cfg.clip_grad_norm, fit.scaler)
         fit.scheduler.step()
         count = int(all_lengths[rows].sum())
         done.loss, done.rows, done.tokens = (

@@ -21,6 +21,7 @@ from textlstm.errors import RecipeError
 from textlstm.lm.transfer import encoder_folder, load_encoder, with_encoder
 from textlstm.model import LSTMClassifier
 from textlstm.recipe import AUTO_MIN_EPOCHS, Recipe, TrainConfig
+from textlstm.runtime import grad_scaler
 from textlstm.text.cache import Options, Preprocessed, preprocess, vectors_file
 from textlstm.text.encoder import Encoder
 from textlstm.text.vocab import Vocab
@@ -196,6 +197,7 @@ def build_fit(
         len(splits.labels),
         world,
         distributed.wrap(model, world, target),
+        grad_scaler(cfg.precision, target),
     )
 
 

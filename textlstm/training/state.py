@@ -45,6 +45,7 @@ def save_state(
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
     rng: np.random.Generator,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> None:
     from safetensors.torch import save_file
 
@@ -54,6 +55,7 @@ def save_state(
     tensors.update(optimizer_tensors(optim))
     tensors["rng.torch"] = torch.get_rng_state()
     meta = {
+        "scaler": scaler_state(scaler),
         "epoch": state.epoch,
         "best_value": state.best_value,
         "best_loss": state.best_loss,
@@ -121,8 +123,11 @@ def restore(
     optimizer: torch.optim.Optimizer,
     scheduler: Any,
     rng: np.random.Generator,
+    scaler: torch.amp.GradScaler | None = None,
 ) -> None:
     tensors = raw["tensors"]
+    if scaler is not None and raw.get("scaler"):
+        scaler.load_state_dict(raw["scaler"])
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     load_optimizer(optimizer, tensors, raw["param_groups"])
     scheduler.load_state_dict(raw["scheduler"])
@@ -130,6 +135,13 @@ def restore(
     rng.bit_generator.state = raw["rng_numpy"]
     version, internal, gauss = raw["rng_python"]
     random.setstate((version, tuple(internal), gauss))
+
+
+def scaler_state(scaler: torch.amp.GradScaler | None) -> dict[str, Any] | None:
+    """fp16's loss scale and its growth counter, as JSON."""
+    if scaler is None:
+        return None
+    return {k: float(v) if isinstance(v, float) else v for k, v in scaler.state_dict().items()}
 
 
 def optimizer_tensors(optim: dict[str, Any]) -> dict[str, torch.Tensor]:

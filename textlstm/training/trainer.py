@@ -26,7 +26,7 @@ from textlstm.lm.transfer import absolute_encoder
 from textlstm.metrics import quick_scores, report
 from textlstm.model import logits_for
 from textlstm.recipe import Recipe, load_recipe
-from textlstm.runtime import bf16_support, seed_everything
+from textlstm.runtime import bf16_support, check_precision, seed_everything
 from textlstm.text.cache import Options
 from textlstm.training.events import EpochResult, Events, TrainResult
 from textlstm.training.loop import Fit, epochs
@@ -87,6 +87,7 @@ def _new(
     options: Options | None,
 ) -> TrainResult:
     events = (events or Events()) if world.main else Events()
+    check_precision(recipe.train.precision, target)
     rng = seed_everything(recipe.seed)
     prepared = distributed.main_first(
         world, lambda: prepare(recipe, data_dir, events, options), target
@@ -167,6 +168,7 @@ def _resumed(
     except RecipeError as exc:
         raise CheckpointError(*exc.lines) from None
     data_dir = data_dir or state.data_dir
+    check_precision(recipe.train.precision, target)
     rng = seed_everything(recipe.seed)
     prepared = distributed.main_first(
         world, lambda: prepare(recipe, data_dir, events, options), target
@@ -174,7 +176,7 @@ def _resumed(
     recipe = plan_epochs(recipe, prepared)  # a run folder's recipe has its epochs planned already
     checkpoint.check_identity(folder, prepared.encoder, prepared.splits.labels)
     fit = build_fit(recipe, prepared, target, world)
-    restore(raw, fit.model, fit.optimizer, fit.scheduler, rng)
+    restore(raw, fit.model, fit.optimizer, fit.scheduler, rng, fit.scaler)
     # only now: a resume that fails above leaves the folder as it was
     folder = Path(distributed.from_main(world, lambda: str(_reopen(folder, state)), target))
     events.message(f"resuming {folder} after epoch {state.epoch} of {recipe.train.total_epochs}")
@@ -302,7 +304,9 @@ def _fit(run: _Run) -> str:
             with open(run.folder / "metrics.jsonl", "a", encoding="utf-8") as log:
                 log.write(json.dumps(asdict(result)) + "\n")
             fit = run.fit
-            save_state(run.folder, state, fit.model, fit.optimizer, fit.scheduler, run.rng)
+            save_state(
+                run.folder, state, fit.model, fit.optimizer, fit.scheduler, run.rng, fit.scaler
+            )
         run.events.epoch_end(result)
         if (
             cfg.patience
