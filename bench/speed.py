@@ -261,9 +261,20 @@ def keras_reference(
     return json.loads(result.read_text())
 
 
-def accuracy_of(predictions: Path, truth: list[int], labels: list[str]) -> float:
-    got = [json.loads(line)["label"] for line in predictions.read_text().splitlines()]
+def labels_of(predictions: Path) -> list[str]:
+    return [json.loads(line)["label"] for line in predictions.read_text().splitlines()]
+
+
+def accuracy_of(got: list[str], truth: list[int], labels: list[str]) -> float:
     return sum(g == labels[t] for g, t in zip(got, truth)) / len(truth)
+
+
+def agreement(got: list[str], fp32: list[str]) -> str:
+    """How many labels a mode shares with fp32 (its accuracy alone hides flips that cancel)."""
+    if got is fp32:
+        return ""
+    same = sum(a == b for a, b in zip(got, fp32))
+    return f", the same label as fp32 for {same:,} of {len(fp32):,}"
 
 
 def main() -> None:
@@ -409,6 +420,7 @@ def main() -> None:
     }
     predicted: dict[str, list[dict]] = {m: [] for m in modes}
     accuracy: dict[str, float] = {}
+    got: dict[str, list[str]] = {}
     ref_inference = []
     for rep in range(repeats):
         for mode, args in modes.items():
@@ -417,7 +429,8 @@ def main() -> None:
                 ["predict", args[0], str(text_file), "-o", str(target), *args[1:]], ROOT
             )
             predicted[mode].append(stats)
-            accuracy[mode] = accuracy_of(target, test_labels, names)
+            got[mode] = labels_of(target)
+            accuracy[mode] = accuracy_of(got[mode], test_labels, names)
         ref_inference.append(
             reference_inference(test_texts, prepared.encoder, len(prepared.vocab), cfg, max_length)
         )
@@ -488,6 +501,7 @@ def main() -> None:
             f"{label:52s} {texts:>12,.0f} {ratio(texts, ref_texts):>10s} "
             f"{ratio(texts, keras_texts)}  {texts / fp32_texts:.2f}x fp32, "
             f"{test_tokens / seconds:,.0f} tokens/s, accuracy {accuracy[mode]:.2%}"
+            + agreement(got[mode], got["fp32"])
         )
     print(f"{'peak RSS, training (MB)':52s} {train_rss:>12,.0f}")
     print(
