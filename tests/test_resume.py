@@ -242,3 +242,18 @@ def test_a_run_with_the_linear_model_resumes_to_the_uninterrupted_result(tmp_pat
     assert_same_run(result.run_dir, reference.run_dir)
     wide = load(result.run_dir).model.wide
     assert wide.weight.abs().sum() > 0 and float(wide.network) > 0
+
+
+def test_a_run_averaging_its_weights_resumes_to_the_uninterrupted_result(
+    tmp_path, recipe_path, reference
+):
+    overrides = ["train.ema_decay=0.9"]
+    averaged = train(load_recipe(recipe_path, overrides), tmp_path / "ref", device="cpu")
+    stopped = train(
+        load_recipe(recipe_path, overrides), tmp_path / "runs", device="cpu", events=InterruptAt(2)
+    )
+    assert stopped.stopped == "interrupted"
+    result = resume(stopped.run_dir, device="cpu")  # the average comes back from the file
+    assert_same_run(result.run_dir, averaged.run_dir)
+    # and it is not the plain run: validation scored other weights
+    assert metrics(averaged.run_dir) != metrics(reference)

@@ -37,6 +37,33 @@ def test_save_and_load_reproduce_the_validation_metrics(trained_run):
     assert again.loss == pytest.approx(meta["validation"]["validation_loss"], abs=1e-6)
 
 
+def test_the_weights_average_is_what_validation_scores_and_the_run_keeps(tmp_path, recipe_path):
+    recipe = load_recipe(recipe_path, ["train.ema_decay=0.95", "train.keep='last'"])
+    run = train(recipe, tmp_path / "runs", device="cpu").run_dir
+    meta = json.loads((run / "meta.json").read_text())
+    again = evaluate(run, split="validation", device="cpu").report
+    assert again.loss == pytest.approx(meta["validation"]["validation_loss"], abs=1e-6)
+
+
+def test_the_moving_average_ramps_up_to_its_decay():
+    from textlstm.training.loop import moving_average
+
+    model = torch.nn.Linear(1, 1, bias=False)
+    average = moving_average(model, 0.2)
+    seen = []
+    for value in (1.0, 2.0, 3.0, 4.0):
+        with torch.no_grad():
+            model.weight.fill_(value)
+        average.update_parameters(model)
+        seen.append(float(average.module.weight.detach()))
+    # the first update copies; then the decay is min(0.2, (1 + n) / (10 + n)) after n updates:
+    # 2 / 11 after one, then 0.2 (3 / 12 and 4 / 13 are above it)
+    expected = [1.0, 2 / 11 * 1 + 9 / 11 * 2]
+    expected.append(0.2 * expected[-1] + 0.8 * 3)
+    expected.append(0.2 * expected[-1] + 0.8 * 4)
+    assert seen == pytest.approx(expected)
+
+
 def test_same_seed_gives_identical_metrics(tmp_path, recipe_path):
     first = train(load_recipe(recipe_path), tmp_path / "a", device="cpu")
     second = train(load_recipe(recipe_path), tmp_path / "b", device="cpu")

@@ -140,6 +140,12 @@ class TrainConfig(_Section):
     metric: Literal["accuracy", "macro_f1"] = "accuracy"
     class_weights: Literal["none", "balanced"] | dict[str, float] = "none"
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    # an exponential moving average of the weights (Polyak averaging), updated after every
+    # optimizer step: validation, early stopping and the saved model use the average, which
+    # generalises better than the last step's weights. The decay sets how many recent steps it
+    # spans (0.999: about the last 1,000); it ramps up over the first steps, so the starting
+    # weights do not linger. 0 turns it off.
+    ema_decay: float = Field(0.0, ge=0.0, lt=1.0)
     bucket_size: int = Field(100, ge=1, description="batches per length bucket when shuffling")
     # "last" keeps the final epoch's weights: for a refit whose validation rows are training rows
     keep: Literal["best", "last"] = "best"

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from textlstm import distributed
 from textlstm.batching import bucketed_batches, collate, lengths_of, to_device
@@ -26,6 +27,8 @@ from textlstm.model import logits_for
 from textlstm.recipe import TrainConfig
 from textlstm.runtime import autocast, optimizer_step
 from textlstm.training.events import EpochResult, Events
+
+Tensors = tuple[torch.Tensor, ...] | list[torch.Tensor]
 
 
 @dataclass
@@ -44,6 +47,12 @@ class Fit:
     world: World = SINGLE
     step: nn.Module | None = None
     scaler: torch.amp.GradScaler | None = None  # fp16 only
+    average: AveragedModel | None = None  # train.ema_decay: the weights' moving average
+
+    @property
+    def evaluated(self) -> nn.Module:
+        """The weights validation scores and a run keeps: the average's, when there is one."""
+        return self.model if self.average is None else self.average.module
 
 
 @dataclass
@@ -127,6 +136,8 @@ def train_epoch(
         scaled = loss * share.weight if world.many else loss
         optimizer_step(scaled, fit.model, fit.optimizer, cfg.clip_grad_norm, fit.scaler)
         fit.scheduler.step()
+        if fit.average is not None:
+            fit.average.update_parameters(fit.model)
         count = int(all_lengths[rows].sum())
         done.loss, done.rows, done.tokens = (
             done.loss + value * len(rows),
@@ -135,6 +146,19 @@ def train_epoch(
         )
         events.batch_end(value, count)
     return done
+
+
+def moving_average(model: nn.Module, decay: float) -> AveragedModel:
+    """PyTorch's AveragedModel as an exponential moving average whose decay ramps up as
+    min(decay, (1 + n) / (10 + n)) after n updates, so early averages follow the weights closely
+    rather than holding on to the initial ones. Buffers (the fitted linear model's) are copied,
+    not averaged."""
+
+    def update(averaged: Tensors, current: Tensors, count: torch.Tensor | int) -> None:
+        n = int(count)
+        get_ema_multi_avg_fn(min(decay, (1 + n) / (10 + n)))(averaged, current, count)
+
+    return AveragedModel(model, multi_avg_fn=update, use_buffers=False)
 
 
 def diverged(value: float, epoch: int, step: int, cfg: TrainConfig) -> str:
@@ -157,10 +181,10 @@ def validate(
     world = fit.world
     if world.many:
         mine = [ids[i] for i in world.rows(len(ids))]
-        local = logits_for(fit.model, mine, batch_size, device, precision)
+        local = logits_for(fit.evaluated, mine, batch_size, device, precision)
         logits = distributed.gather_rows(world, local, len(ids), device)
     else:
-        logits = logits_for(fit.model, ids, batch_size, device, precision)
+        logits = logits_for(fit.evaluated, ids, batch_size, device, precision)
     loss = float(
         nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(fit.val_labels))
     )

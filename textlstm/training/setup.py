@@ -26,7 +26,7 @@ from textlstm.text.cache import Options, Preprocessed, preprocess, vectors_file
 from textlstm.text.encoder import Encoder
 from textlstm.text.vocab import Vocab
 from textlstm.training.events import Events
-from textlstm.training.loop import Fit
+from textlstm.training.loop import Fit, moving_average
 from textlstm.wide import fit as fit_linear
 
 
@@ -198,6 +198,7 @@ def build_fit(
         world,
         distributed.wrap(model, world, target),
         grad_scaler(cfg.precision, target),
+        moving_average(model, cfg.ema_decay) if cfg.ema_decay > 0 else None,
     )
 
 

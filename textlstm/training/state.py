@@ -46,10 +46,13 @@ def save_state(
     scheduler: Any,
     rng: np.random.Generator,
     scaler: torch.amp.GradScaler | None = None,
+    average: torch.optim.swa_utils.AveragedModel | None = None,
 ) -> None:
     from safetensors.torch import save_file
 
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    if average is not None:  # train.ema_decay: the moving average and its count of updates
+        tensors.update({f"average.{k}": v for k, v in average.state_dict().items()})
     tensors.update({f"best.{k}": v for k, v in (state.best_state or {}).items()})
     optim = optimizer.state_dict()
     tensors.update(optimizer_tensors(optim))
@@ -124,11 +127,14 @@ def restore(
     scheduler: Any,
     rng: np.random.Generator,
     scaler: torch.amp.GradScaler | None = None,
+    average: torch.optim.swa_utils.AveragedModel | None = None,
 ) -> None:
     tensors = raw["tensors"]
     if scaler is not None and raw.get("scaler"):
         scaler.load_state_dict(raw["scaler"])
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    if average is not None:
+        average.load_state_dict({k[8:]: v for k, v in tensors.items() if k.startswith("average.")})
     load_optimizer(optimizer, tensors, raw["param_groups"])
     scheduler.load_state_dict(raw["scheduler"])
     torch.set_rng_state(tensors["rng.torch"])

@@ -176,7 +176,7 @@ def _resumed(
     recipe = plan_epochs(recipe, prepared)  # a run folder's recipe has its epochs planned already
     checkpoint.check_identity(folder, prepared.encoder, prepared.splits.labels)
     fit = build_fit(recipe, prepared, target, world)
-    restore(raw, fit.model, fit.optimizer, fit.scheduler, rng, fit.scaler)
+    restore(raw, fit.model, fit.optimizer, fit.scheduler, rng, fit.scaler, fit.average)
     # only now: a resume that fails above leaves the folder as it was
     folder = Path(distributed.from_main(world, lambda: str(_reopen(folder, state)), target))
     events.message(f"resuming {folder} after epoch {state.epoch} of {recipe.train.total_epochs}")
@@ -305,7 +305,14 @@ def _fit(run: _Run) -> str:
                 log.write(json.dumps(asdict(result)) + "\n")
             fit = run.fit
             save_state(
-                run.folder, state, fit.model, fit.optimizer, fit.scheduler, run.rng, fit.scaler
+                run.folder,
+                state,
+                fit.model,
+                fit.optimizer,
+                fit.scheduler,
+                run.rng,
+                fit.scaler,
+                fit.average,
             )
         run.events.epoch_end(result)
         if (
@@ -333,7 +340,8 @@ def _keep_if_better(run: _Run, result: EpochResult) -> bool:
     if better:
         state.best_value, state.best_loss = value, result.validation_loss
         state.best_epoch = result.epoch
-        state.best_state = {k: v.detach().clone() for k, v in run.fit.model.state_dict().items()}
+        weights = run.fit.evaluated.state_dict()
+        state.best_state = {k: v.detach().clone() for k, v in weights.items()}
     return better
 
 
