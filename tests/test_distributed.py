@@ -75,12 +75,13 @@ def test_a_single_process_takes_the_whole_batch():
 
 
 def _steps(world: World) -> dict[str, torch.Tensor]:
-    """Three SGD steps of a tiny classifier (no dropout) on batches of 7, 1 and 4 rows."""
+    """Three SGD steps of a tiny classifier (no dropout) on batches of 7, 1 and 4 rows, with a
+    moving average of its weights (train.ema_decay) beside it."""
     from textlstm.distributed import wrap
     from textlstm.model import LSTMClassifier
     from textlstm.recipe import ModelConfig, TrainConfig
     from textlstm.training.events import Events
-    from textlstm.training.loop import Fit, train_epoch
+    from textlstm.training.loop import Fit, moving_average, train_epoch
 
     torch.manual_seed(0)
     cfg = ModelConfig(embedding_dim=8, hidden_size=6, dropout=0.0, pooling="mean")
@@ -89,6 +90,7 @@ def _steps(world: World) -> dict[str, torch.Tensor]:
     ids = [rng.integers(2, 20, size=int(n)) for n in rng.integers(1, 12, size=12)]
     labels = rng.integers(0, 3, size=12)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    average = moving_average(model, 0.5)
     fit = Fit(
         model,
         torch.nn.CrossEntropyLoss(),
@@ -99,11 +101,13 @@ def _steps(world: World) -> dict[str, torch.Tensor]:
         3,
         world,
         wrap(model, world, torch.device("cpu")),
+        average=average,
     )
     batches = [np.arange(0, 7), np.arange(7, 8), np.arange(8, 12)]
     train_cfg = TrainConfig(clip_grad_norm=0)
     done = train_epoch(fit, ids, batches, train_cfg, 1, torch.device("cpu"), "fp32", Events())
-    return {**model.state_dict(), "loss": torch.tensor(done.loss / done.rows)}
+    averaged = {f"average.{k}": v for k, v in average.module.state_dict().items()}
+    return {**model.state_dict(), **averaged, "loss": torch.tensor(done.loss / done.rows)}
 
 
 def _rank(rank: int, store: str, out: str) -> None:

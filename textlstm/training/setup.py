@@ -187,6 +187,8 @@ def build_fit(
         optimizer,
         [unfrozen(schedule, depth, steps_per_epoch, cfg.unfreeze) for depth, _ in groups],
     )
+    # the average copies the model before DDP wraps it (and hooks its parameters)
+    average = moving_average(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
     return Fit(
         model,
         criterion,
@@ -198,7 +200,7 @@ def build_fit(
         world,
         distributed.wrap(model, world, target),
         grad_scaler(cfg.precision, target),
-        moving_average(model, cfg.ema_decay) if cfg.ema_decay > 0 else None,
+        average,
     )
 
 
