@@ -74,9 +74,10 @@ def test_a_single_process_takes_the_whole_batch():
 # ---- two ranks take the steps one process takes ---------------------------------------------
 
 
-def _steps(world: World) -> dict[str, torch.Tensor]:
+def _steps(world: World, adversarial: float = 0.0) -> dict[str, torch.Tensor]:
     """Three SGD steps of a tiny classifier (no dropout) on batches of 7, 1 and 4 rows, with a
-    moving average of its weights (train.ema_decay) beside it."""
+    moving average of its weights (train.ema_decay) beside it, and adversarial training's
+    pushed pass when ``adversarial`` is not 0."""
     from textlstm.distributed import wrap
     from textlstm.model import LSTMClassifier
     from textlstm.recipe import ModelConfig, TrainConfig
@@ -104,29 +105,34 @@ def _steps(world: World) -> dict[str, torch.Tensor]:
         average=average,
     )
     batches = [np.arange(0, 7), np.arange(7, 8), np.arange(8, 12)]
-    train_cfg = TrainConfig(clip_grad_norm=0)
+    train_cfg = TrainConfig(clip_grad_norm=0, adversarial=adversarial)
     done = train_epoch(fit, ids, batches, train_cfg, 1, torch.device("cpu"), "fp32", Events())
     averaged = {f"average.{k}": v for k, v in average.module.state_dict().items()}
     return {**model.state_dict(), **averaged, "loss": torch.tensor(done.loss / done.rows)}
 
 
-def _rank(rank: int, store: str, out: str) -> None:
+def _rank(rank: int, store: str, out: str, adversarial: float) -> None:
     import torch.distributed as dist
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
     try:
-        result = _steps(World(rank, 2, rank, "gloo"))
+        result = _steps(World(rank, 2, rank, "gloo"), adversarial)
         save_file({k: v.contiguous() for k, v in result.items()}, f"{out}.{rank}")
     finally:
         dist.destroy_process_group()
 
 
-def test_two_ranks_take_the_same_steps_as_one_process(tmp_path):
+@pytest.mark.parametrize("adversarial", [0.0, 0.3])
+def test_two_ranks_take_the_same_steps_as_one_process(tmp_path, adversarial):
     import torch.multiprocessing as mp
 
-    single = _steps(World())
-    mp.spawn(_rank, args=(str(tmp_path / "store"), str(tmp_path / "state")), nprocs=2)
+    single = _steps(World(), adversarial)
+    if adversarial:  # the pushed pass changes the steps, or this would not test it
+        plain = _steps(World())
+        assert not torch.allclose(single["head.weight"], plain["head.weight"], atol=1e-4)
+    args = (str(tmp_path / "store"), str(tmp_path / "state"), adversarial)
+    mp.spawn(_rank, args=args, nprocs=2)
     for rank in range(2):
         ranked = load_file(tmp_path / f"state.{rank}")
         assert ranked.keys() == single.keys()

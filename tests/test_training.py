@@ -355,3 +355,49 @@ def test_the_fp16_gradient_scaler_steps_as_plain_fp32_does_and_skips_an_overflow
     poisoned, scaler = stepped(torch.amp.GradScaler("cpu", init_scale=2.0**12), poison=True)
     assert torch.equal(poisoned.weight.detach(), before)  # the overflowing step was skipped
     assert scaler.get_scale() == 2.0**11  # and the scale halved
+
+
+def test_the_adversarial_push_is_a_set_fraction_of_each_text_and_raises_its_loss():
+    from textlstm.model import LSTMClassifier
+    from textlstm.recipe import ModelConfig, TrainConfig
+    from textlstm.training.loop import Fit, adversarial_loss, embedding_probe
+
+    torch.manual_seed(0)
+    model = LSTMClassifier(ModelConfig(embedding_dim=8, hidden_size=6, dropout=0.0), 30, 3)
+    pushes = []
+
+    class Recorder(torch.nn.Module):  # the wrapped model, as DDP would be
+        def __init__(self):
+            super().__init__()
+            self.module = model
+
+        def forward(self, tokens, lengths, perturbation=None):
+            pushes.append(perturbation)
+            return model(tokens, lengths, perturbation)
+
+    tokens = torch.randint(2, 30, (4, 6))
+    lengths = torch.tensor([6, 3, 5, 1])
+    tokens[torch.arange(6) >= lengths.unsqueeze(1)] = 0  # padding
+    targets = torch.tensor([0, 1, 2, 1])
+    criterion = torch.nn.CrossEntropyLoss(reduction="none")
+    fit = Fit(model, criterion, None, None, None, None, 3)  # type: ignore[arg-type]
+    probe = embedding_probe(model, tokens)
+    clean = criterion(model(tokens, lengths, probe), targets)  # (batch,) losses
+    eps = 0.2
+    pushed = adversarial_loss(
+        fit,
+        Recorder(),
+        tokens,
+        lengths,
+        targets,
+        clean.sum(),
+        probe,
+        TrainConfig(adversarial=eps),
+        "fp32",
+    )
+    push = pushes[-1]  # (seq_len, batch, dim)
+    embedded = model.embedding(tokens.t()).detach()
+    torch.testing.assert_close(push.norm(dim=(0, 2)), eps * embedded.norm(dim=(0, 2)))
+    assert torch.all(push[lengths[3] :, 3] == 0)  # nothing pushes the padding
+    assert torch.all(pushed > clean)  # each text's loss went up
+    assert pushed.requires_grad  # the pushed loss trains the weights

@@ -152,10 +152,20 @@ class LSTMClassifier(nn.Module):
         # reads the one embedding output they interpolate
         self.reembed = True
 
-    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """tokens (batch, seq_len) of ids, lengths (batch,) on the same device -> logits."""
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        lengths: torch.Tensor,
+        perturbation: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """tokens (batch, seq_len) of ids, lengths (batch,) on the same device -> logits.
+        ``perturbation`` (seq_len, batch, embedding_dim), added to the embeddings before their
+        dropout, is adversarial training's (train.adversarial)."""
         tokens = tokens.t()  # (seq_len, batch)
-        x = self.embedding_dropout(self.embedding(tokens))  # (seq_len, batch, embedding_dim)
+        x = self.embedding(tokens)  # (seq_len, batch, embedding_dim)
+        if perturbation is not None:
+            x = x + perturbation.to(x.dtype)
+        x = self.embedding_dropout(x)
         index = reversal_index(lengths, tokens.shape[0]) if self.cfg.bidirectional else None
         last_layer = len(self.forward_layers) - 1
         if self.separate and index is not None:
@@ -167,7 +177,8 @@ class LSTMClassifier(nn.Module):
             if not self.cfg.bidirectional:
                 x = forward_out
                 continue
-            if i == 0 and self.reembed and not (self.training and self.embedding_dropout.p > 0):
+            dropped = self.training and self.embedding_dropout.p > 0
+            if i == 0 and self.reembed and perturbation is None and not dropped:
                 # the same as reversing the embeddings, at the cost of reversing the ids
                 reversed_in = self.embedding(reverse_within_length(tokens, lengths, index))
             else:

@@ -146,6 +146,11 @@ class TrainConfig(_Section):
     # decay sets how many recent steps it spans (0.999: about the last 1,000); it ramps up over
     # the first steps, so the starting weights do not linger. 0 turns it off.
     ema_decay: float = Field(0.0, ge=0.0, lt=1.0)
+    # adversarial training (Miyato, Dai & Goodfellow 2017): each step also learns from the batch
+    # with its word embeddings pushed the way that raises the loss most, a push whose norm is
+    # this fraction of each text's embedding norm (so growing embeddings cannot outrun it);
+    # about 2.5x the time of a step. 0 turns it off.
+    adversarial: float = Field(0.0, ge=0.0, le=1.0)
     bucket_size: int = Field(100, ge=1, description="batches per length bucket when shuffling")
     # "last" keeps the final epoch's weights: for a refit whose validation rows are training rows
     keep: Literal["best", "last"] = "best"

@@ -121,12 +121,17 @@ def train_epoch(
         share = world.share(rows)
         tokens, lengths = collate(ids, share.rows)
         targets = to_device(torch.from_numpy(fit.train_labels[share.rows]), device)
-        with autocast(device, precision):
-            logits = model(
-                to_device(tokens, device), to_device(lengths, device)
-            )  # (batch, classes)
-        loss = fit.criterion(logits.float(), targets)
+        tokens, lengths = to_device(tokens, device), to_device(lengths, device)
+        probe = embedding_probe(fit.model, tokens) if cfg.adversarial > 0 else None
+        with autocast(device, precision):  # the probed pass runs unwrapped: adversarial_loss
+            logits = (model if probe is None else fit.model)(tokens, lengths, probe)
+        loss = fit.criterion(logits.float(), targets)  # logits (batch, classes)
         value = loss.item()
+        if probe is not None:
+            pushed = adversarial_loss(
+                fit, model, tokens, lengths, targets, loss, probe, cfg, precision
+            )
+            loss = loss + pushed
         if world.many:  # every rank must see the same value, or they would part ways
             total, real = distributed.all_sum(world, [value * share.real, share.real], device)
             value = total / real
@@ -146,6 +151,41 @@ def train_epoch(
         )
         events.batch_end(value, count)
     return done
+
+
+def embedding_probe(model: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    """A zero perturbation of the embeddings (seq_len, batch, embedding_dim) whose gradient
+    adversarial training reads; adding it changes no value."""
+    embedding: nn.Embedding = model.embedding  # type: ignore[assignment]
+    shape = (tokens.shape[1], tokens.shape[0], embedding.embedding_dim)
+    return torch.zeros(shape, device=tokens.device).requires_grad_()
+
+
+def adversarial_loss(
+    fit: Fit,
+    model: nn.Module,
+    tokens: torch.Tensor,
+    lengths: torch.Tensor,
+    targets: torch.Tensor,
+    loss: torch.Tensor,
+    probe: torch.Tensor,
+    cfg: TrainConfig,
+    precision: str,
+) -> torch.Tensor:
+    """The loss of the batch with its embeddings pushed along the gradient of ``loss`` (Miyato
+    et al. 2017), each text's push ``cfg.adversarial`` times its embeddings' norm. ``loss`` came
+    from the unwrapped module with ``probe`` added, so under DDP no gradient sync started; the
+    pushed pass runs through ``model``, whose backward then syncs both losses' gradients."""
+    (grad,) = torch.autograd.grad(loss, probe, retain_graph=True)  # (seq_len, batch, dim)
+    grad = torch.nan_to_num(grad.float(), nan=0.0, posinf=0.0, neginf=0.0)
+    embedding: nn.Embedding = fit.model.embedding  # type: ignore[assignment]
+    with torch.no_grad():
+        embedded = embedding(tokens.t()).float()  # (seq_len, batch, dim); pads are 0
+        scale = embedded.norm(dim=(0, 2)) / grad.norm(dim=(0, 2)).clamp_min(1e-12)  # (batch,)
+        push = (cfg.adversarial * scale).view(1, -1, 1) * grad
+    with autocast(tokens.device, precision):
+        pushed = model(tokens, lengths, push)  # (batch, classes)
+    return fit.criterion(pushed.float(), targets)
 
 
 def moving_average(model: nn.Module, decay: float) -> AveragedModel:
