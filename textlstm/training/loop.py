@@ -124,7 +124,10 @@ def train_epoch(
         tokens, lengths = to_device(tokens, device), to_device(lengths, device)
         probe = embedding_probe(fit.model, tokens) if cfg.adversarial > 0 else None
         with autocast(device, precision):  # the probed pass runs unwrapped: adversarial_loss
-            logits = (model if probe is None else fit.model)(tokens, lengths, probe)
+            if probe is None:
+                logits = model(tokens, lengths)
+            else:
+                logits = fit.model(tokens, lengths, probe)
         loss = fit.criterion(logits.float(), targets)  # logits (batch, classes)
         value = loss.item()
         if probe is not None:
