@@ -149,7 +149,7 @@ class TrainConfig(_Section):
     # adversarial training (Miyato, Dai & Goodfellow 2017): each step also learns from the batch
     # with its word embeddings pushed the way that raises the loss most, a push whose norm is
     # this fraction of each text's embedding norm (so growing embeddings cannot outrun it);
-    # about 2.5x the time of a step. Only the recurrent branch's embeddings are pushed: with
+    # about 2.7x the time of a step. Only the recurrent branch's embeddings are pushed: with
     # the n-gram branch (model.ngrams) beside them the network leaned on the unpushed bag and
     # scored lower on SST-2 (bench/README.md). 0 turns it off.
     adversarial: float = Field(0.0, ge=0.0, le=1.0)
