@@ -140,6 +140,35 @@ def test_two_ranks_take_the_same_steps_as_one_process(tmp_path, adversarial):
             torch.testing.assert_close(ranked[name], value, rtol=1e-5, atol=1e-6, msg=name)
 
 
+def _finishing(rank: int, store: str, out: str) -> None:
+    import torch.distributed as dist
+
+    from textlstm.distributed import together
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    written = Path(f"{out}.rank0-written")
+
+    def work(world: World, target: torch.device) -> int:
+        if world.main:  # rank 0 is still writing its run folder when rank 1 is done
+            time.sleep(1.0)
+            written.write_text("done")
+        return world.rank
+
+    try:
+        assert together("cpu", work) == rank
+        Path(f"{out}.{rank}").write_text(str(written.exists()))  # seen once together returned
+    finally:
+        dist.destroy_process_group()
+
+
+def test_no_rank_leaves_the_job_before_rank_0_has_finished(tmp_path):
+    import torch.multiprocessing as mp
+
+    mp.spawn(_finishing, args=(str(tmp_path / "store"), str(tmp_path / "seen")), nprocs=2)
+    assert [(tmp_path / f"seen.{rank}").read_text() for rank in range(2)] == ["True", "True"]
+
+
 # ---- torchrun: the CLI on two processes ------------------------------------------------------
 
 

@@ -126,6 +126,30 @@ def leave(world: World) -> None:
         dist.destroy_process_group()
 
 
+KEPT = "the run folder, if any, is as rank 0 left it"
+
+
+def together(device: str, work: Callable[[World, torch.device], T]) -> T:
+    """``work(world, target)`` on every process of the job (or on this one alone), in one
+    process group that this call opens and closes. A rank that finishes waits for the others at
+    a barrier before closing: a rank that tore its connections down while rank 0 was still
+    writing the run folder could abort in gloo's teardown. A lost peer becomes one line."""
+    world, target = join(device)
+    try:
+        result = work(world, target)
+        if world.many:
+            import torch.distributed as dist
+
+            dist.barrier()  # inside the try: a peer lost here is reported like any other
+        return result
+    except BaseException as exc:
+        if not failed_peer(world, exc):
+            raise
+        raise lost(world, exc, KEPT) from None
+    finally:
+        leave(world)
+
+
 def wrap(model: nn.Module, world: World, target: torch.device) -> nn.Module | None:
     """``model`` in DistributedDataParallel, or None for a single process. Buffers are not
     broadcast at each step: the model's only buffers are the n-gram model's, fitted before

@@ -120,15 +120,10 @@ def pretrain(
     stops it after that much training, at a step boundary, with the schedule fitted to it.
     Launched by torchrun, the processes train it together (``textlstm.distributed``): each
     rank reads its share of the stream's columns, rank 0 writes the run folder."""
-    world, target = distributed.join(device)
-    try:
-        return _new(recipe, out_dir, data_dir, target, world, events, max_minutes)
-    except BaseException as exc:
-        if not distributed.failed_peer(world, exc):
-            raise
-        raise distributed.lost(world, exc, "the run folder, if any, is as rank 0 left it") from None
-    finally:
-        distributed.leave(world)
+    return distributed.together(
+        device,
+        lambda world, target: _new(recipe, out_dir, data_dir, target, world, events, max_minutes),
+    )
 
 
 def _new(
@@ -181,15 +176,10 @@ def resume(
 ) -> PretrainResult:
     """Continue a killed or interrupted pretraining from its last checkpoint; on the same
     device the result equals that of an uninterrupted run (without a time budget)."""
-    world, target = distributed.join(device)
-    try:
-        return _resumed(run_dir, data_dir, target, world, events, max_minutes)
-    except BaseException as exc:
-        if not distributed.failed_peer(world, exc):
-            raise
-        raise distributed.lost(world, exc, "the run folder, if any, is as rank 0 left it") from None
-    finally:
-        distributed.leave(world)
+    return distributed.together(
+        device,
+        lambda world, target: _resumed(run_dir, data_dir, target, world, events, max_minutes),
+    )
 
 
 def _resumed(

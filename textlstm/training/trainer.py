@@ -66,15 +66,10 @@ def train(
     Launched by torchrun (or with a process group open), every process calls this and they train
     one model together with DistributedDataParallel; rank 0 alone writes the run folder and
     reports progress (see ``textlstm.distributed``)."""
-    world, target = distributed.join(device)
-    try:
-        return _new(recipe, out_dir, data_dir, target, world, events, options)
-    except BaseException as exc:
-        if not distributed.failed_peer(world, exc):
-            raise
-        raise distributed.lost(world, exc, "the run folder, if any, is as rank 0 left it") from None
-    finally:
-        distributed.leave(world)
+    return distributed.together(
+        device,
+        lambda world, target: _new(recipe, out_dir, data_dir, target, world, events, options),
+    )
 
 
 def _new(
@@ -141,15 +136,9 @@ def resume(
     model, optimizer, scheduler and every random generator continue from the saved state. A
     distributed run resumes under torchrun like it started (any number of processes).
     """
-    world, target = distributed.join(device)
-    try:
-        return _resumed(run_dir, data_dir, target, world, events, options)
-    except BaseException as exc:
-        if not distributed.failed_peer(world, exc):
-            raise
-        raise distributed.lost(world, exc, "the run folder, if any, is as rank 0 left it") from None
-    finally:
-        distributed.leave(world)
+    return distributed.together(
+        device, lambda world, target: _resumed(run_dir, data_dir, target, world, events, options)
+    )
 
 
 def _resumed(
