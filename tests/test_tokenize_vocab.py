@@ -124,7 +124,7 @@ def test_ptb_detokenizing_is_the_same_in_the_subword_normalizer():
     assert detokenize_ptb(PTB).startswith("It doesn't work , it's bad ( really ) . \" ok \"")
 
 
-ALPHABET = "ab_Z9 \t\n'’'.,!-<>/éÉ日本\u0301\u00a0\u2028\x1c\x00\ud800🙂𝔘😀İΣ"
+ALPHABET = "ab_Z9 \t\n'’'.,!-<>/éÉ日本の한ｶ々〇𠀀\u0301\u00a0\u2028\x1c\x00\ud800🙂𝔘😀İΣ"
 
 
 def random_texts(seed: int, count: int = 300) -> list[str]:
@@ -134,7 +134,7 @@ def random_texts(seed: int, count: int = 300) -> list[str]:
     return ["".join(rng.choice(ALPHABET) for _ in range(rng.randint(0, 40))) for _ in range(count)]
 
 
-@pytest.mark.parametrize("kind", ["regex", "whitespace"])
+@pytest.mark.parametrize("kind", ["regex", "whitespace", "char"])
 @pytest.mark.parametrize("lowercase", [True, False])
 def test_vectorised_scan_finds_exactly_the_regex_tokens(kind, lowercase):
     """The numpy scanner (used for ids) and the plain regex / str.split (used for strings) agree
@@ -144,6 +144,7 @@ def test_vectorised_scan_finds_exactly_the_regex_tokens(kind, lowercase):
     tokenizer = build_tokenizer(TokenizerConfig(kind=kind, lowercase=lowercase, max_length=100_000))
     for seed in range(5):
         texts = [*random_texts(seed), "", "  ", "don't o'clock 'quoted' a''b a'b'c rock’n’roll"]
+        texts.append("用iPhone拍的'照片'不错’s 日'本 a'日")
         expected = tokenizer.batch(texts)
         scan = tokenizer.scan(texts)
         assert scan.counts.tolist() == [len(t) for t in expected]

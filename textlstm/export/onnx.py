@@ -35,6 +35,7 @@ import textlstm
 from textlstm.errors import CheckpointError, TextLSTMError, param
 from textlstm.export.engine import session
 from textlstm.text.tokenizers import (
+    CHAR_PATTERN,
     PTB_CLITIC,
     PTB_SYMBOL,
     PTB_SYMBOLS,
@@ -301,7 +302,7 @@ def preprocess(cfg: Any) -> dict[str, Any]:
         "strip_html": cfg.strip_html,
         "detokenize": cfg.detokenize,
         "language": cfg.language,
-        "word_pattern": WORD_PATTERN.pattern,
+        "word_pattern": (CHAR_PATTERN if cfg.kind == "char" else WORD_PATTERN).pattern,
         "tag_pattern": TAG_PATTERN.pattern,
         "ptb_clitic": PTB_CLITIC,
         "ptb_symbol": PTB_SYMBOL,

@@ -10,11 +10,20 @@ NEEDS = {
     "unigram": " tokenizers",
     "spacy": " spacy",
 }
+SUBWORD = ("bpe", "wordpiece", "unigram")
+
+
+def jieba_pin() -> str:
+    """``jieba==<the version that made the vocabulary>``: another version's dictionary may cut
+    the same text into other words."""
+    from importlib.metadata import version
+
+    return f" 'jieba=={version('jieba')}'"
 
 
 def text(loaded: Any, about: dict[str, Any]) -> str:
     kind = loaded.recipe.tokenizer.kind
-    packages = "onnxruntime numpy" + NEEDS.get(kind, "")
+    packages = "onnxruntime numpy" + (jieba_pin() if kind == "jieba" else NEEDS.get(kind, ""))
     labels = ", ".join(f"`{label}`" for label in loaded.labels)
     precision = "int8 weights (onnxruntime dynamic quantization)" if about["quantize"] else "fp32"
     return f"""# {loaded.recipe.name}: an exported textlstm model
@@ -49,7 +58,7 @@ probabilities = model.probabilities(["first text", "second text"])  # numpy (tex
   and `probabilities`, float32 (batch, labels), the labels in the order of `labels.json`.
 - `preprocess.json`: how text becomes tokens (tokenizer `{kind}`, its settings and the exact
   rules), `vocab.json`: tokens by id (`<pad>` 0, `<unk>` 1 for unknown tokens; a text with no
-  tokens is one `<unk>`){", `tokenizer.json`: the subword tokenizer" if kind in NEEDS else ""}.
+  tokens is one `<unk>`){", `tokenizer.json`: the subword tokenizer" if kind in SUBWORD else ""}.
 - `predict.py`: the reference implementation of the above, and a command line.
 - `labels.json`, `recipe.toml` (the recipe the model was trained with), `export.json` (this
   export: inputs, outputs, versions and the parity measured when it was written: the largest

@@ -13,7 +13,8 @@ From Python, with the export folder on ``sys.path`` (or this file copied beside 
 
 Texts become token ids exactly as textlstm makes them, from ``preprocess.json`` (the recipe's
 tokenizer settings and rules), ``vocab.json`` and, for subword tokenizers, ``tokenizer.json``
-(that kind needs ``pip install tokenizers``; a spaCy tokenizer needs ``pip install spacy``).
+(that kind needs ``pip install tokenizers``; a spaCy tokenizer needs ``pip install spacy``, a
+jieba one ``pip install jieba``).
 The model takes ``tokens`` (batch, steps) int64, padded with 0 after each text, and ``lengths``
 (batch,) int64; it returns ``logits`` and ``probabilities`` (batch, labels).
 """
@@ -146,6 +147,13 @@ def _tokenizer(
             t.lower_ if lower else t.text for t in nlp(clean(text)) if not t.is_space
         ], None
     clean = _clean(settings, settings["lowercase"])
+    if kind == "jieba":  # Chinese word segmentation: the version named in this folder's README
+        import logging
+
+        import jieba
+
+        jieba.setLogLevel(logging.WARNING)
+        return lambda text: [w for w in jieba.lcut(clean(text)) if not w.isspace()], None
     if kind == "whitespace":
         return lambda text: clean(text).split(), None
     words = re.compile(settings["word_pattern"])

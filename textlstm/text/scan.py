@@ -24,6 +24,7 @@ _BASE = np.uint64(0x100000001B3)  # an odd multiplier: invertible modulo 2**64
 _BASE_INV = np.uint64(pow(int(_BASE), -1, 2**64))
 _LENGTH_MIX = np.uint64(0x9E3779B97F4A7C15)
 _table: np.ndarray | None = None
+_cjk_table: np.ndarray | None = None
 _powers = np.ones(1, dtype=np.uint64)
 _inverse = np.ones(1, dtype=np.uint64)
 
@@ -61,9 +62,22 @@ def classes(codepoints: np.ndarray) -> np.ndarray:
     return out
 
 
+def cjk(codepoints: np.ndarray) -> np.ndarray:
+    """Whether each code point is Han, kana or Hangul (``tokenizers.CJK_RANGES``)."""
+    global _cjk_table
+    from textlstm.text.tokenizers import CJK_RANGES
+
+    if _cjk_table is None:  # one flag per code point up to the last range's end
+        _cjk_table = np.zeros(CJK_RANGES[-1][1] + 2, dtype=bool)
+        for lo, hi in CJK_RANGES:
+            _cjk_table[lo : hi + 1] = True
+    return _cjk_table[np.minimum(codepoints, len(_cjk_table) - 1)]
+
+
 def warm_up(longest: int) -> None:
     """Build the lookup tables once, before worker processes fork and inherit them."""
     classes(np.zeros(1, dtype=np.uint32))
+    cjk(np.zeros(1, dtype=np.uint32))
     _power_tables(longest)
 
 
@@ -106,10 +120,14 @@ def hash_strings(strings: Sequence[str]) -> np.ndarray:
 class Scan:
     """Token spans of a batch of (already cleaned) texts, joined by newlines."""
 
-    def __init__(self, texts: Sequence[str], whitespace_only: bool) -> None:
+    def __init__(
+        self, texts: Sequence[str], whitespace_only: bool, cjk_alone: bool = False
+    ) -> None:
         self.joined = "\n".join(texts)  # the separator is a space: no token crosses two texts
         codepoints = _codepoints(self.joined)
         kind = classes(codepoints)
+        if cjk_alone:  # the char kind: a Han, kana or Hangul character is a token on its own
+            kind[cjk(codepoints)] = OTHER
         if whitespace_only:
             word = kind != SPACE
             other = np.zeros_like(word)

@@ -17,6 +17,20 @@ from textlstm.recipe import TokenizerConfig
 
 # words (keeping inner apostrophes: don't, o'clock), numbers, and each other symbol on its own
 WORD_PATTERN = re.compile(r"\w+(?:['’]\w+)*|[^\w\s]")
+# the scripts written without spaces between words, as code point ranges: Han (CJK radicals,
+# ideographs and their extensions, compatibility ideographs, 々〆〇 and the Suzhou numerals),
+# kana (hiragana, katakana, their phonetic extensions and the half-width forms) and Hangul
+# (jamo, compatibility jamo, syllables); the ``char`` kind makes each of their characters a token
+CJK_RANGES = (
+    (0x1100, 0x11FF), (0x2E80, 0x2FDF), (0x3005, 0x3007), (0x3021, 0x3029), (0x3038, 0x303B),
+    (0x3040, 0x30FF), (0x3130, 0x318F), (0x31F0, 0x31FF), (0x3400, 0x4DBF), (0x4E00, 0x9FFF),
+    (0xA960, 0xA97F), (0xAC00, 0xD7AF), (0xD7B0, 0xD7FF), (0xF900, 0xFAFF), (0xFF66, 0xFF9F),
+    (0x20000, 0x3134F),
+)  # fmt: skip
+CJK = "".join(f"{chr(lo)}-{chr(hi)}" for lo, hi in CJK_RANGES)
+# each CJK character alone; runs of other word characters (Latin letters, digits) stay words,
+# with inner apostrophes, so mixed text ("用iPhone拍的") keeps its Latin words whole
+CHAR_PATTERN = re.compile(rf"[{CJK}]|[^\W{CJK}]+(?:['’][^\W{CJK}]+)*|[^\w\s]")
 TAG_PATTERN = re.compile(r"<[^<>]{0,200}>")
 
 S = TypeVar("S", bound=Sequence[Any])
@@ -101,6 +115,54 @@ class RegexTokenizer:
         return Scan(list(clean(texts, self.cfg)), whitespace_only=self._split is str.split)
 
 
+class CharTokenizer(RegexTokenizer):
+    """Each Han, kana or Hangul character is a token; other text as the ``regex`` kind splits it:
+    for languages written without spaces between words (Chinese, Japanese)."""
+
+    def __init__(self, cfg: TokenizerConfig) -> None:
+        super().__init__(cfg)
+        self._split = CHAR_PATTERN.findall
+
+    def scan(self, texts: Sequence[str]) -> Any:
+        from textlstm.text.scan import Scan
+
+        return Scan(list(clean(texts, self.cfg)), whitespace_only=False, cjk_alone=True)
+
+
+class JiebaTokenizer(RegexTokenizer):
+    """Chinese word segmentation by ``jieba`` (its default dictionary and HMM for unseen words);
+    white space is dropped. An optional dependency: ``pip install 'textlstm[chinese]'``."""
+
+    def __init__(self, cfg: TokenizerConfig) -> None:
+        super().__init__(cfg)
+        self._jieba = load_jieba()
+
+    scan = None  # type: ignore[assignment]  # a dictionary and a model, not a character rule
+
+    def batch(self, texts: Iterable[str]) -> list[list[str]]:
+        cut, limit, mode = self._jieba.lcut, self.max_length, self.cfg.truncation
+        return [
+            truncate([w for w in cut(text) if not w.isspace()], limit, mode)
+            for text in clean(texts, self.cfg)
+        ]
+
+
+def load_jieba() -> Any:
+    """jieba's default tokenizer, its dictionary loaded now (once per process) and quietly."""
+    try:
+        import jieba
+    except ImportError:
+        raise RecipeError(
+            "tokenizer.kind: 'jieba' needs the jieba package: pip install 'textlstm[chinese]' "
+            "(or pip install jieba), or use tokenizer.kind = 'char'"
+        ) from None
+    import logging
+
+    jieba.setLogLevel(logging.WARNING)
+    jieba.initialize()
+    return jieba
+
+
 class WhitespaceTokenizer(RegexTokenizer):
     """Splits on runs of white space only: for text that is already tokenized (e.g. SST-2)."""
 
@@ -144,6 +206,8 @@ def blank_spacy(language: str) -> Any:
 TOKENIZERS: dict[str, type[RegexTokenizer]] = {
     "regex": RegexTokenizer,
     "whitespace": WhitespaceTokenizer,
+    "char": CharTokenizer,
+    "jieba": JiebaTokenizer,
     "spacy": SpacyTokenizer,
 }
 
