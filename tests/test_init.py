@@ -117,3 +117,51 @@ def test_sizes_follow_the_rows_and_the_text_length():
         assert chosen["model.pooling"] == "concat" and chosen["model.ngrams"] == 2
     # the linear model beside the network where n-gram models are strong: long texts
     assert long["model.wide"] == "nblr" and "model.wide" not in short
+
+
+@pytest.fixture
+def steps_of(monkeypatch):
+    """Every timed training step takes ``seconds[0]``: the budget's choices without a clock."""
+    import textlstm.data.budget as budget
+
+    seconds = [0.01]
+    monkeypatch.setattr(budget, "time_step", lambda *args: seconds[0])
+    return seconds
+
+
+def test_init_prints_the_expected_time_and_fits_the_recipe_into_the_budget(
+    tmp_path, monkeypatch, steps_of
+):
+    write_label_folders(tmp_path / "reviews", per_class=200)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["init", "reviews", "-o", "quick.toml"])
+    assert result.exit_code == 0, result.output
+    # 360 training texts in batches of 32: 12 steps of 10 ms an epoch, 40 epochs at most
+    assert (
+        "expected training time on this machine: about 0.1 min (40 epochs of 12 steps at 10 ms "
+        "a step, timed now; early stopping often ends it sooner), within the budget of 10 min"
+    ) in " ".join(result.stdout.split())
+    roomy = load_recipe(tmp_path / "quick.toml")
+    steps_of[0] = 0.5  # a slower machine: 40 epochs of 6.3 s would take 4.2 min
+    result = CliRunner().invoke(app, ["init", "reviews", "-o", "one.toml", "--minutes", "1"])
+    assert result.exit_code == 0, result.output
+    tight = load_recipe(tmp_path / "one.toml")
+    assert (roomy.train.max_epochs, tight.train.max_epochs) == (40, 9)
+    assert tight.tokenizer.max_length == roomy.tokenizer.max_length
+    text = (tmp_path / "one.toml").read_text()
+    assert "max_epochs = 9  # 1 min of training: epochs of about 6 s here leave room for 9" in text
+    steps_of[0] = 5.0  # so slow that two whole epochs do not fit: the texts are cut
+    result = CliRunner().invoke(app, ["init", "reviews", "-o", "cut.toml", "--minutes", "1"])
+    cut = load_recipe(tmp_path / "cut.toml")
+    assert cut.train.max_epochs == 2 and cut.tokenizer.max_length == 16
+    assert "over the budget of 1 min even so: give more with --minutes" in " ".join(
+        result.stdout.split()
+    )
+
+
+def test_the_budget_grows_with_the_data():
+    from textlstm.data.budget import budget_minutes
+
+    assert [budget_minutes(n) for n in (300, 20_000, 20_001, 100_000, 100_001)] == [
+        10, 10, 30, 30, 60,
+    ]  # fmt: skip

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import tomli_w
 
+from textlstm.data.budget import Fitted, budget_minutes, estimate, fit_budget
 from textlstm.data.splits import column, load_raw, load_splits, phrase_share
 from textlstm.errors import DataError, param
 from textlstm.files import write_text
@@ -54,6 +55,7 @@ class StartingRecipe:
     choices: list[Choice] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     path: Path | None = None  # where write_starting_recipe saved it
+    fitted: Fitted | None = None  # the expected training time, and what the budget changed
 
 
 def starting_recipe(
@@ -63,9 +65,12 @@ def starting_recipe(
     data_dir: str | Path | None = None,
     recipe_dir: str | Path | None = None,
     seed: int = 13,
+    minutes: float | None = None,
 ) -> StartingRecipe:
     """Look at ``dataset`` (anything ``[data] dataset`` takes) and choose a recipe for it. A local
-    dataset is written relative to ``recipe_dir``, the folder the recipe will be saved in."""
+    dataset is written relative to ``recipe_dir``, the folder the recipe will be saved in. Its
+    training time on this machine is estimated and kept within ``minutes`` (default: 10 up to
+    20,000 training texts, 30 up to 100,000, 60 beyond)."""
     raw, source, _, local = load_raw(dataset, None, data_dir, Path.cwd())
     train = raw["train"] if "train" in raw else next(iter(raw.values()))
     for given, default, what in ((text, "text", "text"), (label, "label", "label")):
@@ -104,13 +109,39 @@ def starting_recipe(
                     "phrases it trained on",
                 )
             )
-    chosen = _text_choices(texts)
+    chosen, sample = _text_choices(texts)
     length = next(c.value for c in chosen if c.key == "tokenizer.max_length")
     spaceless = next(c.value for c in chosen if c.key == "tokenizer.kind") == "char"
     choices += chosen + _size_choices(
         len(texts), len(splits.labels), long=length > 256, glove=not spaceless and glove_installed()
     )
-    return _finish(dataset, choices, list(splits.notes), seed)
+    done = _finish(dataset, choices, list(splits.notes), seed)
+    validation = len(splits["validation"]) if "validation" in splits.names else len(texts) // 9
+    fitted = _fit_time(done.recipe, sample, len(texts), validation, len(splits.labels), minutes)
+    if fitted.changes:
+        for key, (value, reason) in fitted.changes.items():
+            choices = [c for c in choices if c.key != key] + [Choice(key, value, reason)]
+        done = _finish(dataset, choices, list(splits.notes), seed)
+    done.fitted = fitted
+    return done
+
+
+def _fit_time(
+    recipe: Recipe,
+    sample: list[list[str]],
+    rows: int,
+    validation: int,
+    labels: int,
+    minutes: float | None,
+) -> Fitted:
+    """The recipe's training time on this machine, timed now, fitted into the budget."""
+    limit = recipe.tokenizer.max_length
+    mean = float(np.mean([min(len(tokens), limit) for tokens in sample])) if sample else 1.0
+    distinct = len({token for tokens in sample for token in tokens})
+    vocab = min(recipe.vocab.max_size, int(distinct * math.sqrt(rows / max(1, len(sample))))) + 2
+    first = estimate(recipe.model, recipe.train, rows, validation, mean, vocab, labels)
+    budget = 60 * (minutes if minutes is not None else budget_minutes(rows))
+    return fit_budget(first, budget, limit, mean)
 
 
 def cjk_share(texts: Sequence[str]) -> float:
@@ -121,13 +152,15 @@ def cjk_share(texts: Sequence[str]) -> float:
     return float(cjk(points[word]).sum() / max(1, word.sum()))
 
 
-def _text_choices(texts: list[str]) -> list[Choice]:
+def _text_choices(texts: list[str]) -> tuple[list[Choice], list[list[str]]]:
+    """The tokenizer's settings, and the tokens of a sample of the texts."""
     sample = texts[:: max(1, len(texts) // 5000)]  # a few thousand texts say enough
     html = float(np.mean([bool(TAG_PATTERN.search(t)) for t in sample]))
     share = cjk_share(sample)
     spaceless = share > CJK_SHARE
     pattern = CHAR_PATTERN if spaceless else WORD_PATTERN
-    words = np.array([len(pattern.findall(t)) for t in sample])
+    found = [pattern.findall(t.lower()) for t in sample]
+    words = np.array([len(tokens) for tokens in found])
     spaced = np.array([len(t.split()) for t in sample])
     tokenized = bool(np.mean(np.abs(words - spaced) <= np.maximum(1, 0.02 * words)) > 0.95) and any(
         re.search(r" [,.!?'] ?| n't ", t) for t in sample
@@ -169,7 +202,7 @@ def _text_choices(texts: list[str]) -> list[Choice]:
         out.append(
             Choice("tokenizer.max_length", length, f"95 % of the texts have up to {p95:,} tokens")
         )
-    return out
+    return out, found
 
 
 def glove_installed() -> bool:
@@ -313,11 +346,12 @@ def write_starting_recipe(
     label: str | None = None,
     data_dir: str | Path | None = None,
     force: bool = False,
+    minutes: float | None = None,
 ) -> StartingRecipe:
     """``starting_recipe`` saved as ``output`` (default ``<name>.toml``); an existing file is
     never replaced unless ``force``, and the file read back must be the recipe chosen."""
     folder = Path(output).parent if output is not None else Path.cwd()
-    done = starting_recipe(dataset, text, label, data_dir, folder)
+    done = starting_recipe(dataset, text, label, data_dir, folder, minutes=minutes)
     path = Path(output) if output is not None else Path(f"{done.recipe.name}.toml")
     if path.exists() and not force:
         raise DataError(
