@@ -20,7 +20,8 @@ For each data set, each in a fresh process:
 The table gives each method's test accuracy and macro-F1, init's difference from the better
 baseline, its training seconds (epochs only, as meta.json records them), its wall seconds with
 data reading and tokenizing, and each process's peak resident memory. `--set` overrides keys of
-init's recipe (for trying a change of defaults on every set at once).
+init's recipe and `--unset` takes keys out of it (for trying a change of defaults on every set
+at once).
 """
 
 from __future__ import annotations
@@ -69,8 +70,11 @@ class Row:
     note: str = ""
 
 
-def init_recipe_file(name: str, data_root: str, overrides: list[str], out: Path) -> Path:
-    """init's recipe for the data set, written where a user would keep it."""
+def init_recipe_file(
+    name: str, data_root: str, overrides: list[str], out: Path, unset: tuple[str, ...] = ()
+) -> Path:
+    """init's recipe for the data set, written where a user would keep it; ``unset``: dotted
+    keys taken out of it (back to the schema's default)."""
     import tomli_w
 
     from textlstm.data.starter import starting_recipe
@@ -84,6 +88,9 @@ def init_recipe_file(name: str, data_root: str, overrides: list[str], out: Path)
         raw["data"] = first.data.model_dump(mode="json", exclude_none=True)
         raw["seed"] = first.seed
     raw["name"] = f"{name}-init"
+    for dotted in unset:
+        section, key = dotted.split(".")
+        raw.get(section, {}).pop(key, None)
     recipe_from_dict(raw, "<init>")  # valid before it is written
     path = out / f"{name}-init.toml"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -129,9 +136,7 @@ def init_row(name: str, recipe_path: Path, overrides: list[str], data_root: str)
     note += parts_note(meta, evaluation.parts_accuracy)
     report = evaluation.report
     print(f"  init: {report.accuracy:.2%} ({seconds:.0f} s training, {note})", flush=True)
-    return Row(
-        name, "init", report.accuracy, report.macro_f1, seconds, wall, peak_rss_mb(), note
-    )
+    return Row(name, "init", report.accuracy, report.macro_f1, seconds, wall, peak_rss_mb(), note)
 
 
 def table(rows: list[Row]) -> str:
@@ -179,6 +184,7 @@ def main() -> int:
     parser.add_argument("data_root")
     parser.add_argument("--only", default=",".join(SUITES), help="data sets, comma-separated")
     parser.add_argument("--set", action="append", default=[], help="override init's recipe")
+    parser.add_argument("--unset", action="append", default=[], help="drop a key of init's")
     parser.add_argument("--skip-textlstm", action="store_true", help="the baselines only")
     args = parser.parse_args()
     from textlstm.baseline import BASELINES
@@ -187,14 +193,17 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-generality-") as tmp:
         for name in args.only.split(","):
             suite = SUITES[name]
-            if not suite.dataset.startswith("pkg:") and not (
-                Path(args.data_root) / suite.dataset
-            ).is_dir():
+            if (
+                not suite.dataset.startswith("pkg:")
+                and not (Path(args.data_root) / suite.dataset).is_dir()
+            ):
                 print(f"{name}: skipped, no {suite.dataset} under {args.data_root}", flush=True)
                 rows.append(Row(name, "init", None, None, 0, 0, 0, "skipped: no data"))
                 continue
             print(f"{name}:", flush=True)
-            path = in_own_process(init_recipe_file, name, args.data_root, args.set, Path(tmp))
+            path = in_own_process(
+                init_recipe_file, name, args.data_root, args.set, Path(tmp), tuple(args.unset)
+            )
             for method in BASELINES:
                 rows.append(in_own_process(baseline_row, name, method, path, args.data_root))
             if not args.skip_textlstm:

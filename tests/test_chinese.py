@@ -176,3 +176,26 @@ def test_a_chinese_run_trains_predicts_explains_and_exports_the_same_tokens(tmp_
         assert [a.tolist() for a in model_ids] == [b.tolist() or [1] for b in ours]
         expected = predictor.probabilities(texts)
         assert np.abs(standalone(done.folder).probabilities(texts) - expected).max() <= TOLERANCE
+
+
+def test_a_chinese_file_with_empty_texts_and_broken_bytes_follows_the_data_policy(tmp_path):
+    """Broken UTF-8 (a character cut short) is decoded with replacement characters and counted,
+    an empty text is skipped and counted, as the README's data policy says; training goes on."""
+    path = write_chinese_csv(tmp_path / "zh.csv", per_class=30)
+    lines = path.read_bytes().split(b"\n")
+    lines[3] = b'"",pos'  # an empty text
+    lines[5] = "酒".encode()[:2] + lines[5]  # a character cut short: invalid UTF-8
+    path.write_bytes(b"\n".join(lines))
+    recipe = write_recipe(tmp_path / "zh.toml", path).read_text()
+    (tmp_path / "zh.toml").write_text(
+        recipe.replace("[tokenizer]\n", '[tokenizer]\nkind = "char"\n')
+    )
+    result = CliRunner().invoke(
+        app, ["train", str(tmp_path / "zh.toml"), "--out", str(tmp_path / "runs")]
+    )
+    assert result.exit_code == 0, result.output
+    assert (
+        "zh.csv: 1 line(s) were not valid UTF-8; decoded with replacement characters"
+        in " ".join(result.output.split())
+    )
+    assert "train: skipped 1 row(s) with a missing text or label" in result.output
