@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 RUN := $(BIN)/textlstm
 
-.PHONY: bench-quick bench-accuracy setup demo check test bench clean
+.PHONY: bench-quick bench-accuracy bench-generality setup demo check test bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -56,6 +56,14 @@ bench-accuracy: setup
 	bench/README.md)"; exit 2; }
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[vectors]'
 	$(BIN)/python bench/accuracy.py "$(DATA)"
+
+# `textlstm init`'s recipe against TF-IDF + LR and NBSVM on every set of the development suite;
+# DATA holds the suite (../shared/datasets), IMDB (optional) a root holding stanfordnlp/imdb
+bench-generality: setup
+	@test -n "$(DATA)" -a -d "$(DATA)/CogComp/trec" || { echo "make bench-generality needs \
+	DATA=<root of the development suite, e.g. ../shared/datasets> [IMDB=<root holding \
+	stanfordnlp/imdb>] (see bench/README.md)"; exit 2; }
+	$(BIN)/python bench/generality.py "$(DATA)" $(if $(IMDB),--imdb "$(IMDB)")
 
 # The speed table on 2,000 reviews per split, for iteration (a few minutes)
 bench-quick: setup

