@@ -4,6 +4,7 @@
     recipe = textlstm.load_recipe("recipes/bbc-news.toml")
     result = textlstm.train(recipe)
     report = textlstm.evaluate(result.run_dir, split="test").report
+    folds = textlstm.train_folds(recipe, folds=10)  # cross-validation: folds.mean("accuracy")
     predictions = textlstm.Predictor.load(result.run_dir).predict(["Shares rose sharply today"])
     textlstm.predict_files(result.run_dir, ["texts.txt"], "predictions.jsonl")
     lm = textlstm.pretrain(textlstm.load_recipe("recipes/imdb-lm.toml"), max_minutes=30)
@@ -32,6 +33,9 @@ _EXPORTS = {
     "predict_files": "textlstm.predict_io",
     "FilesPredicted": "textlstm.predict_io",
     "resume": "textlstm.training",
+    "train_folds": "textlstm.training.folds",
+    "evaluate_folds": "textlstm.training.folds",
+    "FoldsResult": "textlstm.training.folds",
     "pretrain": "textlstm.lm",
     "PretrainResult": "textlstm.lm",
     "PretrainEvents": "textlstm.lm",

@@ -45,6 +45,11 @@ class DataConfig(_Section):
     # and phrases found only inside carved sentences are left out of training, as the data set's
     # own test split was made; random rows would put a sentence's phrases on both sides
     carve: Literal["rows", "sentences"] = "rows"
+    # cross-validation (`textlstm train --folds K` sets both): the test split is fold `fold`
+    # (1..folds) of `folds` stratified, seeded folds of the train split, and the data set's own
+    # test split is left out; validation is carved from the other folds as usual
+    folds: int = Field(0, ge=0, le=100, description="0: no cross-validation")
+    fold: int = Field(0, ge=0, le=100)
 
     @field_validator("text")
     @classmethod
@@ -424,6 +429,27 @@ def _model_switches(model: ModelConfig, label: str, overridden: set[str]) -> lis
     return problems
 
 
+def _fold_checks(data: DataConfig, label: str, overridden: set[str]) -> list[str]:
+    """data.folds and data.fold: a fold that exists, and no test split carved beside them."""
+
+    def line(key: str, problem: str) -> str:
+        where = param("overrides") if f"data.{key}" in overridden else label
+        return f"{where}: data.{key}: {problem}"
+
+    if data.folds == 0:
+        return [line("fold", "needs data.folds (the number of folds)")] if data.fold else []
+    if data.folds == 1:
+        return [line("folds", "give 2 or more folds (0: no cross-validation)")]
+    problems = []
+    if not 1 <= data.fold <= data.folds:
+        problems.append(line("fold", f"give a fold from 1 to {data.folds} (data.folds)"))
+    if data.test_fraction > 0:
+        problems.append(
+            line("test_fraction", "the folds give the test split; remove one of the two")
+        )
+    return problems
+
+
 def _cross_checks(recipe: Recipe, label: str, overridden: set[str]) -> list[str]:
     """Keys that are valid alone but contradict each other. A key left at its default never
     counts (a resolved recipe, as saved in a run folder, spells out every default)."""
@@ -440,6 +466,7 @@ def _cross_checks(recipe: Recipe, label: str, overridden: set[str]) -> list[str]
             f"{', '.join(kinds)}); remove it or change tokenizer.kind"
         )
     problems += _model_switches(recipe.model, label, overridden)
+    problems += _fold_checks(recipe.data, label, overridden)
     vocab = recipe.vocab
     if recipe.model.encoder is not None:
         for key in ("path", "vectors"):

@@ -18,7 +18,9 @@ if TYPE_CHECKING:
 @app.command()
 @guarded
 def evaluate(
-    run: Annotated[Path, typer.Argument(help="A finished run folder.")],
+    run: Annotated[
+        Path, typer.Argument(help="A finished run folder, or a folder of `train --folds` runs.")
+    ],
     split: Annotated[str, typer.Option(help="Split to evaluate on.")] = "test",
     data: Annotated[
         str | None,
@@ -39,9 +41,16 @@ def evaluate(
         ),
     ] = False,
 ) -> None:
-    """Accuracy, macro-F1, per-class scores and the confusion matrix of a run."""
+    """Accuracy, macro-F1, per-class scores and the confusion matrix of a run (of each fold and
+    their mean for a folder of cross-validation runs)."""
     from textlstm.evaluation import evaluate as evaluate_run
+    from textlstm.training.folds import evaluate_folds, is_folds_folder
 
+    if is_folds_folder(run):
+        from textlstm.cli.folds import show_folds
+
+        show_folds(evaluate_folds(run, data_dir=data_dir, device=device, baseline=baseline))
+        return
     result = evaluate_run(
         run,
         split,

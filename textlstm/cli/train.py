@@ -26,7 +26,9 @@ from textlstm.cli.app import (
 from textlstm.cli.progress import TrainProgress, logged
 
 if TYPE_CHECKING:
+    from textlstm.recipe import Recipe
     from textlstm.text.cache import Options
+    from textlstm.training import Events
 
 
 @app.command()
@@ -47,6 +49,16 @@ def train(
         typer.Option("--resume", help="Continue a killed (.partial) or interrupted run folder."),
     ] = None,
     tensorboard: TensorBoard = None,
+    folds: Annotated[
+        int,
+        typer.Option(
+            "--folds",
+            min=0,
+            max=100,
+            help="K-fold cross-validation: a run per stratified fold of the train split, "
+            "each tested on its held-out fold; prints the mean and std.",
+        ),
+    ] = 0,
 ) -> None:
     """Train a model from a recipe; writes a run folder under --out/<recipe name>/."""
     from textlstm.errors import TextLSTMError
@@ -71,6 +83,8 @@ def train(
             assert recipe is not None
             loaded = load_recipe(recipe, overrides)
             out.print(f"[bold]training[/bold] {loaded.name} from {recipe}")
+            if folds:
+                return cross_validate(loaded, folds, out_dir, data_dir, device, events, settings_)
             result = train_model(loaded, out_dir, data_dir, device, events, settings_)
     best = result.epochs[result.best_epoch - 1]
     out.print(
@@ -84,6 +98,24 @@ def train(
         out.print(f"continue with: {again} --resume {result.run_dir}", soft_wrap=True)
     split = "test" if "test" in result.splits else "validation"
     out.print(f"next: textlstm evaluate {result.run_dir} --split {split}")
+
+
+def cross_validate(
+    recipe: Recipe,
+    folds: int,
+    out_dir: Path,
+    data_dir: Path | None,
+    device: str,
+    events: Events,
+    settings_: Options,
+) -> None:
+    from textlstm.cli.folds import show_folds
+    from textlstm.training.folds import train_folds
+
+    def done(fold: int, run: Path) -> None:
+        out.print(f"fold {fold} of {folds}: [bold]{run}[/bold]", soft_wrap=True)
+
+    show_folds(train_folds(recipe, folds, out_dir, data_dir, device, events, settings_, done))
 
 
 def quiet(

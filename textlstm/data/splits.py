@@ -124,7 +124,15 @@ def finish_splits(
         )
     total = len(train)
     carve = _carve if cfg.carve == "rows" else _carve_sentences
-    if "test" not in splits and cfg.test_fraction > 0:
+    if cfg.folds:
+        if "test" in splits:
+            notes.append("the data set's own test split is left out: the folds give the test split")
+        train, splits["test"] = _fold(train, cfg.folds, cfg.fold, seed, source)
+        notes.append(
+            f"test split: fold {cfg.fold} of {cfg.folds}, {len(splits['test'])} rows "
+            f"(stratified, seed {seed})"
+        )
+    elif "test" not in splits and cfg.test_fraction > 0:
         train, splits["test"], (unit, extra) = carve(train, cfg.test_fraction, seed, source, "test")
         notes.append(
             f"test split carved from train: {len(splits['test'])} {unit} "
@@ -148,6 +156,26 @@ def finish_splits(
     return Splits(
         datasets.DatasetDict({name: splits[name] for name in order}), labels, source, notes
     )
+
+
+def _fold(train: Any, folds: int, fold: int, seed: int, source: str) -> tuple[Any, Any]:
+    """The rows outside and inside fold ``fold`` (1-based) of ``folds`` stratified, seeded
+    folds: every row is in exactly one fold's test split."""
+    import warnings
+
+    import numpy as np
+    from sklearn.model_selection import StratifiedKFold
+
+    labels = np.asarray(column(train, "label"))
+    if len(labels) < folds:
+        raise DataError(
+            f"{source}: {len(labels)} training rows cannot make {folds} folds; lower data.folds"
+        )
+    with warnings.catch_warnings():  # a class rarer than the folds: some folds go without it
+        warnings.simplefilter("ignore", UserWarning)
+        parts = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(labels, labels))
+    rest, held = parts[fold - 1]
+    return train.select(rest), train.select(held)
 
 
 def _carve(
