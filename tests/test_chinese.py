@@ -199,3 +199,21 @@ def test_a_chinese_file_with_empty_texts_and_broken_bytes_follows_the_data_polic
         in " ".join(result.output.split())
     )
     assert "train: skipped 1 row(s) with a missing text or label" in result.output
+
+
+def test_the_linear_baseline_reads_chinese_as_character_n_grams():
+    from textlstm.baseline import analyzer_for, fit_nbsvm, fit_tfidf_lr
+
+    assert (analyzer_for("char"), analyzer_for("jieba"), analyzer_for("regex")) == (
+        "char", "char", "word",
+    )  # fmt: skip
+    train = chinese_texts("pos", 60, 1) + chinese_texts("neg", 60, 1)
+    labels = np.array([1] * 60 + [0] * 60)
+    held = chinese_texts("pos", 30, 2) + chinese_texts("neg", 30, 2)
+    truth = np.array([1] * 30 + [0] * 30)
+    for fit in (fit_tfidf_lr, fit_nbsvm):
+        chars = fit(train, labels, analyzer="char")
+        assert chars.method.endswith(("characters 1-3 + LR", "characters 1-3"))
+        assert (chars.predict(held) == truth).mean() >= 0.9
+        with pytest.raises(ValueError, match="no terms remain"):
+            fit(train, labels)  # a word pattern sees each clause as one word, seen once

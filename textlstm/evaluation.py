@@ -167,13 +167,18 @@ def fit_baseline(
             f"the baseline needs the data the run was trained on (drop {param('baseline')})"
         )
     val = splits["validation"] if "validation" in splits.names else None
-    fitted = fit_tfidf_lr(
-        column(splits["train"], "text"),
-        np.asarray(column(splits["train"], "label")),
-        column(val, "text") if val is not None else [],
-        np.asarray(column(val, "label")) if val is not None else None,
-        analyzer_for(loaded.recipe.tokenizer.kind),
-    )
+    try:
+        fitted = fit_tfidf_lr(
+            column(splits["train"], "text"),
+            np.asarray(column(splits["train"], "label")),
+            column(val, "text") if val is not None else [],
+            np.asarray(column(val, "label")) if val is not None else None,
+            analyzer_for(loaded.recipe.tokenizer.kind),
+        )
+    except ValueError as exc:  # scikit-learn's: no n-gram seen twice, for one
+        raise DataError(
+            f"{splits.source}: the baseline cannot be fitted on the training split ({exc})"
+        ) from None
     predicted = fitted.predict(column(dataset, "text"))
     scored = report(truth, np.asarray(predicted), loaded.labels)
     return BaselineScore(scored, fitted.method, fitted.note, fitted.train_rows, fitted.seconds)
