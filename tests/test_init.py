@@ -112,11 +112,14 @@ def test_sizes_follow_the_rows_and_the_text_length():
     assert (small["model.hidden_size"], short["model.hidden_size"]) == (64, 128)
     assert long["model.hidden_size"] == 64  # hundreds of tokens a text: each step costs more
     assert small["model.dropout"] > short["model.dropout"]
-    assert small["model.ngram_buckets"] < short["model.ngram_buckets"]
-    for chosen in (small, short, long):
-        assert chosen["model.pooling"] == "concat" and chosen["model.ngrams"] == 2
-    # the linear model beside the network where n-gram models are strong: long texts
-    assert long["model.wide"] == "nblr" and "model.wide" not in short
+    for chosen in (small, short, long):  # the linear model beside the network, always
+        assert chosen["model.pooling"] == "concat" and chosen["model.wide"] == "nblr"
+    # short texts: adversarial training, which pushes the recurrent branch's embeddings only,
+    # so no n-gram bag beside them; long texts: the bag, and no pushed steps (2.7x the time)
+    for chosen in (small, short):
+        assert chosen["train.adversarial"] == 0.1 and "model.ngrams" not in chosen
+    assert long["model.ngrams"] == 2 and "train.adversarial" not in long
+    assert picked(3_000, True)["model.ngram_buckets"] < long["model.ngram_buckets"]
 
 
 @pytest.fixture
@@ -136,17 +139,23 @@ def test_init_prints_the_expected_time_and_fits_the_recipe_into_the_budget(
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(app, ["init", "reviews", "-o", "quick.toml"])
     assert result.exit_code == 0, result.output
-    # 360 training texts in batches of 32: 12 steps of 10 ms an epoch, 40 epochs at most
+    # 360 training texts in batches of 32: 12 steps an epoch, 40 epochs at most; a step with
+    # adversarial training costs 2.7 plain ones
     assert (
-        "expected training time on this machine: about 0.1 min (40 epochs of 12 steps at 10 ms "
+        "expected training time on this machine: about 0.2 min (40 epochs of 12 steps at 27 ms "
         "a step, timed now; early stopping often ends it sooner), within the budget of 10 min"
     ) in " ".join(result.stdout.split())
     roomy = load_recipe(tmp_path / "quick.toml")
-    steps_of[0] = 0.5  # a slower machine: 40 epochs of 6.3 s would take 4.2 min
+    steps_of[0] = 0.5  # a slower machine: 40 epochs of 16.5 s, or of 6.3 s without pushed steps
     result = CliRunner().invoke(app, ["init", "reviews", "-o", "one.toml", "--minutes", "1"])
     assert result.exit_code == 0, result.output
     tight = load_recipe(tmp_path / "one.toml")
     assert (roomy.train.max_epochs, tight.train.max_epochs) == (40, 9)
+    assert (roomy.train.adversarial, tight.train.adversarial) == (0.1, 0.0)
+    assert (
+        "note: train.adversarial left out: 1 min of training: with adversarial training the "
+        "planned 11.0 min would not fit"
+    ) in " ".join(result.stdout.split())
     assert tight.tokenizer.max_length == roomy.tokenizer.max_length
     text = (tmp_path / "one.toml").read_text()
     assert "max_epochs = 9  # 1 min of training: epochs of about 6 s here leave room for 9" in text

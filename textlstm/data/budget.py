@@ -88,30 +88,47 @@ class Fitted:
 
     estimate: Estimate
     budget_seconds: float
-    changes: dict[str, tuple[object, str]]
+    changes: dict[str, tuple[object | None, str]]
 
 
 def fit_budget(
-    first: Estimate, budget_seconds: float, max_length: int, mean_length: float
+    first: Estimate,
+    budget_seconds: float,
+    max_length: int,
+    mean_length: float,
+    adversarial: bool = False,
 ) -> Fitted:
-    """Fewer epochs first (no fewer than two), then shorter texts, until the planned time fits."""
+    """No adversarial training first, then fewer epochs (no fewer than two), then shorter texts,
+    until the planned time fits. A change to None takes the key out of the recipe."""
     if first.seconds <= budget_seconds:
         return Fitted(first, budget_seconds, {})
     minutes = budget_seconds / 60
+    if adversarial:
+        plain = first.step_seconds / ADVERSARIAL_COST
+        validation = first.epoch_seconds - first.steps * first.step_seconds
+        cheaper = Estimate(plain, first.steps, first.epochs, first.steps * plain + validation)
+        rest = fit_budget(cheaper, budget_seconds, max_length, mean_length)
+        reason = (
+            f"{minutes:g} min of training: with adversarial training the planned "
+            f"{first.seconds / 60:.1f} min would not fit"
+        )
+        return Fitted(
+            rest.estimate, budget_seconds, {"train.adversarial": (None, reason), **rest.changes}
+        )
     epochs = math.floor(budget_seconds / first.epoch_seconds)
     if epochs >= 2:
         reason = (
             f"{minutes:g} min of training: epochs of about {first.epoch_seconds:.0f} s here "
             f"leave room for {epochs}"
         )
-        fitted = Estimate(first.step_seconds, first.steps, epochs, first.epoch_seconds)
-        return Fitted(fitted, budget_seconds, {"train.max_epochs": (epochs, reason)})
+        fewer = Estimate(first.step_seconds, first.steps, epochs, first.epoch_seconds)
+        return Fitted(fewer, budget_seconds, {"train.max_epochs": (epochs, reason)})
     share = budget_seconds / (2 * first.epoch_seconds)  # the share of each text two epochs allow
     length = max(16, int(max_length * share) // 16 * 16)
     scale = min(length, mean_length) / max(1.0, mean_length)
-    fitted = Estimate(first.step_seconds * scale, first.steps, 2, first.epoch_seconds * scale)
+    shorter = Estimate(first.step_seconds * scale, first.steps, 2, first.epoch_seconds * scale)
     return Fitted(
-        fitted,
+        shorter,
         budget_seconds,
         {
             "train.max_epochs": (2, f"{minutes:g} min of training: two epochs at most"),
