@@ -194,21 +194,19 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-generality-") as tmp:
         for name in args.only.split(","):
             suite = SUITES[name]
-            if (
-                not suite.dataset.startswith("pkg:")
-                and not (Path(args.data_root) / suite.dataset).is_dir()
-            ):
-                print(f"{name}: skipped, no {suite.dataset} under {args.data_root}", flush=True)
+            root = (args.imdb or args.data_root) if name == "imdb" else args.data_root
+            if not suite.dataset.startswith("pkg:") and not (Path(root) / suite.dataset).is_dir():
+                print(f"{name}: skipped, no {suite.dataset} under {root}", flush=True)
                 rows.append(Row(name, "init", None, None, 0, 0, 0, "skipped: no data"))
                 continue
             print(f"{name}:", flush=True)
             path = in_own_process(
-                init_recipe_file, name, args.data_root, args.set, Path(tmp), tuple(args.unset)
+                init_recipe_file, name, root, args.set, Path(tmp), tuple(args.unset)
             )
             for method in BASELINES:
-                rows.append(in_own_process(baseline_row, name, method, path, args.data_root))
+                rows.append(in_own_process(baseline_row, name, method, path, root))
             if not args.skip_textlstm:
-                rows.append(in_own_process(init_row, name, path, args.set, args.data_root))
+                rows.append(in_own_process(init_row, name, path, args.set, root))
     print()
     print(table(rows))
     print()

@@ -120,6 +120,9 @@ def test_sizes_follow_the_rows_and_the_text_length():
         assert chosen["train.adversarial"] == 0.1 and "model.ngrams" not in chosen
     assert long["model.ngrams"] == 2 and "train.adversarial" not in long
     assert picked(3_000, True)["model.ngram_buckets"] < long["model.ngram_buckets"]
+    # characters (Chinese) are not pushed: the bag and the NB-LR, as for long texts
+    chars = {c.key: c.value for c in starter._size_choices(9_000, 2, words=False)}
+    assert chars["model.ngrams"] == 2 and "train.adversarial" not in chars
 
 
 @pytest.fixture

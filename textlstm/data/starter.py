@@ -119,6 +119,7 @@ def starting_recipe(
         len(splits.labels),
         long=length > 256,
         glove=None if spaceless or not glove_installed() else glove_coverage(sample),
+        words=not spaceless,
     )
     done = _finish(dataset, choices, list(splits.notes), seed)
     validation = len(splits["validation"]) if "validation" in splits.names else len(texts) // 9
@@ -229,11 +230,14 @@ def glove_coverage(sample: list[list[str]]) -> float:
 
 
 def _size_choices(
-    rows: int, classes: int, long: bool = False, glove: float | None = None
+    rows: int, classes: int, long: bool = False, glove: float | None = None, words: bool = True
 ) -> list[Choice]:
     """``long``: the texts run to hundreds of tokens, so each step costs more; ``glove``: the
-    share of the words that the English GloVe vectors cover (None: not considered)."""
+    share of the words that the English GloVe vectors cover (None: not considered); ``words``:
+    the tokens are words, not characters. Adversarial training is for short texts of words: on
+    characters (ChnSentiCorp) it cost the network 4 points (bench/README.md)."""
     small = rows < 10_000
+    push = words and not long
     out = [
         Choice(
             "vocab.min_freq",
@@ -258,10 +262,12 @@ def _size_choices(
         if glove is not None:
             why = f"GloVe's English vectors know only {glove:.0%} of the words: " + why
         out.append(Choice("model.embedding_dim", 128, why))
-    return out + _model_choices(rows, small, long) + _train_choices(rows, classes, small, long)
+    return (
+        out + _model_choices(rows, small, long, push) + _train_choices(rows, classes, small, push)
+    )
 
 
-def _model_choices(rows: int, small: bool, long: bool) -> list[Choice]:
+def _model_choices(rows: int, small: bool, long: bool, push: bool) -> list[Choice]:
     out = [
         Choice(
             "model.hidden_size",
@@ -293,7 +299,7 @@ def _model_choices(rows: int, small: bool, long: bool) -> list[Choice]:
         "first; its scores are added at weights fitted on validation (Mesnil et al. 2015), so "
         "the joined model starts from what the linear baselines get right",
     )
-    if not long:  # adversarial training pushes the recurrent branch's embeddings only
+    if push:  # adversarial training pushes the recurrent branch's embeddings only: no bag
         return [*out, wide]
     return [
         *out,
@@ -312,7 +318,7 @@ def _model_choices(rows: int, small: bool, long: bool) -> list[Choice]:
     ]
 
 
-def _train_choices(rows: int, classes: int, small: bool, long: bool = False) -> list[Choice]:
+def _train_choices(rows: int, classes: int, small: bool, push: bool) -> list[Choice]:
     out: list[Choice] = []
     batch = 32 if small else 64
     steps = max(1, math.ceil(rows / batch))
@@ -332,14 +338,14 @@ def _train_choices(rows: int, classes: int, small: bool, long: bool = False) -> 
             f"stop after {cfg.patience} epochs without a better validation score",
         ),
     ]
-    if not long:
+    if push:
         out.append(
             Choice(
                 "train.adversarial",
                 ADVERSARIAL,
                 "adversarial training on the word embeddings (Miyato et al. 2017): each step also "
-                "learns from its texts pushed the way that hurts most; on short texts it gained "
-                "0.3 to 4.6 points (bench/README.md), for about 2.7x the time of a step",
+                "learns from its texts pushed the way that hurts most, a regulariser that suits "
+                "short texts (SST-2, SST-5, TREC in bench/README.md); a step costs about 2.7x",
             )
         )
     if classes > 2:
