@@ -49,12 +49,11 @@ bench: setup
 	$(BIN)/python bench/lm_speed.py "$(DATA)"
 
 # Accuracy from scratch against TF-IDF + LR and NBSVM on the same rows (IMDB, BBC News, SST-2);
-# DATA holds stanfordnlp/imdb and stanfordnlp/sst2; GloVe rows need the vectors extra
+# DATA holds stanfordnlp/imdb and stanfordnlp/sst2 (GloVe is installed with textlstm)
 bench-accuracy: setup
 	@test -n "$(DATA)" -a -d "$(DATA)/stanfordnlp/imdb" -a -d "$(DATA)/stanfordnlp/sst2" || { echo \
 	"make bench-accuracy needs DATA=<root holding stanfordnlp/imdb and stanfordnlp/sst2> (see \
 	bench/README.md)"; exit 2; }
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[vectors]'
 	$(BIN)/python bench/accuracy.py "$(DATA)"
 
 # `textlstm init`'s recipe against TF-IDF + LR and NBSVM on every set of the development suite;

@@ -191,3 +191,13 @@ def test_glove_is_chosen_where_it_knows_the_words():
     assert other["model.embedding_dim"].reason == (
         "GloVe's English vectors know only 50% of the words: embeddings learnt from this data alone"
     )
+
+
+def test_init_prints_brackets_as_they_are(tmp_path, monkeypatch):
+    """Rich markup must not swallow a '[...]' in a path or a reason."""
+    write_label_folders(tmp_path / "reviews", per_class=10)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["init", "reviews", "-o", "out[v2]/r[1].toml"])
+    assert result.exit_code == 0, result.output
+    assert "wrote out[v2]/r[1].toml; next: textlstm train out[v2]/r[1].toml" in result.stdout
+    assert (tmp_path / "out[v2]" / "r[1].toml").is_file()
