@@ -154,7 +154,7 @@ CASES: list[tuple[str, Callable[[Path, Path], list[str]], str]] = [
             train(t) if recipe(t, replace=("[tokenizer]\n", '[tokenizer]\nkind = "nltk"\n')) else []
         ),
         "{t}/r.toml: tokenizer.kind: unknown choice 'nltk'; expected one of 'regex', 'whitespace', "
-        "'spacy', 'bpe', 'wordpiece' or 'unigram'",
+        "'char', 'jieba', 'spacy', 'bpe', 'wordpiece' or 'unigram'",
     ),
     (
         "set-missing-key",

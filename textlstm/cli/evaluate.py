@@ -13,6 +13,17 @@ from textlstm.cli.app import DataDir, Device, Precision, Quantize, app, guarded,
 if TYPE_CHECKING:
     from textlstm.evaluation import BaselineScore
     from textlstm.metrics import Report
+    from textlstm.tuning.folds import FoldsResult
+
+
+Baseline = Annotated[
+    bool,
+    typer.Option(
+        "--baseline",
+        help="Also fit TF-IDF (1-2 grams) + logistic regression on the run's training split "
+        "and score it on the same rows: does the LSTM earn its cost?",
+    ),
+]
 
 
 @app.command()
@@ -32,23 +43,14 @@ def evaluate(
     device: Device = "auto",
     precision: Precision = "auto",
     quantize: Quantize = None,
-    baseline: Annotated[
-        bool,
-        typer.Option(
-            "--baseline",
-            help="Also fit TF-IDF (1-2 grams) + logistic regression on the run's training split "
-            "and score it on the same rows: does the LSTM earn its cost?",
-        ),
-    ] = False,
+    baseline: Baseline = False,
 ) -> None:
     """Accuracy, macro-F1, per-class scores and the confusion matrix of a run (of each fold and
     their mean for a folder of cross-validation runs)."""
     from textlstm.evaluation import evaluate as evaluate_run
-    from textlstm.training.folds import evaluate_folds, is_folds_folder
+    from textlstm.tuning.folds import evaluate_folds, is_folds_folder
 
     if is_folds_folder(run):
-        from textlstm.cli.folds import show_folds
-
         show_folds(evaluate_folds(run, data_dir=data_dir, device=device, baseline=baseline))
         return
     result = evaluate_run(
@@ -119,3 +121,33 @@ def show_tables(rep: Report) -> None:
     for label, counts in zip(rep.labels, rep.confusion):
         matrix.add_row(label, *[f"{c:,}" for c in counts])
     out.print(matrix)
+
+
+def show_folds(result: FoldsResult) -> None:
+    """Each fold's test scores, then their mean and standard deviation."""
+    linear = bool(result.baseline)
+    columns = ["fold", "accuracy", "macro-F1"] + (["TF-IDF + LR accuracy"] if linear else [])
+    table = Table(
+        *columns,
+        title=f"{len(result.runs)}-fold cross-validation: each fold's run on its held-out rows",
+        title_justify="left",
+    )
+    for i in range(len(result.runs)):
+        row = [
+            str(i + 1),
+            f"{result.scores['accuracy'][i]:.2%}",
+            f"{result.scores['macro_f1'][i]:.2%}",
+        ]
+        if linear:
+            row.append(f"{result.baseline['accuracy'][i]:.2%}")
+        table.add_row(*row)
+    out.print(table)
+    for name, label in (("accuracy", "accuracy"), ("macro_f1", "macro-F1")):
+        line = (
+            f"{label}: mean [bold]{result.mean(name):.2%}[/bold] ± {result.std(name):.2%} "
+            "(sample std over the folds)"
+        )
+        if linear:
+            line += f"; TF-IDF + LR {result.mean(name, True):.2%} ± {result.std(name, True):.2%}"
+        out.print(line)
+    out.print(f"folds folder: [bold]{result.folder}[/bold]", soft_wrap=True)

@@ -28,7 +28,19 @@ from textlstm.cli.progress import TrainProgress, logged
 if TYPE_CHECKING:
     from textlstm.recipe import Recipe
     from textlstm.text.cache import Options
-    from textlstm.training import Events
+    from textlstm.training import Events, TrainResult
+
+
+Folds = Annotated[
+    int,
+    typer.Option(
+        "--folds",
+        min=0,
+        max=100,
+        help="K-fold cross-validation: a run per stratified fold of the train split, "
+        "each tested on its held-out fold; prints the mean and std.",
+    ),
+]
 
 
 @app.command()
@@ -49,16 +61,7 @@ def train(
         typer.Option("--resume", help="Continue a killed (.partial) or interrupted run folder."),
     ] = None,
     tensorboard: TensorBoard = None,
-    folds: Annotated[
-        int,
-        typer.Option(
-            "--folds",
-            min=0,
-            max=100,
-            help="K-fold cross-validation: a run per stratified fold of the train split, "
-            "each tested on its held-out fold; prints the mean and std.",
-        ),
-    ] = 0,
+    folds: Folds = 0,
 ) -> None:
     """Train a model from a recipe; writes a run folder under --out/<recipe name>/."""
     from textlstm.errors import TextLSTMError
@@ -86,6 +89,10 @@ def train(
             if folds:
                 return cross_validate(loaded, folds, out_dir, data_dir, device, events, settings_)
             result = train_model(loaded, out_dir, data_dir, device, events, settings_)
+    show_result(result, launched_here)
+
+
+def show_result(result: TrainResult, launched_here: bool) -> None:
     best = result.epochs[result.best_epoch - 1]
     out.print(
         f"[green]done[/green] in {result.seconds:.0f}s ({result.stopped.replace('_', ' ')}); "
@@ -109,8 +116,8 @@ def cross_validate(
     events: Events,
     settings_: Options,
 ) -> None:
-    from textlstm.cli.folds import show_folds
-    from textlstm.training.folds import train_folds
+    from textlstm.cli.evaluate import show_folds
+    from textlstm.tuning.folds import train_folds
 
     def done(fold: int, run: Path) -> None:
         out.print(f"fold {fold} of {folds}: [bold]{run}[/bold]", soft_wrap=True)

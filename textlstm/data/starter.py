@@ -85,6 +85,37 @@ def starting_recipe(
     data = DataConfig(dataset=dataset, text=text or "text", label=label or "label")
     splits = load_splits(data, data_dir, seed, Path.cwd())
     texts = column(splits["train"], "text")
+    choices = _data_choices(where, text, label, splits, texts)
+    chosen, sample = _text_choices(texts)
+    length = next(c.value for c in chosen if c.key == "tokenizer.max_length")
+    spaceless = next(c.value for c in chosen if c.key == "tokenizer.kind") == "char"
+    choices += chosen + _size_choices(
+        len(texts),
+        len(splits.labels),
+        long=length > 256,
+        glove=None if spaceless or not glove_installed() else glove_coverage(sample),
+        words=not spaceless,
+    )
+    done = _finish(dataset, choices, list(splits.notes), seed)
+    validation = len(splits["validation"]) if "validation" in splits.names else len(texts) // 9
+    fitted = _fit_time(done.recipe, sample, len(texts), validation, len(splits.labels), minutes)
+    notes = list(splits.notes)
+    if fitted.changes:
+        for key, (value, reason) in fitted.changes.items():
+            choices = [c for c in choices if c.key != key]
+            if value is None:
+                notes.append(f"{key} left out: {reason}")
+            else:
+                choices.append(Choice(key, value, reason))
+        done = _finish(dataset, choices, notes, seed)
+    done.fitted = fitted
+    return done
+
+
+def _data_choices(
+    where: str, text: str | None, label: str | None, splits: Any, texts: list[str]
+) -> list[Choice]:
+    """The [data] section: where the data is, its columns, and how missing splits are carved."""
     choices = [Choice("data.dataset", where, "the data you named")]
     if text:
         choices.append(Choice("data.text", text, "the text column you named"))
@@ -111,30 +142,7 @@ def starting_recipe(
                     "phrases it trained on",
                 )
             )
-    chosen, sample = _text_choices(texts)
-    length = next(c.value for c in chosen if c.key == "tokenizer.max_length")
-    spaceless = next(c.value for c in chosen if c.key == "tokenizer.kind") == "char"
-    choices += chosen + _size_choices(
-        len(texts),
-        len(splits.labels),
-        long=length > 256,
-        glove=None if spaceless or not glove_installed() else glove_coverage(sample),
-        words=not spaceless,
-    )
-    done = _finish(dataset, choices, list(splits.notes), seed)
-    validation = len(splits["validation"]) if "validation" in splits.names else len(texts) // 9
-    fitted = _fit_time(done.recipe, sample, len(texts), validation, len(splits.labels), minutes)
-    notes = list(splits.notes)
-    if fitted.changes:
-        for key, (value, reason) in fitted.changes.items():
-            choices = [c for c in choices if c.key != key]
-            if value is None:
-                notes.append(f"{key} left out: {reason}")
-            else:
-                choices.append(Choice(key, value, reason))
-        done = _finish(dataset, choices, notes, seed)
-    done.fitted = fitted
-    return done
+    return choices
 
 
 def _fit_time(

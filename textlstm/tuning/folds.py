@@ -5,6 +5,8 @@ SUBJ, MPQA, MR: 10-fold means).
 The folds are a data setting (``data.folds``, ``data.fold``: see ``data.splits``), so each fold's
 run folder is an ordinary run whose recipe says which rows it held out; ``evaluate`` and
 ``report`` work on it as on any run. The runs sit under one parent folder, with ``folds.json``.
+It lives beside the tuning study: both train a recipe several times and weigh the runs, above
+training and evaluation, which never import each other.
 """
 
 from __future__ import annotations
