@@ -270,3 +270,23 @@ def test_evaluate_shows_each_part_of_a_model_with_the_linear_model(tmp_path, rec
         f"model.wide: the network alone {parts['network']:.2%}, the linear model alone "
         f"{parts['linear']:.2%} on the same rows" in shown
     )
+
+
+def test_version_from_the_command_and_the_module():
+    from importlib.metadata import version
+
+    import textlstm
+
+    expected = f"textlstm {textlstm.__version__} (torch {version('torch')}, Python "
+    result = CliRunner().invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout.startswith(expected), result.output
+    done = subprocess.run(
+        [sys.executable, "-m", "textlstm", "--version"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0 and done.stdout.startswith(expected), done.stderr
+    code = (
+        "import sys\nsys.argv = ['textlstm', '--version']\nfrom textlstm.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\nprint('torch' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip().splitlines()[-1] == "False"  # fast: torch is not imported

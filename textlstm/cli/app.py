@@ -34,6 +34,36 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 out = Console(highlight=False)
+
+
+def _version(value: bool) -> None:
+    """``--version``: this package's version and torch's, read without importing torch."""
+    if value:
+        import platform
+        from importlib.metadata import PackageNotFoundError, version
+
+        from textlstm import __version__
+
+        try:
+            torch = version("torch")
+        except PackageNotFoundError:
+            torch = "not installed"
+        out.print(f"textlstm {__version__} (torch {torch}, Python {platform.python_version()})")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """LSTM text classification from TOML recipes."""
+
+
 err = Console(stderr=True, highlight=False)
 
 # library parameters whose flag is not "--" + the name with dashes
