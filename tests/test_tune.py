@@ -152,3 +152,33 @@ def test_ctrl_c_stops_the_study_and_still_writes_the_best_recipe(tmp_path, tune_
     assert (tmp_path / "runs" / "tiny-tune" / "best.toml").is_file()
     again = tune(load_recipe(tune_recipe), tmp_path / "runs", trials=5, device="cpu", prune=False)
     assert not again.interrupted and sum(t.state == "COMPLETE" for t in again.trials) == 5
+
+
+def test_retrain_trains_on_the_carved_validation_rows_too_and_evaluates_on_the_same_test(
+    tmp_path, tune_recipe
+):
+    """The corpus has one split: validation and test are carved from it. The retrained run
+    trains on train + carved validation, and its test split is the trials' test split."""
+    import json
+
+    result = CliRunner().invoke(
+        app,
+        ["tune", str(tune_recipe), "--out", str(tmp_path / "runs"), "--device", "cpu"]
+        + ["--trials", "2", "--no-prune", "--retrain"],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "runs" / "tiny-tune"
+    trial = json.loads(next(folder.glob("trials/*/*/*/meta.json")).read_text())["split_rows"]
+    retrained = json.loads(next((folder / "retrain").glob("*/*/meta.json")).read_text())
+    rows = retrained["split_rows"]
+    assert rows["train"] == trial["train"] + trial["validation"]
+    assert rows["test"] == trial["test"] and rows["validation"] == trial["validation"]
+    evaluated = CliRunner().invoke(
+        app,
+        ["evaluate", str(next((folder / "retrain").glob("*/*/meta.json")).parent)]
+        + ["--split", "test"],
+        catch_exceptions=False,
+    )
+    assert evaluated.exit_code == 0, evaluated.output
+    assert "accuracy" in evaluated.output

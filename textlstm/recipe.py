@@ -50,6 +50,10 @@ class DataConfig(_Section):
     # test split is left out; validation is carved from the other folds as usual
     folds: int = Field(0, ge=0, le=100, description="0: no cross-validation")
     fold: int = Field(0, ge=0, le=100)
+    # the validation rows (its own split or the share carved from train) also train the model,
+    # as `tune --retrain` does by default; never the test rows. Validation scores are then not
+    # held out, so keep train.keep = "last" with a fixed number of epochs
+    train_on_validation: bool = False
 
     @field_validator("text")
     @classmethod

@@ -146,6 +146,12 @@ def finish_splits(
             f"validation split carved from train: {len(splits['validation'])} {unit} "
             f"({cfg.validation_fraction:.0%}, stratified, seed {seed}){extra}"
         )
+    if cfg.train_on_validation:
+        train = datasets.concatenate_datasets([train, splits["validation"]])
+        notes.append(
+            f"the {len(splits['validation'])} validation rows are also training rows here: "
+            "its scores are not held out"
+        )
     if len(Counter(column(train, "label"))) < 2:
         raise DataError(
             f"{source}: after carving validation/test splits the train split has a "

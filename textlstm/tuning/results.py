@@ -140,14 +140,12 @@ def retrain_best(
     if recipe.tune.retrain == "train+validation":
         trial = next(t for t in result.trials if t.number == result.best_trial)
         epochs = trial.best_epoch or best.train.epochs
-        data = best.data.model_copy(
-            update={"train_split": f"{best.data.train_split}+{best.data.validation_split}"}
-        )
+        data = best.data.model_copy(update={"train_on_validation": True})
         train_cfg = best.train.model_copy(update={"epochs": epochs, "patience": 0, "keep": "last"})
         best = best.model_copy(update={"data": data, "train": train_cfg})
         events.message(
-            f"retraining the best configuration on {data.train_split} for {epochs} "
-            "epoch(s), the best trial's best epoch"
+            f"retraining the best configuration on the training and validation rows for "
+            f"{epochs} epoch(s), the best trial's best epoch"
         )
     else:
         events.message("retraining the best configuration on the train split")
