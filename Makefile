@@ -35,7 +35,7 @@ check: setup
 	$(BIN)/mypy
 
 test: check
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=20
 
 # Benchmarks need real data: DATA (or TEXTLSTM_DATA_DIR) is a root holding stanfordnlp/imdb
 DATA ?= $(TEXTLSTM_DATA_DIR)

@@ -290,3 +290,15 @@ def test_version_from_the_command_and_the_module():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip().splitlines()[-1] == "False"  # fast: torch is not imported
+
+
+def test_help_texts_read_as_whole_sentences_at_any_width():
+    """Docstrings wrap at 80-odd columns in the source; the help must not keep those breaks."""
+    wide = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "250"}, terminal_width=250)
+    assert wide.exit_code == 0, wide.output
+    lines = wide.output.splitlines()
+    assert any("(and [pretrain] unlabelled ones); writes a run folder" in line for line in lines)
+    assert any("labels, a predict.py that needs only onnxruntime" in line for line in lines)
+    narrow = CliRunner().invoke(app, ["export", "--help"], env={"COLUMNS": "60"})
+    words = " ".join(line.strip(" │") for line in narrow.output.splitlines()).split()
+    assert "labels, a predict.py that needs only onnxruntime and numpy," in " ".join(words)
