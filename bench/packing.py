@@ -16,9 +16,9 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from textlstm.batching import bucketed_batches, collate, lengths_of
 from textlstm.data import column
-from textlstm.model import LSTMClassifier
+from textlstm.model.batching import bucketed_batches, collate, lengths_of
+from textlstm.model.classifier import LSTMClassifier
 from textlstm.recipe import load_recipe
 from textlstm.training import prepare
 

@@ -1,4 +1,4 @@
-"""textlstm.checkpoint: finished runs load strictly; damaged, partial or foreign run folders are
+"""textlstm.run.checkpoint: finished runs load strictly; damaged, partial or foreign run folders are
 refused with one CheckpointError line naming the file; nothing is ever unpickled."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from textlstm import checkpoint
 from textlstm.errors import CheckpointError
+from textlstm.run import checkpoint
 
 
 @pytest.fixture

@@ -152,7 +152,7 @@ def test_a_chinese_run_trains_predicts_explains_and_exports_the_same_tokens(tmp_
 
     from textlstm.explain import Explainer
     from textlstm.export.onnx import TOLERANCE, export_onnx
-    from textlstm.predict import Predictor
+    from textlstm.predict.predictor import Predictor
     from textlstm.training import train
 
     data = write_chinese_csv(tmp_path / "zh.csv", per_class=40)
@@ -202,7 +202,7 @@ def test_a_chinese_file_with_empty_texts_and_broken_bytes_follows_the_data_polic
 
 
 def test_the_linear_baseline_reads_chinese_as_character_n_grams():
-    from textlstm.baseline import analyzer_for, fit_nbsvm, fit_tfidf_lr
+    from textlstm.evaluation.baselines import analyzer_for, fit_nbsvm, fit_tfidf_lr
 
     assert (analyzer_for("char"), analyzer_for("jieba"), analyzer_for("regex")) == (
         "char", "char", "word",

@@ -236,7 +236,7 @@ def test_evaluate_with_baseline_fits_tfidf_lr_on_the_runs_training_rows(trained_
 def test_the_baselines_fit_several_classes_and_pick_c_on_validation():
     import numpy as np
 
-    from textlstm.baseline import C_GRID, fit_nbsvm, fit_tfidf_lr
+    from textlstm.evaluation.baselines import BASELINE_C_GRID, fit_nbsvm, fit_tfidf_lr
 
     from conftest import make_texts
 
@@ -247,7 +247,7 @@ def test_the_baselines_fit_several_classes_and_pick_c_on_validation():
     held_y = np.repeat(np.arange(3), 20)
     for fit in (fit_tfidf_lr, fit_nbsvm):
         fitted = fit(texts, y, held, held_y)
-        assert fitted.c in C_GRID and fitted.train_rows == 180
+        assert fitted.c in BASELINE_C_GRID and fitted.train_rows == 180
         assert (fitted.predict(held) == held_y).mean() >= 0.9
         assert fit(texts, y).c == 4.0  # no validation texts: the middle of the grid
 

@@ -18,7 +18,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from textlstm.distributed import World
+from textlstm.training.distributed import World
 
 from conftest import write_label_folders, write_recipe
 
@@ -78,9 +78,9 @@ def _steps(world: World, adversarial: float = 0.0) -> dict[str, torch.Tensor]:
     """Three SGD steps of a tiny classifier (no dropout) on batches of 7, 1 and 4 rows, with a
     moving average of its weights (train.ema_decay) beside it, and adversarial training's
     pushed pass when ``adversarial`` is not 0."""
-    from textlstm.distributed import wrap
-    from textlstm.model import LSTMClassifier
+    from textlstm.model.classifier import LSTMClassifier
     from textlstm.recipe import ModelConfig, TrainConfig
+    from textlstm.training.distributed import wrap
     from textlstm.training.events import Events
     from textlstm.training.loop import Fit, moving_average, train_epoch
 
@@ -143,7 +143,7 @@ def test_two_ranks_take_the_same_steps_as_one_process(tmp_path, adversarial):
 def _finishing(rank: int, store: str, out: str) -> None:
     import torch.distributed as dist
 
-    from textlstm.distributed import together
+    from textlstm.training.distributed import together
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
@@ -180,7 +180,7 @@ def setup(tmp_path: Path) -> Path:
 
 
 def test_torchrun_trains_one_run_folder_whose_metrics_a_single_process_reproduces(setup):
-    from textlstm.evaluation import evaluate
+    from textlstm.evaluation.evaluate import evaluate
 
     code, out, err = finished(torchrun("train", "tiny.toml", "--out", "runs", cwd=setup))
     assert code == 0, err[-3000:]

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from textlstm.checkpoint import load
 from textlstm.cli import app
 from textlstm.errors import CheckpointError, RecipeError
 from textlstm.recipe import TokenizerConfig, VocabConfig, load_recipe
+from textlstm.run.checkpoint import load
 from textlstm.text import encoder as encoder_module
 from textlstm.text.cache import Options, preprocess, vocab_filename
 from textlstm.text.encoder import Encoder, fit_encoder, read_vocab_file, write_vocab_file
@@ -104,7 +104,7 @@ def test_each_kind_trains_saves_and_predicts_end_to_end(tmp_path, recipe_path, k
     subword = kind in ("bpe", "wordpiece", "unigram")
     assert loaded.encoder.cfg.kind == kind and loaded.encoder.subword == subword
     assert (result.run_dir / "tokenizer.json").is_file() == subword
-    from textlstm.predict import Predictor
+    from textlstm.predict.predictor import Predictor
 
     probs = Predictor(loaded).probabilities(["superb lovely film", "awful dull film"])
     assert probs.shape == (2, 2) and np.allclose(probs.sum(1), 1.0)

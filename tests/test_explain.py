@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from textlstm.cli import app
 from textlstm.explain import Explainer
-from textlstm.predict import Predictor
+from textlstm.predict.predictor import Predictor
 from textlstm.recipe import load_recipe
 from textlstm.training import train
 

@@ -14,9 +14,9 @@ import pytest
 from typer.testing import CliRunner
 
 from textlstm.cli import app
-from textlstm.export.engine import OnnxPredictor
 from textlstm.export.onnx import TOLERANCE, export_onnx
-from textlstm.predict import Predictor
+from textlstm.predict.exported import OnnxPredictor
+from textlstm.predict.predictor import Predictor
 from textlstm.recipe import load_recipe
 from textlstm.training import train
 

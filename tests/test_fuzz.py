@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from textlstm.errors import RecipeError
-from textlstm.predict_io import read_inputs
+from textlstm.predict.files import read_inputs
 from textlstm.recipe import Recipe, TokenizerConfig, VocabConfig, load_recipe, recipe_from_dict
 from textlstm.text.encoder import fit_encoder
 

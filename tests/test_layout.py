@@ -19,7 +19,7 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imports(path: Path) -> set[str]:
+def imports(path: Path, prefix: str = "textlstm.") -> set[str]:
     """Every textlstm module that ``path`` imports, at any depth of the file."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
@@ -28,12 +28,18 @@ def imports(path: Path) -> set[str]:
             found.update(f"{node.module}.{a.name}" for a in node.names)
         elif isinstance(node, ast.Import):
             found.update(a.name for a in node.names)
-    return {name for name in found if name.startswith("textlstm")}
+    return {name for name in found if name.startswith(prefix)}
 
 
 def test_each_stage_lives_in_its_folder():
     folders = {p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"}
     assert {"cli", "data", "text", "training", "tuning", "lm", "explain"} <= folders
+    assert {"recipe", "model", "run", "predict", "evaluation"} <= folders
+    top = {p.stem for p in PACKAGE.glob("*.py")}
+    # at the top: the public API, errors and process-wide settings only; every stage in a folder
+    assert top == {"__init__", "__main__", "errors", "files", "runtime", "settings"}
+    assert {p.stem for p in (PACKAGE / "predict").glob("*.py")} >= {"predictor", "precision"}
+    assert {p.stem for p in (PACKAGE / "recipe").glob("*.py")} >= {"schema", "load", "problems"}
     text = {p.stem for p in (PACKAGE / "text").glob("*.py")}
     assert {"tokenizers", "subword", "scan", "vocab", "vectors", "encoder", "cache"} <= text
     assert {p.stem for p in (PACKAGE / "tuning").glob("*.py")} >= {"study", "workers", "results"}
@@ -61,63 +67,111 @@ def test_the_longest_function_is_under_60_lines():
     assert max(lengths) < (60, "")
 
 
-# module -> textlstm modules it must never import: dependencies point one way,
-# cli -> library -> stages -> recipe/errors/runtime
-FORBIDDEN = {
-    "textlstm.text": (
-        "textlstm.training",
-        "textlstm.tuning",
-        "textlstm.cli",
-        "textlstm.predict",
-        "textlstm.batching",
-        "textlstm.model",
-    ),
-    "textlstm.data": ("textlstm.training", "textlstm.tuning", "textlstm.cli", "textlstm.predict"),
-    "textlstm.model": ("textlstm.training", "textlstm.tuning", "textlstm.cli", "textlstm.predict"),
-    "textlstm.training": (
-        "textlstm.tuning",
-        "textlstm.cli",
-        "textlstm.predict",
-        "textlstm.evaluation",
-    ),
-    "textlstm.predict": ("textlstm.training", "textlstm.tuning", "textlstm.cli"),
-    "textlstm.evaluation": ("textlstm.training", "textlstm.tuning", "textlstm.cli"),
-    "textlstm.checkpoint": ("textlstm.training", "textlstm.tuning", "textlstm.cli"),
-    "textlstm.tuning": ("textlstm.cli",),
-    "textlstm.lm": ("textlstm.tuning", "textlstm.cli", "textlstm.predict", "textlstm.evaluation"),
-    "textlstm.explain": ("textlstm.training", "textlstm.tuning", "textlstm.cli", "textlstm.lm"),
-    "textlstm.report": ("textlstm.training", "textlstm.tuning", "textlstm.cli", "textlstm.lm"),
-    "textlstm.export": ("textlstm.training", "textlstm.tuning", "textlstm.cli", "textlstm.lm"),
-    "textlstm.serve": ("textlstm.training", "textlstm.tuning", "textlstm.cli", "textlstm.lm"),
-    "textlstm.recipe": ("textlstm.",),
-    "textlstm.errors": ("textlstm.",),
-    "textlstm.settings": ("textlstm.",),
-}
-ALLOWED = {
-    "textlstm.recipe": {"textlstm.errors", "textlstm.files"},
-    "textlstm.files": {"textlstm.errors"},
-    # the hooks it implements are torch-free interfaces, not training code
-    "textlstm.report.tensorboard": {"textlstm.training.events", "textlstm.lm.events"},
-}
+# The layers, lowest first: a package imports its own modules and packages of lower layers only,
+# so dependencies point one way (cli -> library -> stages -> recipe/errors/runtime) and no two
+# packages import each other. Top-level modules count as packages of their own.
+LAYERS = (
+    ("errors", "settings"),
+    ("files", "runtime"),
+    ("recipe",),
+    ("text",),
+    ("model",),
+    ("data",),
+    ("run",),  # what a run folder holds: checkpoint, scores, plots (below training and evaluation)
+    ("training", "predict"),
+    ("lm", "evaluation", "explain", "export", "serve"),
+    ("tuning", "report"),
+    ("cli",),
+    ("__main__",),
+)
+LAYER = {package: rank for rank, names in enumerate(LAYERS) for package in names}
+# beyond the layers: what reads a finished run folder never imports the code that trains one
+NEVER = dict.fromkeys(("explain", "export", "serve", "predict"), ("training", "lm"))
+
+
+def package_of(module: str) -> str:
+    """``textlstm.training.loop`` -> ``training``; ``textlstm.errors`` -> ``errors``."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] != "__version__" else "textlstm"
+
+
+def package_graph(root: Path) -> dict[str, set[str]]:
+    """package -> the other packages its modules import, for the package folder ``root``."""
+    graph: dict[str, set[str]] = {}
+    for path in sorted(root.rglob("*.py")):
+        parts = path.relative_to(root.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        prefix = root.name + "."
+        found = {package_of(i) for i in imports(path, prefix)} - {package_of(name)}
+        graph.setdefault(package_of(name), set()).update(found)
+    return graph
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one package (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for other in sorted(graph.get(node, ())):
+            if other not in index:
+                visit(other)
+                low[node] = min(low[node], low[other])
+            elif other in stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                top = stack.pop()
+                component.append(top)
+                if top == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_two_packages_import_each_other_even_through_others():
+    assert cycles(package_graph(PACKAGE)) == []
+
+
+def test_the_cycle_check_finds_a_cycle_that_a_package_builds(tmp_path):
+    """Three packages in a ring (a -> b -> c -> a) and one outside it: the ring is found."""
+    root = tmp_path / "textlstm"
+    for package, imported in {"a": "b", "b": "c", "c": "a", "d": "a"}.items():
+        (root / package).mkdir(parents=True)
+        (root / package / "__init__.py").write_text("")
+        (root / package / "mod.py").write_text(f"def f():\n    from textlstm.{imported} import x\n")
+    assert cycles(package_graph(root)) == [["a", "b", "c"]]
+    (root / "c" / "mod.py").write_text("import os\n")
+    assert cycles(package_graph(root)) == []
+
+
+def test_every_package_has_a_layer():
+    assert set(package_graph(PACKAGE)) - {"textlstm"} <= set(LAYER)
 
 
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: module_name(p))
 def test_dependencies_point_one_way(path):
     name = module_name(path)
-    rules = [
-        bad for prefix, bad in FORBIDDEN.items() if name == prefix or name.startswith(prefix + ".")
-    ]
-    allowed = ALLOWED.get(name, set())
+    own = package_of(name)
+    if own == "textlstm":  # the public API: names imported on first use, by string
+        return
     wrong = sorted(
         i
         for i in imports(path)
-        for bad in rules
-        for prefix in bad
-        if i.startswith(prefix)
-        and not i.startswith(name)
-        and not any(i == a or i.startswith(a + ".") for a in allowed)
+        if package_of(i) not in (own, "textlstm")  # the root holds only the version string
+        and (LAYER[package_of(i)] >= LAYER[own] or package_of(i) in NEVER.get(own, ()))
     )
-    assert wrong == [], f"{name} imports {wrong}"
+    assert wrong == [], f"{name} (layer {LAYER[own]}) imports {wrong}"
 
 
 def test_cli_modules_hold_no_tensor_code():

@@ -15,7 +15,7 @@ from textlstm.cli import app
 from textlstm.lm import pretrain
 from textlstm.lm.pretrainer import LR_RATIO, learning_rate
 from textlstm.lm.streams import columns, steps_in, windows
-from textlstm.predict import Predictor
+from textlstm.predict.predictor import Predictor
 from textlstm.recipe import PretrainConfig, load_recipe
 from textlstm.training import prepare, train
 from textlstm.training.setup import build_fit
@@ -107,7 +107,7 @@ def test_finetuning_starts_from_the_language_model(tmp_path, pretrained_lm):
 def test_a_classifier_may_read_treebank_text_with_a_language_model_of_raw_text(
     tmp_path, pretrained_lm
 ):
-    from textlstm.lm.transfer import with_encoder
+    from textlstm.training.transfer import with_encoder
 
     path = write_recipe(tmp_path / "ft.toml", write_label_folders(tmp_path / "corpus"))
     text = path.read_text().replace("[model]\n", f'[model]\nencoder = "{pretrained_lm}"\n')

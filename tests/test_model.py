@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from textlstm.batching import bucketed_batches, collate, sorted_batches
-from textlstm.model import LSTMClassifier, reverse_within_length
+from textlstm.model.batching import bucketed_batches, collate, sorted_batches
+from textlstm.model.classifier import LSTMClassifier, reverse_within_length
 from textlstm.recipe import ModelConfig
 
 
@@ -126,7 +126,7 @@ def test_sorted_batches_and_collate():
 
 
 def test_the_ngram_bag_is_the_mean_of_unigram_and_hashed_bigram_rows_of_real_tokens_only():
-    from textlstm.model import NgramBag
+    from textlstm.model.classifier import NgramBag
 
     torch.manual_seed(0)
     bag = NgramBag(vocab_size=40, order=2, buckets=1024, dim=4, dropout=0.0).eval()
@@ -193,7 +193,7 @@ def test_ngram_settings_without_the_branch_are_a_recipe_error():
 
 
 def test_wide_features_are_each_texts_unigrams_and_hashed_ngrams_once_without_padding():
-    from textlstm.wide import PRIME, ngram_features
+    from textlstm.model.wide import PRIME, ngram_features
 
     tokens = torch.tensor([[5, 7, 5, 7, 0], [3, 4, 0, 0, 0]]).t()  # (seq_len, batch), 0 = padding
     lengths = torch.tensor([4, 2])
@@ -235,7 +235,8 @@ def test_wide_scores_join_the_logits_only_outside_training_and_have_no_gradient(
 def test_the_linear_model_fits_nb_lr_and_its_scale_follows_the_validation_loss():
     from sklearn.linear_model import LogisticRegression
 
-    from textlstm.wide import WideNgrams, _nb_ratio, feature_matrix, fit, fit_scale
+    from textlstm.model.naive_bayes import nb_ratio
+    from textlstm.model.wide import WideNgrams, feature_matrix, fit, fit_scale
 
     rng = np.random.default_rng(0)
     ids = [rng.integers(2, 12, rng.integers(3, 9)) for _ in range(60)]
@@ -243,7 +244,7 @@ def test_the_linear_model_fits_nb_lr_and_its_scale_follows_the_validation_loss()
     wide = WideNgrams(vocab_size=12, order=2, buckets=1024, classes=2)
     done = fit(wide, ids, labels, ids[:20], labels[:20])
     x = feature_matrix(wide, ids)
-    ratio = _nb_ratio(x, labels == 1)
+    ratio = nb_ratio(x, labels == 1)
     reference = LogisticRegression(C=done.c, solver="liblinear").fit(x.multiply(ratio), labels)
     margin = reference.decision_function(x.multiply(ratio).tocsr())
     lengths = torch.tensor([len(t) for t in ids])
@@ -263,7 +264,7 @@ def test_the_linear_model_fits_nb_lr_and_its_scale_follows_the_validation_loss()
 
 
 def test_the_linear_model_leaves_a_class_without_training_rows_to_the_network():
-    from textlstm.wide import WideNgrams, fit
+    from textlstm.model.wide import WideNgrams, fit
 
     rng = np.random.default_rng(1)
     ids = [rng.integers(2, 12, 6) for _ in range(30)]

@@ -1,4 +1,4 @@
-"""textlstm.predict: input files in (one DataError line per bad file), predictions out in input
+"""textlstm.predict.predictor: input files in (one DataError line per bad file), predictions out in input
 order, written as JSONL / CSV / TSV. Uses the session's trained run; never trains."""
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from textlstm.errors import DataError
-from textlstm.predict import Prediction, Predictor
-from textlstm.predict_io import PredictionWriter, read_inputs
+from textlstm.predict.files import PredictionWriter, read_inputs
+from textlstm.predict.predictor import Prediction, Predictor
 from textlstm.training import Events
 
 from conftest import make_texts, write_label_folders, write_recipe
@@ -200,7 +200,7 @@ def test_jsonl_record_that_is_not_an_object(tmp_path):
 
 def test_a_bad_record_reads_in_library_terms_and_its_raw_form_in_the_clis(tmp_path):
     from textlstm.errors import for_cli
-    from textlstm.predict import BadRecord
+    from textlstm.predict.predictor import BadRecord
 
     path = tmp_path / "in.jsonl"
     path.write_text('{"review": "a"}\n', encoding="utf-8")
@@ -468,7 +468,7 @@ needs_bf16 = pytest.mark.skipif(
 def test_bf16_predictions_agree_with_fp32_and_evaluate_keeps_both_reports(trained_run, tmp_path):
     import shutil
 
-    from textlstm.evaluation import evaluate
+    from textlstm.evaluation.evaluate import evaluate
 
     assert_close_to_fp32(trained_run, Predictor.load(trained_run, "cpu", precision="bf16"))
     run = Path(shutil.copytree(trained_run, tmp_path / "run"))
@@ -483,7 +483,7 @@ def test_bf16_predictions_agree_with_fp32_and_evaluate_keeps_both_reports(traine
 def test_int8_quantization_predicts_like_fp32_with_int8_weights(trained_run, tmp_path):
     import shutil
 
-    from textlstm.evaluation import evaluate
+    from textlstm.evaluation.evaluate import evaluate
 
     int8 = Predictor.load(trained_run, "auto", quantize="int8")
     assert int8.mode == "int8" and int8.device.type == "cpu"
@@ -523,7 +523,7 @@ def bf16_recipe(tmp_path):
 @needs_bf16
 def test_a_bf16_trained_run_predicts_in_bf16_by_default(tmp_path, monkeypatch):
     import textlstm.training.trainer
-    from textlstm.evaluation import evaluate
+    from textlstm.evaluation.evaluate import evaluate
     from textlstm.training import train
 
     events = Messages()
@@ -571,7 +571,7 @@ def test_bf16_falls_back_to_fp32_on_a_cpu_without_bf16_recurrent_kernels(tmp_pat
 
 def test_inference_mode_follows_the_run_unless_told_and_avoids_emulated_bf16():
     from textlstm.errors import TextLSTMError
-    from textlstm.predict import inference_mode
+    from textlstm.predict.precision import inference_mode
 
     assert inference_mode("auto", None, "bf16", bf16="native") == "bf16"
     assert inference_mode("auto", None, "bf16", bf16="emulated") == "fp32"

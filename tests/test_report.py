@@ -15,7 +15,7 @@ from textlstm.cli import app
 from textlstm.recipe import load_recipe
 from textlstm.report.compare import compare
 from textlstm.report.page import SECTIONS
-from textlstm.report.plots import calibration
+from textlstm.run.plots import calibration
 from textlstm.training import train
 
 from conftest import write_label_folders, write_recipe

@@ -8,9 +8,9 @@ import sys
 import pytest
 import torch
 
-from textlstm.checkpoint import load
 from textlstm.errors import CheckpointError
 from textlstm.recipe import load_recipe
+from textlstm.run.checkpoint import load
 from textlstm.training import Events, resume, train
 from textlstm.training.state import FILE
 

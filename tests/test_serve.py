@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from textlstm.cli import app as cli
-from textlstm.predict import Predictor
+from textlstm.predict.predictor import Predictor
 from textlstm.serve.app import Limits, create_app
 from textlstm.serve.batcher import Batcher
 

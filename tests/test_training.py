@@ -358,7 +358,7 @@ def test_the_fp16_gradient_scaler_steps_as_plain_fp32_does_and_skips_an_overflow
 
 
 def test_the_adversarial_push_is_a_set_fraction_of_each_text_and_raises_its_loss():
-    from textlstm.model import LSTMClassifier
+    from textlstm.model.classifier import LSTMClassifier
     from textlstm.recipe import ModelConfig, TrainConfig
     from textlstm.training.loop import Fit, adversarial_loss, embedding_probe
 

@@ -163,8 +163,18 @@ def test_retrain_trains_on_the_carved_validation_rows_too_and_evaluates_on_the_s
 
     result = CliRunner().invoke(
         app,
-        ["tune", str(tune_recipe), "--out", str(tmp_path / "runs"), "--device", "cpu"]
-        + ["--trials", "2", "--no-prune", "--retrain"],
+        [
+            "tune",
+            str(tune_recipe),
+            "--out",
+            str(tmp_path / "runs"),
+            "--device",
+            "cpu",
+            "--trials",
+            "2",
+            "--no-prune",
+            "--retrain",
+        ],
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
@@ -174,10 +184,10 @@ def test_retrain_trains_on_the_carved_validation_rows_too_and_evaluates_on_the_s
     rows = retrained["split_rows"]
     assert rows["train"] == trial["train"] + trial["validation"]
     assert rows["test"] == trial["test"] and rows["validation"] == trial["validation"]
+    run_dir = next((folder / "retrain").glob("*/*/meta.json")).parent
     evaluated = CliRunner().invoke(
         app,
-        ["evaluate", str(next((folder / "retrain").glob("*/*/meta.json")).parent)]
-        + ["--split", "test"],
+        ["evaluate", str(run_dir), "--split", "test"],
         catch_exceptions=False,
     )
     assert evaluated.exit_code == 0, evaluated.output

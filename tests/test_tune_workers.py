@@ -258,7 +258,8 @@ def test_retrain_fits_train_plus_validation_for_the_best_trials_epochs(tmp_path)
     best = load_recipe(tmp_path / "runs" / "tiny-tune" / "best.toml")
     retrained = load_recipe(runs[0] / "recipe.toml")
     assert meta["split_rows"]["train"] == 80 and meta["split_rows"]["validation"] == 20
-    assert retrained.data.train_split == "train+validation" and retrained.train.keep == "last"
+    assert retrained.data.train_on_validation and retrained.data.train_split == "train"
+    assert retrained.train.keep == "last"
     assert retrained.model == best.model and retrained.train.lr == best.train.lr
     board = json.loads((tmp_path / "runs" / "tiny-tune" / "leaderboard.json").read_text())
     assert meta["best_epoch"] == retrained.train.epochs == board[0]["best_epoch"]
@@ -465,10 +466,7 @@ def test_the_library_tune_with_retrain_trains_the_best_configuration(tmp_path):
     )
     assert result.retrained is not None
     assert result.retrained.run_dir.parent.parent == tmp_path / "runs" / "tiny-tune" / "retrain"
-    assert (
-        textlstm.load_recipe(result.retrained.run_dir / "recipe.toml").data.train_split
-        == "train+validation"
-    )
+    assert textlstm.load_recipe(result.retrained.run_dir / "recipe.toml").data.train_on_validation
 
 
 def test_a_failed_trials_reason_keeps_the_flag_names_for_the_cli_and_no_run_folder_for_divergence():

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from textlstm.checkpoint import load
 from textlstm.errors import RecipeError
 from textlstm.recipe import load_recipe
+from textlstm.run.checkpoint import load
 from textlstm.text.cache import Options, preprocess
 from textlstm.text.vectors import inspect, read_vectors
 from textlstm.training import Events, train

@@ -51,7 +51,7 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     return contextlib.nullcontext()
 
 
-def check_precision(precision: str, device: torch.device) -> None:
+def check_train_precision(precision: str, device: torch.device) -> None:
     """``fp16`` trains on a CUDA GPU only: one line, before anything is read or written."""
     if precision == "fp16" and device.type != "cuda":
         raise TextLSTMError(

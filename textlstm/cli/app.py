@@ -174,7 +174,7 @@ def under_torchrun() -> bool:
     ending the others when one fails) gets one line and leaves the run folder resumable."""
     if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
         return False
-    from textlstm import distributed
+    from textlstm.training import distributed
 
     distributed.check_launch()
     distributed.stop_on_sigterm()

@@ -11,8 +11,8 @@ from rich.table import Table
 from textlstm.cli.app import DataDir, Device, Precision, Quantize, app, guarded, note, out
 
 if TYPE_CHECKING:
-    from textlstm.evaluation import BaselineScore
-    from textlstm.metrics import Report
+    from textlstm.evaluation.evaluate import BaselineScore
+    from textlstm.run.metrics import Report
     from textlstm.tuning.folds import FoldsResult
 
 
@@ -47,7 +47,7 @@ def evaluate(
 ) -> None:
     """Accuracy, macro-F1, per-class scores and the confusion matrix of a run (of each fold and
     their mean for a folder of cross-validation runs)."""
-    from textlstm.evaluation import evaluate as evaluate_run
+    from textlstm.evaluation.evaluate import evaluate as evaluate_run
     from textlstm.tuning.folds import evaluate_folds, is_folds_folder
 
     if is_folds_folder(run):

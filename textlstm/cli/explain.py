@@ -49,7 +49,7 @@ def explain(
     from textlstm.errors import TextLSTMError
     from textlstm.explain import Explainer
     from textlstm.explain.views import to_html
-    from textlstm.predict_io import read_inputs
+    from textlstm.predict.files import read_inputs
 
     given = list(texts or [])
     if input_file is not None:

@@ -54,7 +54,7 @@ def predict(
     engine: Engine = "auto",
 ) -> None:
     """Classify texts; one output record per input text, in input order."""
-    from textlstm.predict_io import predict_files
+    from textlstm.predict.files import predict_files
 
     done = predict_files(
         run,

@@ -38,7 +38,7 @@ def serve(
     concurrent requests are batched together."""
     import uvicorn
 
-    from textlstm.predict import Predictor
+    from textlstm.predict.predictor import Predictor
     from textlstm.serve.app import Limits, create_app
 
     predictor = Predictor.load(run, device=device, engine=engine)

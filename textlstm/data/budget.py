@@ -43,7 +43,7 @@ def time_step(
     import torch
     from torch import nn
 
-    from textlstm.model import LSTMClassifier
+    from textlstm.model.classifier import LSTMClassifier
 
     generator = torch.Generator().manual_seed(0)
     network = LSTMClassifier(model.model_copy(update={"wide": "none"}), vocab_size, classes)

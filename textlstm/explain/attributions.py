@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from textlstm.checkpoint import Loaded
 from textlstm.errors import TextLSTMError
+from textlstm.run.checkpoint import Loaded
 from textlstm.text.vocab import PAD_ID
 
 DEFAULT_STEPS = 64  # Gauss-Legendre points along the path: |delta| < 1 % of the logit gap here
@@ -80,7 +80,7 @@ class Explainer:
     def load(
         cls, run_dir: str | Path, device: str = "cpu", steps: int = DEFAULT_STEPS
     ) -> Explainer:
-        from textlstm.checkpoint import load
+        from textlstm.run.checkpoint import load
         from textlstm.runtime import pick_device
 
         target = pick_device(device)
@@ -173,7 +173,7 @@ class Explainer:
     def _wide_shares(self, tokens: torch.Tensor, lengths: torch.Tensor, target: int) -> np.ndarray:
         """Each token's share of the linear model's n-gram weights (times its scale): a
         feature's weight split between its occurrences and their n tokens."""
-        from textlstm.wide import ngram_parts
+        from textlstm.model.wide import ngram_parts
 
         wide = self.model.wide
         assert wide is not None

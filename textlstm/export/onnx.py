@@ -33,7 +33,7 @@ from torch import nn
 
 import textlstm
 from textlstm.errors import CheckpointError, TextLSTMError, param
-from textlstm.export.engine import session
+from textlstm.predict.exported import session
 from textlstm.text.tokenizers import (
     CHAR_PATTERN,
     PTB_CLITIC,
@@ -49,7 +49,6 @@ OPSET = 18
 TOLERANCE = 1e-4  # the largest difference in any probability, fp32 against PyTorch
 MIN_STEPS = 4  # the graph is traced for at least this many steps; shorter batches are padded
 INPUTS, OUTPUTS = ("tokens", "lengths"), ("logits", "probabilities")
-QUANTIZE = ("int8",)
 CHECK_TEXTS = 48
 PARTIAL = ".partial"
 
@@ -84,10 +83,10 @@ def export_onnx(
 ) -> Exported:
     """Export the finished run at ``run_dir`` to ``out`` (default ``<run>/onnx``, or
     ``<run>/onnx-int8`` with ``quantize="int8"``)."""
-    from textlstm.checkpoint import load
+    from textlstm.predict.precision import check_quantize
+    from textlstm.run.checkpoint import load
 
-    if quantize is not None and quantize not in QUANTIZE:
-        raise TextLSTMError(f"{param('quantize', quantize)}: use {' or '.join(QUANTIZE)}")
+    check_quantize(quantize)
     began = time.perf_counter()
     loaded = load(run_dir, "cpu")
     folder = (

@@ -20,11 +20,11 @@ from textlstm.data import column, load_raw, load_splits
 from textlstm.errors import DataError, RecipeError
 from textlstm.files import read_bytes
 from textlstm.lm.streams import join
-from textlstm.lm.transfer import with_encoder
 from textlstm.recipe import Recipe
 from textlstm.text.encoder import Encoder, fit_encoder, read_vocab_file
 from textlstm.text.subword import SubwordTokenizer
 from textlstm.text.tokenizers import build_tokenizer
+from textlstm.training.transfer import with_encoder
 
 WHOLE = 100_000  # tokens kept per text when the language model reads it: all of them
 TEXT_FILE_LIMIT = 4 * 1024**3

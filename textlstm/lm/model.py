@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from textlstm.model import CELLS, _cell
+from textlstm.model.classifier import CELLS, _cell
 from textlstm.recipe import ModelConfig, PretrainConfig
 from textlstm.text.vocab import PAD_ID
 

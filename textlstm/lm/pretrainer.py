@@ -23,9 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from textlstm import checkpoint, distributed, settings
-from textlstm.batching import to_device
-from textlstm.distributed import SINGLE, World
+from textlstm import settings
 from textlstm.errors import CheckpointError, RecipeError, TrainingDiverged
 from textlstm.lm.corpus import Corpus, prepare_corpus
 from textlstm.lm.events import LMEpoch, PretrainEvents, PretrainResult
@@ -33,18 +31,22 @@ from textlstm.lm.model import LanguageModel, State
 from textlstm.lm.state import FILE as STATE_FILE
 from textlstm.lm.state import Position, load_state, order_rng, restore, save_state
 from textlstm.lm.streams import Window, join, proposal, steps_in, width, windows
-from textlstm.lm.transfer import absolute_encoder, encoder_folder, load_language_model
+from textlstm.model.batching import to_device
 from textlstm.recipe import PretrainConfig, Recipe, load_recipe
+from textlstm.run import checkpoint
 from textlstm.runtime import (
     autocast,
     bf16_support,
-    check_precision,
+    check_train_precision,
     grad_scaler,
     optimizer_step,
     seed_everything,
 )
 from textlstm.text.vocab import Vocab
+from textlstm.training import distributed
+from textlstm.training.distributed import SINGLE, World
 from textlstm.training.state import scaler_state
+from textlstm.training.transfer import absolute_encoder, encoder_folder, load_language_model
 
 LR_RATIO = 32  # the slanted triangular schedule's lowest rate is lr / 32 (ULMFiT's ratio)
 FOLDER_SUFFIX = "-lm"
@@ -118,7 +120,7 @@ def pretrain(
 ) -> PretrainResult:
     """Pretrain the recipe's language model; ``max_minutes`` (else ``pretrain.max_minutes``)
     stops it after that much training, at a step boundary, with the schedule fitted to it.
-    Launched by torchrun, the processes train it together (``textlstm.distributed``): each
+    Launched by torchrun, the processes train it together (``textlstm.training.distributed``): each
     rank reads its share of the stream's columns, rank 0 writes the run folder."""
     return distributed.together(
         device,
@@ -136,7 +138,7 @@ def _new(
     max_minutes: float | None,
 ) -> PretrainResult:
     events = (events or PretrainEvents()) if world.main else PretrainEvents()
-    check_precision(recipe.train.precision, target)
+    check_train_precision(recipe.train.precision, target)
     seed_everything(recipe.seed)
     corpus = distributed.main_first(world, lambda: prepare_corpus(recipe, data_dir), target)
     for note in corpus.notes:
@@ -198,7 +200,7 @@ def _resumed(
     except RecipeError as exc:
         raise CheckpointError(*exc.lines) from None
     saved = meta["run"]
-    check_precision(recipe.train.precision, target)
+    check_train_precision(recipe.train.precision, target)
     corpus = distributed.main_first(
         world, lambda: prepare_corpus(recipe, data_dir or saved["data_dir"]), target
     )

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from textlstm.files import write_text
-from textlstm.report.plots import Calibration, calibration, learning_curves, reliability
+from textlstm.run.plots import Calibration, calibration, learning_curves, reliability
 
 MISTAKES = 10  # the most confident mistakes listed
 TEXT_CHARS = 600  # of each mistake's text shown
@@ -56,7 +56,7 @@ def write_report(
 ) -> Written:
     """Evaluate the run on ``split`` (as ``textlstm evaluate`` does, which also writes its JSON
     and confusion plot) and write ``report-<split>.html`` in the run folder, or ``output``."""
-    from textlstm.evaluation import evaluate
+    from textlstm.evaluation.evaluate import evaluate
 
     done = evaluate(run_dir, split, data_dir=data_dir, device=device)
     folder = done.json_path.parent  # the run folder, checked by evaluate

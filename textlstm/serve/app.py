@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 import textlstm
-from textlstm.predict import Predictor
+from textlstm.predict.predictor import Predictor
 from textlstm.serve.batcher import Batcher
 
 

@@ -18,14 +18,14 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from textlstm import distributed
-from textlstm.batching import bucketed_batches, collate, lengths_of, to_device
-from textlstm.distributed import SINGLE, World
 from textlstm.errors import TrainingDiverged
-from textlstm.metrics import quick_scores
-from textlstm.model import logits_for
+from textlstm.model.batching import bucketed_batches, collate, lengths_of, to_device
+from textlstm.model.classifier import logits_for
 from textlstm.recipe import TrainConfig
+from textlstm.run.metrics import quick_scores
 from textlstm.runtime import autocast, optimizer_step
+from textlstm.training import distributed
+from textlstm.training.distributed import SINGLE, World
 from textlstm.training.events import EpochResult, Events
 
 Tensors = tuple[torch.Tensor, ...] | list[torch.Tensor]

@@ -14,20 +14,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from textlstm import distributed
 from textlstm.data import Splits, column, load_splits
-from textlstm.distributed import SINGLE, World
 from textlstm.errors import RecipeError
-from textlstm.lm.transfer import encoder_folder, load_encoder, with_encoder
-from textlstm.model import LSTMClassifier
+from textlstm.model.classifier import LSTMClassifier
+from textlstm.model.wide import fit as fit_linear
 from textlstm.recipe import AUTO_MIN_EPOCHS, Recipe, TrainConfig
 from textlstm.runtime import grad_scaler
 from textlstm.text.cache import Options, Preprocessed, preprocess, vectors_file
 from textlstm.text.encoder import Encoder
 from textlstm.text.vocab import Vocab
+from textlstm.training import distributed
+from textlstm.training.distributed import SINGLE, World
 from textlstm.training.events import Events
 from textlstm.training.loop import Fit, moving_average
-from textlstm.wide import fit as fit_linear
+from textlstm.training.transfer import encoder_folder, load_encoder, with_encoder
 
 
 @dataclass

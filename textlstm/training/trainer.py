@@ -18,22 +18,24 @@ from typing import Any
 import numpy as np
 import torch
 
-from textlstm import checkpoint, distributed, settings
+from textlstm import settings
 from textlstm.data import Splits, data_root
-from textlstm.distributed import World
 from textlstm.errors import CheckpointError, RecipeError, TrainingDiverged
-from textlstm.lm.transfer import absolute_encoder
-from textlstm.metrics import quick_scores, report
-from textlstm.model import logits_for
+from textlstm.model.classifier import logits_for
+from textlstm.model.wide import WideNgrams, fit_scale, linear_scores, network_alone
 from textlstm.recipe import Recipe, load_recipe
-from textlstm.runtime import bf16_support, check_precision, seed_everything
+from textlstm.run import checkpoint
+from textlstm.run.metrics import quick_scores, report
+from textlstm.runtime import bf16_support, check_train_precision, seed_everything
 from textlstm.text.cache import Options
+from textlstm.training import distributed
+from textlstm.training.distributed import World
 from textlstm.training.events import EpochResult, Events, TrainResult
 from textlstm.training.loop import Fit, epochs
 from textlstm.training.setup import Prepared, build_fit, fit_wide, plan_epochs, prepare
 from textlstm.training.state import FILE as RESUME_FILE
 from textlstm.training.state import TrainState, load_state, restore, save_state
-from textlstm.wide import WideNgrams, fit_scale, linear_scores, network_alone
+from textlstm.training.transfer import absolute_encoder
 
 
 @dataclass
@@ -65,7 +67,7 @@ def train(
 
     Launched by torchrun (or with a process group open), every process calls this and they train
     one model together with DistributedDataParallel; rank 0 alone writes the run folder and
-    reports progress (see ``textlstm.distributed``)."""
+    reports progress (see ``textlstm.training.distributed``)."""
     return distributed.together(
         device,
         lambda world, target: _new(recipe, out_dir, data_dir, target, world, events, options),
@@ -82,7 +84,7 @@ def _new(
     options: Options | None,
 ) -> TrainResult:
     events = (events or Events()) if world.main else Events()
-    check_precision(recipe.train.precision, target)
+    check_train_precision(recipe.train.precision, target)
     rng = seed_everything(recipe.seed)
     prepared = distributed.main_first(
         world, lambda: prepare(recipe, data_dir, events, options), target
@@ -157,7 +159,7 @@ def _resumed(
     except RecipeError as exc:
         raise CheckpointError(*exc.lines) from None
     data_dir = data_dir or state.data_dir
-    check_precision(recipe.train.precision, target)
+    check_train_precision(recipe.train.precision, target)
     rng = seed_everything(recipe.seed)
     prepared = distributed.main_first(
         world, lambda: prepare(recipe, data_dir, events, options), target
@@ -382,7 +384,7 @@ def _complete(run: _Run, stopped: str) -> Path:
 def _plots(run: _Run, history: list[EpochResult]) -> None:
     """``learning-curves.png`` and ``validation-confusion.png`` (the kept weights) in the run
     folder."""
-    from textlstm.report.plots import confusion, learning_curves
+    from textlstm.run.plots import confusion, learning_curves
 
     recipe, state, model = run.recipe, run.state, run.fit.model
     learning_curves(

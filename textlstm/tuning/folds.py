@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from textlstm import checkpoint, settings
+from textlstm import settings
 from textlstm.errors import CheckpointError, DataError, param
 from textlstm.files import read_bytes, write_text
 from textlstm.recipe import Recipe
+from textlstm.run import checkpoint
 
 FOLDS_FILE = "folds.json"
 SCORES = ("accuracy", "macro_f1")
@@ -93,7 +94,7 @@ def evaluate_folds(
 ) -> FoldsResult:
     """Each fold's run on its held-out fold (and TF-IDF + LR fitted on the same training rows,
     with ``baseline``); the scores are written to ``folds.json``."""
-    from textlstm.evaluation import evaluate
+    from textlstm.evaluation.evaluate import evaluate
 
     runs = runs if runs is not None else fold_runs(folder)
     scores: dict[str, list[float]] = {name: [] for name in SCORES}

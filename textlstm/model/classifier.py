@@ -14,11 +14,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from textlstm.batching import iterate, lengths_of, sorted_batches, to_device
+from textlstm.model.batching import iterate, lengths_of, sorted_batches, to_device
+from textlstm.model.wide import WideNgrams, bag_sum
 from textlstm.recipe import ModelConfig
 from textlstm.runtime import autocast
 from textlstm.text.vocab import PAD_ID
-from textlstm.wide import WideNgrams, bag_sum
 
 CELLS: dict[str, type[nn.RNNBase]] = {"lstm": nn.LSTM, "gru": nn.GRU}
 

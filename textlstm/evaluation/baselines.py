@@ -1,7 +1,7 @@
 """Bag-of-words baselines fitted with scikit-learn, to show whether an LSTM earns its cost.
 
 - TF-IDF + LR: ``TfidfVectorizer`` (1-2 grams, min_df 2, sublinear tf) and
-  ``LogisticRegression``, C picked from :data:`C_GRID` on the validation texts;
+  ``LogisticRegression``, C picked from :data:`BASELINE_C_GRID` on the validation texts;
 - NBSVM (Wang & Manning 2012): binarized 1-2 gram counts scaled by the naive Bayes log-count
   ratio (alpha 1), then logistic regression (the NB-LR form of Mesnil et al. 2015); one model per
   class against the rest for more than two classes; C picked on the validation texts.
@@ -20,7 +20,10 @@ from typing import Any
 
 import numpy as np
 
-C_GRID = (1.0, 4.0, 16.0, 64.0)
+from textlstm.model.naive_bayes import nb_ratio
+
+# the baselines' inverse L2 strengths, the validation split picking one (model.wide has its own)
+BASELINE_C_GRID = (1.0, 4.0, 16.0, 64.0)
 TFIDF_LR = "TF-IDF 1-2 grams + LR"
 NBSVM = "NBSVM 1-2 grams"
 # how each analyzer reads a text: scikit-learn's word pattern and 1-2 grams, or characters 1-3
@@ -56,7 +59,7 @@ class Fitted:
 def _pick_c(score: Callable[[float], float], validation: bool) -> float:
     if not validation:
         return 4.0  # no texts to choose on: the middle of the grid
-    return max(C_GRID, key=score)
+    return max(BASELINE_C_GRID, key=score)
 
 
 def fit_tfidf_lr(
@@ -104,13 +107,8 @@ def fit_nbsvm(
     train = vec.fit_transform(texts)
     classes = np.unique(labels)
 
-    def ratio(positive: np.ndarray) -> np.ndarray:
-        p = np.asarray(train[positive].sum(axis=0)).ravel() + 1.0
-        q = np.asarray(train[~positive].sum(axis=0)).ravel() + 1.0
-        return np.log((p / p.sum()) / (q / q.sum()))
-
     def fit_one(c: float, target: np.ndarray) -> tuple[np.ndarray, Any]:
-        r = ratio(target if target.dtype == bool else target == classes[1])
+        r = nb_ratio(train, target if target.dtype == bool else target == classes[1])
         return r, LogisticRegression(C=c, max_iter=2000).fit(train.multiply(r).tocsr(), target)
 
     def models(c: float) -> list[tuple[np.ndarray, Any]]:

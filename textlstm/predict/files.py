@@ -20,7 +20,7 @@ from typing import IO, Any
 
 from textlstm.errors import DataError, param, say
 from textlstm.files import atomic_path
-from textlstm.predict import BadRecord, Prediction, Predictor
+from textlstm.predict.predictor import BadRecord, Prediction, Predictor
 
 INPUT_FORMATS = {".txt": "lines", ".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl"}
 OUTPUT_FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv"}

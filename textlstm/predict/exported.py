@@ -13,7 +13,7 @@ import numpy as np
 
 from textlstm.errors import CheckpointError, TextLSTMError, param
 from textlstm.files import MiB, read_bytes
-from textlstm.predict import Predictor
+from textlstm.predict.predictor import Predictor
 from textlstm.text.vocab import PAD_ID
 
 FORMAT, VERSION = "textlstm-onnx", 1

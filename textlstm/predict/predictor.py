@@ -16,83 +16,26 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from textlstm.errors import TextLSTMError, param, say
+from textlstm.predict.precision import (
+    check_precision,
+    check_quantize,
+    inference_mode,
+    quantize_int8,
+)
 
 if TYPE_CHECKING:  # torch loads on first use: an ONNX export predicts without it
     import torch
 
-    from textlstm.checkpoint import Loaded
-    from textlstm.model import LSTMClassifier
+    from textlstm.run.checkpoint import Loaded
 
 CHUNK = 8192
-
-
-PRECISIONS = ("auto", "fp32", "bf16")
-QUANTIZE = ("int8",)
-
-
-def check_precision(name: str) -> str:
-    if name not in PRECISIONS:
-        raise TextLSTMError(f"{param('precision', name)}: use one of {', '.join(PRECISIONS)}")
-    return name
-
-
-def check_quantize(name: str | None) -> str | None:
-    if name is not None and name not in QUANTIZE:
-        raise TextLSTMError(f"{param('quantize', name)}: use {' or '.join(QUANTIZE)}")
-    return name
-
-
-def inference_mode(
-    precision: str, quantize: str | None, trained: str, bf16: str = "native", gpu: bool = False
-) -> str:
-    """What a model runs in: ``fp32``, ``bf16``, ``fp16`` or ``int8``. ``auto`` is the precision
-    the run was trained in (its recipe's ``train.precision``), except that bf16 becomes fp32 where
-    the hardware has no native bf16 (``bf16`` is ``runtime.bf16_support``: emulated bf16 is slower
-    than fp32, and a CPU without AVX-512 has no bf16 recurrent kernel at all), and fp16 becomes
-    fp32 off a GPU."""
-    check_precision(precision)
-    if check_quantize(quantize) is None:
-        if precision == "auto":
-            if trained == "fp16":
-                return "fp16" if gpu else "fp32"
-            return "fp32" if trained == "bf16" and bf16 != "native" else trained
-        if precision == "bf16" and bf16 == "none":
-            raise TextLSTMError(
-                f"{param('precision', 'bf16')}: this CPU has no bfloat16 kernels "
-                "for the LSTM and GRU (they need AVX-512 or AMX); use "
-                f"{param('precision', 'fp32')} or auto"
-            )
-        return precision
-    if precision == "bf16":
-        raise TextLSTMError(
-            f"{param('quantize', 'int8')} runs int8 weights with fp32 "
-            f"activations; drop {param('precision', 'bf16')} (or drop "
-            f"{param('quantize')} for bf16)"
-        )
-    return "int8"
-
-
-def quantize_int8(model: LSTMClassifier) -> LSTMClassifier:
-    """PyTorch's dynamic quantization: the LSTM/GRU and linear weights become int8, activations
-    are quantized on the fly. CPU only. (``torch.ao.quantization`` warns that it will move to
-    torchao; the warning is not the user's to act on, so it is silenced.)"""
-    import warnings
-
-    import torch
-    from torch import nn
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        from torch.ao.quantization import quantize_dynamic
-
-        return quantize_dynamic(model.cpu().eval(), {nn.LSTM, nn.GRU, nn.Linear}, dtype=torch.qint8)
 
 
 def load_for_inference(
     run_dir: str | Path, device: str, precision: str, quantize: str | None
 ) -> tuple[Loaded, str, torch.device]:
     """The run loaded and made ready: (loaded, mode, device). int8 runs on the CPU."""
-    from textlstm.checkpoint import load
+    from textlstm.run.checkpoint import load
     from textlstm.runtime import bf16_support, pick_device
 
     check_precision(precision)
@@ -144,7 +87,7 @@ class Predictor:
         """``precision``: auto (as the run was trained), fp32 or bf16; ``quantize="int8"``:
         dynamic int8 quantization (CPU). ``engine``: torch for a run folder, onnxruntime for an
         ONNX export (``textlstm export``); auto picks by the folder."""
-        from textlstm.export.engine import OnnxPredictor, pick
+        from textlstm.predict.exported import OnnxPredictor, pick
 
         if pick(run_dir, engine, device, precision, quantize) == "onnxruntime":
             return OnnxPredictor.open(run_dir)
@@ -154,7 +97,7 @@ class Predictor:
     def probabilities(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
         import torch
 
-        from textlstm.model import logits_for
+        from textlstm.model.classifier import logits_for
 
         ids = self.loaded.encoder.encode(texts)
         batch = batch_size or self.batch_size

@@ -19,7 +19,7 @@ import torch
 
 from textlstm.errors import CheckpointError, RecipeError
 from textlstm.files import MiB, atomic_path, check_file, read_bytes
-from textlstm.model import LSTMClassifier
+from textlstm.model.classifier import LSTMClassifier
 from textlstm.recipe import Recipe, load_recipe
 from textlstm.text.encoder import Encoder
 from textlstm.text.tokenizers import Tokenizer

@@ -26,10 +26,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from textlstm.batching import iterate, lengths_of, sorted_batches
+from textlstm.model.batching import iterate, lengths_of, sorted_batches
+from textlstm.model.naive_bayes import nb_ratio
 from textlstm.text.vocab import PAD_ID
 
-C_GRID = (0.05, 0.15, 0.5, 1.5)  # inverse L2 strengths tried; the validation split picks one
+# inverse L2 strengths tried, the validation split picking one: stronger than the baselines' grid,
+# as these weights sit beside the network's logits over n-gram ids (liblinear on counts)
+WIDE_C_GRID = (0.05, 0.15, 0.5, 1.5)
 SCALES = np.linspace(0.0, 4.0, 81)  # weights for the linear scores that fit_scale tries
 NETWORK_SCALES = np.linspace(0.05, 2.0, 40)  # and for the network's logits
 PRIME = 1_000_003
@@ -145,20 +148,13 @@ def feature_matrix(wide: WideNgrams, ids: Sequence[np.ndarray]) -> Any:
     return sparse.csr_matrix((np.ones(len(flat), np.float32), flat, pointers), shape=shape)
 
 
-def _nb_ratio(x: Any, positive: np.ndarray) -> np.ndarray:
-    """The naive Bayes log-count ratio of each feature row (alpha 1)."""
-    p = np.asarray(x[positive].sum(axis=0)).ravel() + 1.0
-    q = np.asarray(x[~positive].sum(axis=0)).ravel() + 1.0
-    return np.log((p / p.sum()) / (q / q.sum()))
-
-
 def _fit_one(x: Any, positive: np.ndarray, c: float) -> tuple[np.ndarray, float]:
     """Weights per feature row (the NB ratio folded in) and the intercept of one class."""
     from sklearn.linear_model import LogisticRegression
 
     if positive.all() or not positive.any():  # a class without training rows, or the only one
         return np.zeros(x.shape[1], dtype=np.float32), 0.0  # its score is the network's alone
-    ratio = _nb_ratio(x, positive)
+    ratio = nb_ratio(x, positive)
     scaled = x.multiply(ratio).tocsr()
     model = LogisticRegression(C=c, solver="liblinear", max_iter=1000).fit(scaled, positive)
     return model.coef_.ravel() * ratio, float(model.intercept_[0])
@@ -184,12 +180,12 @@ def fit(
     val_ids: Sequence[np.ndarray],
     val_labels: np.ndarray,
 ) -> WideFit:
-    """Fit the linear model on the training texts; the validation texts pick C from C_GRID."""
+    """Fit the linear model on the training texts; the validation texts pick C from WIDE_C_GRID."""
     start = time.perf_counter()
     classes = wide.weight.shape[1]
     train, val = feature_matrix(wide, train_ids), feature_matrix(wide, val_ids)
     best: tuple[float, float, tuple[np.ndarray, ...]] | None = None
-    for c in C_GRID:
+    for c in WIDE_C_GRID:
         weight, bias = _weights(train, np.asarray(train_labels), classes, c)
         accuracy = float(((val @ weight + bias).argmax(1) == val_labels).mean())
         if best is None or accuracy > best[0]:

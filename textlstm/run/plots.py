@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from textlstm.files import atomic_path
-from textlstm.metrics import Report
+from textlstm.run.metrics import Report
 
 CALIBRATION_BINS = 10
 

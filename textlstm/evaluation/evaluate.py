@@ -18,14 +18,14 @@ import torch
 from textlstm.data import column, data_root, label_names, load_raw, load_splits, normalize
 from textlstm.errors import DataError, param
 from textlstm.files import write_text
-from textlstm.metrics import Report, report
-from textlstm.model import logits_for
-from textlstm.predict import load_for_inference
+from textlstm.model.classifier import logits_for
+from textlstm.model.wide import WideNgrams, linear_scores, network_alone
+from textlstm.predict.predictor import load_for_inference
 from textlstm.recipe import DataConfig
-from textlstm.wide import WideNgrams, linear_scores, network_alone
+from textlstm.run.metrics import Report, report
 
 if TYPE_CHECKING:
-    from textlstm.checkpoint import Loaded
+    from textlstm.run.checkpoint import Loaded
 
 
 @dataclass
@@ -158,7 +158,7 @@ def fit_baseline(
     """TF-IDF + LR fitted on the run's own training split, as the recipe loads it (the training
     rows only; the validation rows pick C), and scored on ``dataset``; on character 1-3 grams
     where the run reads text without spaces between words."""
-    from textlstm.baseline import analyzer_for, fit_tfidf_lr
+    from textlstm.evaluation.baselines import analyzer_for, fit_tfidf_lr
 
     splits = load_splits(loaded.recipe.data, data_dir, loaded.recipe.seed)
     if splits.labels != loaded.labels:
@@ -223,6 +223,6 @@ def _other_data(
 
 
 def plot_confusion(result: Report, path: Path, title: str) -> None:
-    from textlstm.report.plots import confusion
+    from textlstm.run.plots import confusion
 
     confusion(result, path, title)
