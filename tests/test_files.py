@@ -209,3 +209,38 @@ def test_a_resume_checkpoint_that_is_a_fifo_is_one_line(tmp_path):
     assert info.value.lines == [
         f"{pipe}: is a named pipe (FIFO), not a regular file; give a resume checkpoint"
     ]
+
+
+def _files_over_1000_bytes_refused() -> None:
+    """In the child: the kernel refuses any file past 1,000 bytes (EFBIG, as a full disk gives
+    ENOSPC), and the write fails instead of the process being signalled."""
+    import resource
+    import signal
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1000, resource.RLIM_INFINITY))
+
+
+@pytest.mark.parametrize("command", ["predict", "export"])
+def test_a_refused_write_of_predict_or_export_is_one_line_and_leaves_nothing(
+    tmp_path, trained_run, command
+):
+    import subprocess
+    import sys
+
+    texts = tmp_path / "texts.txt"
+    texts.write_text("".join(f"a lovely film and a dull plot, number {i}\n" for i in range(60)))
+    target = tmp_path / ("out.jsonl" if command == "predict" else "export")
+    args = [str(texts), "-o", str(target)] if command == "predict" else ["-o", str(target)]
+    done = subprocess.run(
+        [sys.executable, "-m", "textlstm", command, str(trained_run), *args],
+        capture_output=True,
+        text=True,
+        preexec_fn=_files_over_1000_bytes_refused,
+    )
+    assert done.returncode == 2, done.stderr
+    kept = "" if command == "predict" else "; nothing was kept"
+    assert done.stderr.strip().splitlines() == [
+        f"error: {target}: cannot write (File too large){kept}"
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["texts.txt"]

@@ -257,3 +257,53 @@ def test_a_run_averaging_its_weights_resumes_to_the_uninterrupted_result(
     assert_same_run(result.run_dir, averaged.run_dir)
     # and it is not the plain run: validation scored other weights
     assert metrics(averaged.run_dir) != metrics(reference)
+
+
+FULL_DISK = """
+import resource, signal, sys
+from textlstm.cli import main
+from textlstm.cli.progress import TrainProgress
+
+after, limit = int(sys.argv.pop()), int(sys.argv.pop())
+real = TrainProgress.epoch_end
+
+def epoch_end(self, result):
+    real(self, result)
+    if result.epoch == after:  # from now on the kernel refuses any file past `limit` bytes
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+
+TrainProgress.epoch_end = epoch_end
+sys.argv = ["textlstm", *sys.argv[1:]]
+main()
+"""
+
+
+def test_a_refused_write_is_one_line_and_the_run_resumes_to_the_uninterrupted_result(
+    tmp_path, recipe_path, reference
+):
+    """After epoch 1 the file system refuses files over 4 KiB (a real EFBIG from the kernel, as
+    a full disk gives ENOSPC): epoch 2's resume checkpoint cannot be written. One line naming it,
+    exit 2, no temporary file left, and the folder resumes from epoch 1 to the same run."""
+    command = ["train", str(recipe_path), "--out", str(tmp_path / "runs"), "--device", "cpu"]
+    failed = subprocess.run(
+        [sys.executable, "-c", FULL_DISK, *command, "4096", "1"], capture_output=True, text=True
+    )
+    assert failed.returncode == 2, failed.stderr
+    (partial,) = (tmp_path / "runs" / "tiny").glob("*.partial")
+    lines = failed.stderr.strip().splitlines()
+    assert lines == [
+        f"error: {partial / FILE}: cannot write (File too large); {partial} keeps epoch 1: "
+        f"continue with `textlstm train --resume {partial}`"
+    ], failed.stderr
+    assert sorted(p.name for p in partial.iterdir() if p.name.startswith(".")) == []
+    assert len(metrics(partial)) == 2  # epoch 2 was logged; its checkpoint was not written
+
+    done = subprocess.run(
+        [sys.executable, "-m", "textlstm", "train", "--resume", str(partial), "--device", "cpu"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "after epoch 1 of 3" in done.stdout
+    assert_same_run(partial.with_name(partial.name.removesuffix(".partial")), reference)

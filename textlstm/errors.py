@@ -83,6 +83,16 @@ class CheckpointError(TextLSTMError):
     """A run folder is missing, incomplete or does not load."""
 
 
+class WriteFailed(TextLSTMError):
+    """The file system refused a write: no space left, a quota, a read-only or vanished
+    folder. ``path`` is the file the write was for (never a temporary name)."""
+
+    def __init__(self, path: object, reason: str, kept: str = "") -> None:
+        self.path, self.reason = path, reason
+        line = f"{path}: cannot write ({reason})"
+        super().__init__(f"{line}; {kept}" if kept else line)
+
+
 class TrainingDiverged(Exception):
     """The training loss became NaN or infinite. Not an input error: the recipe and data were
     valid, the optimisation was not (too high a learning rate, no gradient clipping). The CLI

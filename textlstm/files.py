@@ -10,18 +10,52 @@ far larger than its kind can be is the wrong file, so both are refused in one li
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import os
+import re
 import shutil
 import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from textlstm.errors import TextLSTMError
+from textlstm.errors import TextLSTMError, WriteFailed
 
 MiB = 1 << 20
 _counter = itertools.count()
 _TOKEN = os.urandom(4).hex()  # with the pid and a counter: unique across machines sharing a folder
+# what the file system says when it refuses a write: no space, a quota, a read-only, vanished or
+# forbidden folder, a file over the size limit; a Rust writer (safetensors) reports the same
+# errno inside its own message
+REFUSED = {
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EROFS,
+    errno.EFBIG,
+    errno.EACCES,
+    errno.EPERM,
+    errno.ENOENT,
+    errno.EIO,
+}
+_OS_CODE = re.compile(r"(?:code: |os error )(\d+)")
+
+
+def refused(exc: BaseException) -> int | None:
+    """The errno of a write that the file system refused, else None."""
+    if isinstance(exc, WriteFailed):
+        return errno.EIO
+    if isinstance(exc, OSError):
+        return exc.errno if exc.errno in REFUSED else None
+    found = _OS_CODE.search(str(exc)) if type(exc).__name__ == "SafetensorError" else None
+    return int(found.group(1)) if found and int(found.group(1)) in REFUSED else None
+
+
+def refusal(exc: BaseException) -> str | None:
+    """Why the file system refused a write (``No space left on device``), else None."""
+    if isinstance(exc, WriteFailed):
+        return exc.reason
+    code = refused(exc)
+    return None if code is None else os.strerror(code)
 
 
 @contextlib.contextmanager
@@ -49,6 +83,11 @@ def atomic_path(
                 raise
         if durable:
             _fsync(target.parent)
+    except Exception as exc:  # a refused write names the file it was for, not the temporary one
+        code = refused(exc)
+        if code is None:
+            raise
+        raise WriteFailed(target, os.strerror(code)) from None
     finally:
         if tmp.is_dir() and not tmp.is_symlink():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -59,6 +98,17 @@ def atomic_path(
 def write_text(target: str | Path, text: str, durable: bool = False) -> None:
     with atomic_path(target, durable) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def append_text(target: str | Path, text: str) -> None:
+    """``text`` added at the end of ``target`` (a log); a refused write names the file."""
+    try:
+        with open(target, "a", encoding="utf-8") as log:
+            log.write(text)
+    except OSError as exc:
+        if refused(exc) is None:
+            raise
+        raise WriteFailed(target, os.strerror(exc.errno or 0)) from None
 
 
 def _fsync(path: Path) -> None:

@@ -32,7 +32,8 @@ import torch
 from torch import nn
 
 import textlstm
-from textlstm.errors import CheckpointError, TextLSTMError, param
+from textlstm.errors import CheckpointError, TextLSTMError, WriteFailed, param
+from textlstm.files import refusal, refused
 from textlstm.predict.exported import session
 from textlstm.text.tokenizers import (
     CHAR_PATTERN,
@@ -103,8 +104,10 @@ def export_onnx(
     try:
         result = _write(loaded, partial, quantize)
         partial.rename(folder)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(partial, ignore_errors=True)
+        if why := refusal(exc):  # a full disk or a vanished folder: one line, nothing left
+            raise WriteFailed(folder, why, "nothing was kept") from None
         raise
     result.folder, result.seconds = folder, time.perf_counter() - began
     return result
@@ -172,6 +175,8 @@ def trace(model: nn.Module, path: Path) -> None:
                 external_data=False,
             )
     except Exception as exc:  # the exporter raises many kinds; one line says which
+        if refused(exc):  # the disk, not the model: the export folder's write names the cause
+            raise
         raise CheckpointError(
             f"the ONNX exporter could not trace this model: {type(exc).__name__}: "
             f"{str(exc).splitlines()[0] if str(exc) else ''}"

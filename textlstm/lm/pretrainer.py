@@ -24,7 +24,8 @@ import torch
 from torch import nn
 
 from textlstm import settings
-from textlstm.errors import CheckpointError, RecipeError, TrainingDiverged
+from textlstm.errors import CheckpointError, TrainingDiverged
+from textlstm.files import append_text
 from textlstm.lm.corpus import Corpus, prepare_corpus
 from textlstm.lm.events import LMEpoch, PretrainEvents, PretrainResult
 from textlstm.lm.model import LanguageModel, State
@@ -32,7 +33,7 @@ from textlstm.lm.state import FILE as STATE_FILE
 from textlstm.lm.state import Position, load_state, order_rng, restore, save_state
 from textlstm.lm.streams import Window, join, proposal, steps_in, width, windows
 from textlstm.model.batching import to_device
-from textlstm.recipe import PretrainConfig, Recipe, load_recipe
+from textlstm.recipe import PretrainConfig, Recipe
 from textlstm.run import checkpoint
 from textlstm.runtime import (
     autocast,
@@ -43,7 +44,7 @@ from textlstm.runtime import (
     seed_everything,
 )
 from textlstm.text.vocab import Vocab
-from textlstm.training import distributed
+from textlstm.training import distributed, lifecycle
 from textlstm.training.distributed import SINGLE, World
 from textlstm.training.state import scaler_state
 from textlstm.training.transfer import absolute_encoder, encoder_folder, load_language_model
@@ -158,15 +159,12 @@ def _new(
 
 
 def _reserve(run: _Run, out_dir: str | Path) -> Path:
-    folder = checkpoint.reserve_run_dir(out_dir, run.recipe.name + FOLDER_SUFFIX)
-    try:
+    def write(folder: Path) -> None:
         text = absolute_encoder(run.recipe).to_toml()
         (folder / "recipe.toml").write_text(text, encoding="utf-8")
         run.corpus.encoder.save(folder)
-    except BaseException:
-        checkpoint.discard(folder)
-        raise
-    return folder
+
+    return lifecycle.reserve(out_dir, run.recipe.name + FOLDER_SUFFIX, write)
 
 
 def resume(
@@ -195,10 +193,7 @@ def _resumed(
     events = (events or PretrainEvents()) if world.main else PretrainEvents()
     folder = checkpoint.resumable(run_dir)
     meta, tensors = load_state(folder)
-    try:
-        recipe = load_recipe(folder / "recipe.toml")
-    except RecipeError as exc:
-        raise CheckpointError(*exc.lines) from None
+    recipe = lifecycle.saved_recipe(folder)
     saved = meta["run"]
     check_train_precision(recipe.train.precision, target)
     corpus = distributed.main_first(
@@ -218,16 +213,12 @@ def _resumed(
         run.scaler.load_state_dict(saved["scaler"])
     run.history = [LMEpoch(**row) for row in saved["history"]]
     run.data_dir = saved["data_dir"]
-    run.folder = Path(distributed.from_main(world, lambda: str(_reopen(run, folder)), target))
+    rows = [asdict(row) for row in run.history]
+    run.folder = Path(
+        distributed.from_main(world, lambda: str(lifecycle.reopen(folder, rows)), target)
+    )
     events.message(f"resuming {run.folder} at step {position.step:,} of epoch {position.epoch}")
     return _run(run, position)
-
-
-def _reopen(run: _Run, folder: Path) -> Path:
-    folder = checkpoint.reopen(folder)
-    with open(folder / "metrics.jsonl", "w", encoding="utf-8") as log:
-        log.writelines(json.dumps(asdict(row)) + "\n" for row in run.history)
-    return folder
 
 
 def _build(
@@ -262,32 +253,20 @@ def _absolute(data_dir: str | Path | None) -> str | None:
 def _run(run: _Run, position: Position) -> PretrainResult:
     """The epochs, then the finished folder. A kill leaves the ``.partial`` folder resumable
     from its last checkpoint; Ctrl-C finishes the folder with the weights as they stand, and it
-    stays resumable from its last checkpoint. A rank of a distributed run that loses another (or
-    is stopped by torchrun) says so in one line."""
+    stays resumable from its last checkpoint (``lifecycle.guarded``)."""
     if hasattr(run.events, "run_start"):  # hooks written before it existed may lack it
         run.events.run_start(run.folder, run.recipe.to_toml(), run.step)
-    try:
-        stopped = _epochs(run, position)
-    except KeyboardInterrupt:
-        if run.step == 0:
-            _discard_unless_resumable(run)
-            raise
-        stopped = "interrupted"
-    except BaseException as exc:
-        _discard_unless_resumable(run)
-        if not distributed.failed_peer(run.world, exc):
-            raise
-        kept = (
-            f"{run.folder} keeps its last checkpoint: continue with "
-            f"`{distributed.resume_command(run.world, run.folder, 'pretrain')}`"
-        )
-        raise distributed.lost(run.world, exc, kept) from None
-    return _finish(run, stopped)
-
-
-def _discard_unless_resumable(run: _Run) -> None:
-    if run.world.main and not (run.folder / STATE_FILE).exists():
-        checkpoint.discard(run.folder)
+    guard = lifecycle.Guard(
+        run.folder,
+        run.world,
+        STATE_FILE,
+        "pretrain",
+        progress=lambda: "its last checkpoint",
+        started=lambda: run.step > 0,
+    )
+    stopped = lifecycle.guarded(guard, lambda: _epochs(run, position))
+    with lifecycle.completing(guard):
+        return _finish(run, stopped)
 
 
 def _describe(run: _Run) -> str:
@@ -345,8 +324,7 @@ def _epochs(run: _Run, position: Position) -> str:
         )  # fmt: skip
         run.history.append(result)
         if run.world.main:
-            with open(run.folder / "metrics.jsonl", "a", encoding="utf-8") as log:
-                log.write(json.dumps(asdict(result)) + "\n")
+            append_text(run.folder / "metrics.jsonl", json.dumps(asdict(result)) + "\n")
         position = Position(epoch=position.epoch + 1, order_state=dict(rng.bit_generator.state))
         _checkpoint(run, position)
         run.events.lm_epoch_end(result)

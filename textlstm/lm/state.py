@@ -9,7 +9,6 @@ Nothing is pickled.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from textlstm.errors import CheckpointError
-from textlstm.files import atomic_path, check_file
+from textlstm.training.lifecycle import load_resume, save_resume
 from textlstm.training.state import load_optimizer, optimizer_tensors
 
 FILE = "resume.safetensors"
@@ -73,8 +71,6 @@ def save_state(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
 ) -> None:
-    from safetensors.torch import save_file
-
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     optim = optimizer.state_dict()
     tensors.update(optimizer_tensors(optim))
@@ -85,36 +81,12 @@ def save_state(
         "run": run,
         "param_groups": optim["param_groups"],
     }
-    with atomic_path(folder / FILE, durable=True) as tmp:
-        save_file(
-            {k: v.detach().cpu().contiguous() for k, v in tensors.items()},
-            str(tmp),
-            metadata={"format": FORMAT, "state": json.dumps(meta)},
-        )
+    save_resume(folder, FILE, FORMAT, tensors, meta)
 
 
 def load_state(folder: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    from safetensors import SafetensorError, safe_open
-
-    path = folder / FILE
-    if not path.is_file():
-        raise CheckpointError(
-            f"{folder}: no {FILE} here, so this pretraining cannot be resumed (a run keeps "
-            "one after its first checkpoint)"
-        )
-    check_file(path, "resume checkpoint", CheckpointError)
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            header = handle.metadata() or {}
-            tensors = {key: handle.get_tensor(key).clone() for key in handle.keys()}  # noqa: SIM118
-        if header.get("format") != FORMAT:
-            raise ValueError("not a textlstm language-model resume file")
-        meta = json.loads(header["state"])
-    except (SafetensorError, OSError, ValueError, KeyError) as exc:
-        raise CheckpointError(
-            f"{path}: not a readable resume checkpoint ({exc}); the file is damaged: pretrain again"
-        ) from None
-    return meta, tensors
+    missing = "this pretraining cannot be resumed (a run keeps one after its first checkpoint)"
+    return load_resume(folder, FILE, FORMAT, missing, "pretrain again")
 
 
 def restore(

@@ -9,7 +9,6 @@ epoch's state or the new one, never a torn file.
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +17,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from textlstm.errors import CheckpointError
-from textlstm.files import atomic_path, check_file
+from textlstm.training.lifecycle import load_resume, save_resume
 
 FILE = "resume.safetensors"
+FORMAT = "textlstm-resume"
 
 
 @dataclass
@@ -48,8 +47,6 @@ def save_state(
     scaler: torch.amp.GradScaler | None = None,
     average: torch.optim.swa_utils.AveragedModel | None = None,
 ) -> None:
-    from safetensors.torch import save_file
-
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     if average is not None:  # train.ema_decay: the moving average and its count of updates
         tensors.update({f"average.{k}": v for k, v in average.state_dict().items()})
@@ -71,41 +68,13 @@ def save_state(
         "rng_numpy": rng.bit_generator.state,
         "rng_python": random.getstate(),
     }
-    with atomic_path(run_dir / FILE, durable=True) as tmp:
-        save_file(
-            {k: v.detach().cpu().contiguous() for k, v in tensors.items()},
-            str(tmp),
-            metadata={"format": "textlstm-resume", "state": json.dumps(meta)},
-        )
+    save_resume(run_dir, FILE, FORMAT, tensors, meta)
 
 
 def load_state(run_dir: Path) -> tuple[TrainState, dict[str, Any]]:
     """The saved state and the raw parts ``restore`` needs; one clear line when unreadable."""
-    from safetensors import SafetensorError, safe_open
-
-    path = run_dir / FILE
-    if path.is_dir():
-        raise CheckpointError(f"{path}: is a folder; a resume checkpoint is a file")
-    if path.exists():
-        check_file(path, "resume checkpoint", CheckpointError)
-    if not path.is_file():
-        raise CheckpointError(
-            f"{run_dir}: no {FILE} here, so this run cannot be resumed (only "
-            "runs that finished at least one epoch can)"
-        )
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            header = handle.metadata() or {}
-            # cloned: a tensor read from the file sits at whatever alignment the header length
-            # gives it, and vector kernels then round differently from the aligned original
-            tensors = {key: handle.get_tensor(key).clone() for key in handle.keys()}  # noqa: SIM118
-        if header.get("format") != "textlstm-resume":
-            raise ValueError("not a textlstm resume file")
-        meta = json.loads(header["state"])
-    except (SafetensorError, OSError, ValueError, KeyError) as exc:
-        raise CheckpointError(
-            f"{path}: not a readable resume checkpoint ({exc}); the file is damaged: train again"
-        ) from None
+    missing = "this run cannot be resumed (only runs that finished at least one epoch can)"
+    meta, tensors = load_resume(run_dir, FILE, FORMAT, missing, "train again")
     best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
     state = TrainState(
         meta["epoch"],

@@ -20,15 +20,15 @@ import torch
 
 from textlstm import settings
 from textlstm.data import Splits, data_root
-from textlstm.errors import CheckpointError, RecipeError, TrainingDiverged
+from textlstm.files import append_text
 from textlstm.model.classifier import logits_for
 from textlstm.model.wide import WideNgrams, fit_scale, linear_scores, network_alone
-from textlstm.recipe import Recipe, load_recipe
+from textlstm.recipe import Recipe
 from textlstm.run import checkpoint
 from textlstm.run.metrics import quick_scores, report
 from textlstm.runtime import bf16_support, check_train_precision, seed_everything
 from textlstm.text.cache import Options
-from textlstm.training import distributed
+from textlstm.training import distributed, lifecycle
 from textlstm.training.distributed import World
 from textlstm.training.events import EpochResult, Events, TrainResult
 from textlstm.training.loop import Fit, epochs
@@ -53,6 +53,7 @@ class _Run:
     events: Events
     data_dir: str | Path | None
     world: World
+    saved: int = -1  # the last epoch whose checkpoint is on disk (-1: the state's epoch)
 
 
 def train(
@@ -114,15 +115,12 @@ def _new(
 def _reserve(recipe: Recipe, prepared: Prepared, out_dir: str | Path) -> Path:
     """A new ``.partial`` run folder holding what ``resume`` reads back: the recipe, the
     vocabulary, the labels."""
-    folder = checkpoint.reserve_run_dir(out_dir, recipe.name)
-    try:
-        checkpoint.save_identity(
-            folder, _portable(recipe, prepared.splits), prepared.encoder, prepared.splits.labels
-        )
-    except BaseException:
-        checkpoint.discard(folder)
-        raise
-    return folder
+    portable, splits = _portable(recipe, prepared.splits), prepared.splits
+    return lifecycle.reserve(
+        out_dir,
+        recipe.name,
+        lambda folder: checkpoint.save_identity(folder, portable, prepared.encoder, splits.labels),
+    )
 
 
 def resume(
@@ -154,10 +152,7 @@ def _resumed(
     events = (events or Events()) if world.main else Events()
     folder = checkpoint.resumable(run_dir)
     state, raw = load_state(folder)
-    try:
-        recipe = load_recipe(folder / "recipe.toml")
-    except RecipeError as exc:
-        raise CheckpointError(*exc.lines) from None
+    recipe = lifecycle.saved_recipe(folder)
     data_dir = data_dir or state.data_dir
     check_train_precision(recipe.train.precision, target)
     rng = seed_everything(recipe.seed)
@@ -169,19 +164,15 @@ def _resumed(
     fit = build_fit(recipe, prepared, target, world)
     restore(raw, fit.model, fit.optimizer, fit.scheduler, rng, fit.scaler, fit.average)
     # only now: a resume that fails above leaves the folder as it was
-    folder = Path(distributed.from_main(world, lambda: str(_reopen(folder, state)), target))
+    reopened = distributed.from_main(
+        world, lambda: str(lifecycle.reopen(folder, state.history)), target
+    )
+    folder = Path(reopened)
     events.message(f"resuming {folder} after epoch {state.epoch} of {recipe.train.total_epochs}")
     precision = "fp32" if bf16_support(target) == "none" else recipe.train.precision
     return _train(
         _Run(recipe, prepared, fit, folder, state, rng, target, precision, events, data_dir, world)
     )
-
-
-def _reopen(folder: Path, state: TrainState) -> Path:
-    folder = checkpoint.reopen(folder)
-    with open(folder / "metrics.jsonl", "w", encoding="utf-8") as log:  # drop a half-logged epoch
-        log.writelines(json.dumps(row) + "\n" for row in state.history)
-    return folder
 
 
 def _describe(
@@ -225,44 +216,23 @@ def _spread(world: World) -> str:
 
 
 def _train(run: _Run) -> TrainResult:
-    """The epochs, then the finished run folder. A kill, a crash or a divergence after the first
-    finished epoch leaves the folder resumable; Ctrl-C keeps the best weights so far. A rank of
-    a distributed run that loses another (or is stopped by torchrun) says so in one line."""
+    """The epochs, then the finished run folder. A kill, a crash, a divergence or a refused
+    write after the first finished epoch leaves the folder resumable; Ctrl-C keeps the best
+    weights so far (``lifecycle.guarded``)."""
     if hasattr(run.events, "run_start"):  # hooks written before it existed may lack it
         run.events.run_start(run.folder, run.recipe.to_toml())
-    try:
-        stopped = _fit(run)
-    except KeyboardInterrupt:
-        if run.state.best_state is None:  # not one epoch finished, in this session or before
-            _discard_unless_resumable(run)
-            raise
-        stopped = "interrupted"
-    except TrainingDiverged as exc:
-        kept = _discard_unless_resumable(run)
-        where = f"; {run.folder} keeps epoch {run.state.epoch} and can be resumed" if kept else ""
-        raise TrainingDiverged(f"{exc}{where}", run.folder if kept else None, str(exc)) from None
-    except BaseException as exc:
-        if not distributed.failed_peer(run.world, exc):
-            _discard_unless_resumable(run)
-            raise
-        kept = _discard_unless_resumable(run) or run.state.epoch > 0
-        what = (
-            f"{run.folder} keeps its last finished epoch: continue with "
-            f"`{distributed.resume_command(run.world, run.folder)}`"
-            if kept
-            else "no epoch had finished, so nothing was kept: train again"
-        )
-        raise distributed.lost(run.world, exc, what) from None
-    return _finish(run, stopped)
-
-
-def _discard_unless_resumable(run: _Run) -> bool:
-    if not run.world.main:  # rank 0 alone owns the run folder
-        return False
-    if (run.folder / RESUME_FILE).exists():  # a run with a finished epoch stays resumable
-        return True
-    checkpoint.discard(run.folder)
-    return False
+    run.saved = run.state.epoch if run.saved < 0 else run.saved
+    guard = lifecycle.Guard(
+        run.folder,
+        run.world,
+        RESUME_FILE,
+        "train",
+        progress=lambda: f"epoch {run.saved}",
+        started=lambda: run.state.best_state is not None,
+    )
+    stopped = lifecycle.guarded(guard, lambda: _fit(run))
+    with lifecycle.completing(guard):
+        return _finish(run, stopped)
 
 
 def _fit(run: _Run) -> str:
@@ -292,8 +262,7 @@ def _fit(run: _Run) -> str:
         state.epoch, state.history = result.epoch, [asdict(r) for r in history]
         state.seconds += result.seconds
         if run.world.main:
-            with open(run.folder / "metrics.jsonl", "a", encoding="utf-8") as log:
-                log.write(json.dumps(asdict(result)) + "\n")
+            append_text(run.folder / "metrics.jsonl", json.dumps(asdict(result)) + "\n")
             fit = run.fit
             save_state(
                 run.folder,
@@ -305,6 +274,7 @@ def _fit(run: _Run) -> str:
                 fit.scaler,
                 fit.average,
             )
+        run.saved = result.epoch
         run.events.epoch_end(result)
         if (
             cfg.patience
