@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -30,7 +31,8 @@ pytestmark = pytest.mark.skipif(
 def torchrun(*args: str, cwd: Path) -> subprocess.Popen[str]:
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
     command += ["--nproc-per-node", "2", "-m", "textlstm", *args]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200"}
+    # unbuffered: a test reads rank 0's table rows as they are printed
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "200", "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
         command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -39,6 +41,17 @@ def torchrun(*args: str, cwd: Path) -> subprocess.Popen[str]:
 def finished(process: subprocess.Popen[str], seconds: float = 240) -> tuple[int, str, str]:
     out, err = process.communicate(timeout=seconds)
     return process.returncode, out, err
+
+
+def epoch_row(process: subprocess.Popen[str], epoch: int) -> None:
+    """Read rank 0's output until the table row of ``epoch``: it is printed once that epoch's
+    checkpoint is on disk. The job says when it got there; nothing waits on the clock."""
+    assert process.stdout is not None
+    row = re.compile(rf"\s*{epoch}\s+\d")
+    for line in process.stdout:
+        if row.match(line):
+            return
+    raise AssertionError(f"the job ended before epoch {epoch}: {process.communicate()[1][-3000:]}")
 
 
 def ours(stderr: str) -> list[str]:
@@ -140,7 +153,7 @@ def test_two_ranks_take_the_same_steps_as_one_process(tmp_path, adversarial):
             torch.testing.assert_close(ranked[name], value, rtol=1e-5, atol=1e-6, msg=name)
 
 
-def _finishing(rank: int, store: str, out: str) -> None:
+def _finishing(rank: int, store: str, out: str, rank1_done: Any) -> None:
     import torch.distributed as dist
 
     from textlstm.training.distributed import together
@@ -151,8 +164,10 @@ def _finishing(rank: int, store: str, out: str) -> None:
 
     def work(world: World, target: torch.device) -> int:
         if world.main:  # rank 0 is still writing its run folder when rank 1 is done
-            time.sleep(1.0)
+            assert rank1_done.wait(timeout=120)  # the bound only limits a failure
             written.write_text("done")
+        else:
+            rank1_done.set()
         return world.rank
 
     try:
@@ -165,7 +180,9 @@ def _finishing(rank: int, store: str, out: str) -> None:
 def test_no_rank_leaves_the_job_before_rank_0_has_finished(tmp_path):
     import torch.multiprocessing as mp
 
-    mp.spawn(_finishing, args=(str(tmp_path / "store"), str(tmp_path / "seen")), nprocs=2)
+    rank1_done = mp.get_context("spawn").Event()  # a gate, not a clock
+    args = (str(tmp_path / "store"), str(tmp_path / "seen"), rank1_done)
+    mp.spawn(_finishing, args=args, nprocs=2)
     assert [(tmp_path / f"seen.{rank}").read_text() for rank in range(2)] == ["True", "True"]
 
 
@@ -224,10 +241,8 @@ def test_a_killed_rank_ends_the_other_with_one_line_and_resume_finishes(setup):
     recipe.write_text(recipe.read_text().replace("epochs = 3", "epochs = 30"), encoding="utf-8")
     process = torchrun("train", "tiny.toml", "--out", "runs", cwd=setup)
     parent = setup / "runs" / "tiny"
-    deadline = time.monotonic() + 120
-    while not list(parent.glob("*.partial/resume.safetensors")):  # the first epoch finished
-        assert process.poll() is None and time.monotonic() < deadline, process.stderr
-        time.sleep(0.02)
+    epoch_row(process, 1)  # the first epoch finished
+    assert list(parent.glob("*.partial/resume.safetensors"))
     victim = _rank_pid(process.pid, 1)
     assert victim is not None
     os.kill(victim, signal.SIGKILL)
@@ -265,10 +280,8 @@ def test_torchrun_pretrains_and_resumes_a_language_model_after_a_killed_rank(set
     )
     process = torchrun("pretrain", "lm.toml", "--out", "runs", cwd=setup)
     parent = setup / "runs" / "tiny-lm"
-    deadline = time.monotonic() + 120
-    while not list(parent.glob("*.partial/resume.safetensors")):  # a checkpoint was written
-        assert process.poll() is None and time.monotonic() < deadline, process.stderr
-        time.sleep(0.02)
+    epoch_row(process, 1)  # a checkpoint was written
+    assert list(parent.glob("*.partial/resume.safetensors"))
     victim = _rank_pid(process.pid, 1)
     assert victim is not None
     os.kill(victim, signal.SIGKILL)
@@ -286,3 +299,68 @@ def test_torchrun_pretrains_and_resumes_a_language_model_after_a_killed_rank(set
     meta = json.loads((run / "meta.json").read_text())
     assert meta["kind"] == "language_model" and meta["processes"] == 2
     assert meta["stopped"] == "completed"
+
+
+# ---- torchrun with data large enough for tokenizer worker processes ---------------------------
+
+
+@pytest.fixture
+def large(tmp_path: Path) -> Path:
+    """Over 2,000,000 characters of training text: rank 0 tokenizes it in forked workers."""
+    from textlstm.text.encoder import PARALLEL_MIN_CHARS
+
+    rows, chars = [], 0
+    rng = np.random.default_rng(0)
+    words = np.array(
+        [
+            "the",
+            "a",
+            "film",
+            "plot",
+            "actor",
+            "scene",
+            "story",
+            "was",
+            "and",
+            "good",
+            "bad",
+            "dull",
+            "great",
+        ]
+    )
+    while chars < PARALLEL_MIN_CHARS * 1.4:  # the train split, after carving, still over it
+        label = int(rng.integers(2))
+        text = " ".join(rng.choice(words, 20)) + (" great" if label else " dull")
+        rows.append(json.dumps({"text": text, "label": label}))
+        chars += len(text)
+    (tmp_path / "big.jsonl").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    write_recipe(tmp_path / "big.toml", tmp_path / "big.jsonl")
+    recipe = (tmp_path / "big.toml").read_text()
+    recipe = recipe.replace("epochs = 3", "epochs = 1").replace(
+        "batch_size = 8", "batch_size = 512"
+    )
+    (tmp_path / "big.toml").write_text(recipe, encoding="utf-8")
+    return tmp_path
+
+
+def test_torchrun_on_data_that_forks_tokenizer_workers_finishes(large):
+    code, out, err = finished(torchrun("train", "big.toml", "--out", "runs", cwd=large))
+    assert code == 0, err[-3000:]
+    assert out.count("run folder:") == 1 and "Traceback" not in err, err[-3000:]
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux /proc")
+def test_sigterm_to_torchrun_while_rank_0_tokenizes_ends_every_rank_with_one_line(large):
+    process = torchrun("train", "big.toml", "--out", "runs", cwd=large)
+    assert process.stdout is not None
+    for line in process.stdout:  # rank 0 says it goes on to tokenize: stop the job there
+        if "validation split carved" in line:
+            break
+    process.send_signal(signal.SIGTERM)
+    code, _, err = finished(process, 60)  # every rank ends, without SIGKILL
+    assert code != 0
+    # torchrun reports its own signal with a traceback; a rank or a worker of one must not
+    assert "textlstm/" not in err and "Terminated:" not in err, err[-3000:]
+    lines = ours(err)
+    assert 1 <= len(lines) <= 2 and all("SIGTERM" in line for line in lines), err[-3000:]
+    assert not list((large / "runs").glob("*/*.partial"))

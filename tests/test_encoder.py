@@ -95,6 +95,30 @@ def test_parallel_encoding_equals_serial(monkeypatch, kind):
     assert all(a.tolist() == b.tolist() for a, b in zip(serial, parallel))
 
 
+def _handlers(state, texts):
+    import signal
+
+    return [(signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT))]
+
+
+def test_tokenizer_workers_drop_the_ranks_sigterm_handler(monkeypatch):
+    """A torchrun rank raises on SIGTERM; the pool's workers, forked from it, must not: the
+    pool ends them with SIGTERM, and a worker raising there can hold its lock forever."""
+    import signal
+
+    from textlstm.training import distributed
+
+    monkeypatch.setattr(encoder_module, "CHUNK", 2)
+    monkeypatch.setattr(encoder_module, "PARALLEL_MIN_CHARS", 0)
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        distributed.stop_on_sigterm()
+        seen = encoder_module._map_chunks(_handlers, None, ["a b", "c d", "e f", "g h"], 2)
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert [pair for chunk in seen for pair in chunk] == [(signal.SIG_DFL, signal.SIG_IGN)] * 2
+
+
 @pytest.mark.parametrize("kind", ["regex", "whitespace", "spacy", "bpe", "wordpiece", "unigram"])
 def test_each_kind_trains_saves_and_predicts_end_to_end(tmp_path, recipe_path, kind):
     extra = "vocab_size = 60\n" if kind in ("bpe", "wordpiece", "unigram") else ""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-import time
 
 import httpx
 import numpy as np
@@ -128,14 +127,17 @@ def test_a_real_server_on_loopback(predictor):
     port = free_port()
     config = uvicorn.Config(create_app(predictor), host="127.0.0.1", port=port, log_level="error")
     server = uvicorn.Server(config)
+    ready, startup = threading.Event(), server.startup
+
+    async def started(sockets=None):  # the server says when it listens: no polling
+        await startup(sockets=sockets)
+        ready.set()
+
+    server.startup = started
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
-        for _ in range(200):  # started within 20 s
-            if server.started:
-                break
-            time.sleep(0.1)
-        assert server.started
+        assert ready.wait(timeout=120) and server.started  # the bound only limits a failure
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
             assert http.get("/health").json() == {"status": "ok"}
             got = http.post("/predict", json={"texts": TEXTS}).json()["predictions"]

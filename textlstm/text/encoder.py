@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import signal
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -218,6 +219,15 @@ def _longest_chunk(texts: Sequence[str]) -> int:
     )
 
 
+def _quiet_worker() -> None:
+    """A forked worker drops the signal handlers it inherited: the pool ends its workers with
+    SIGTERM, and a handler that raised there (a torchrun rank's) could stop a worker while it
+    holds the pool's lock, leaving the others and the rank waiting forever. Ctrl-C is the
+    parent's to handle; it then ends the pool."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def _run_range(job: tuple[Callable[[Any, Sequence[str]], Any], int, int]) -> Any:
     work, lo, hi = job
     assert _SHARED is not None
@@ -244,7 +254,7 @@ def _map_chunks(
         return [work(state, texts[lo:hi]) for lo, hi in ranges]
     _SHARED = (state, texts)
     try:
-        with multiprocessing.get_context("fork").Pool(workers) as pool:
+        with multiprocessing.get_context("fork").Pool(workers, _quiet_worker) as pool:
             return pool.map(_run_range, [(work, lo, hi) for lo, hi in ranges], chunksize=1)
     finally:
         _SHARED = None
