@@ -132,6 +132,7 @@ def _rank(rank: int, store: str, out: str, adversarial: float) -> None:
     try:
         result = _steps(World(rank, 2, rank, "gloo"), adversarial)
         save_file({k: v.contiguous() for k, v in result.items()}, f"{out}.{rank}")
+        dist.barrier()  # neither rank tears its connections down while the other still uses them
     finally:
         dist.destroy_process_group()
 

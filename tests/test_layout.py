@@ -174,6 +174,29 @@ def test_dependencies_point_one_way(path):
     assert wrong == [], f"{name} (layer {LAYER[own]}) imports {wrong}"
 
 
+def test_every_command_is_a_shim_of_at_most_30_lines():
+    """A command parses, makes one library call and prints; what it decides is library code."""
+    lengths = {}
+    for path in (PACKAGE / "cli").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef) and any(
+                getattr(getattr(d, "func", d), "attr", None) == "command"
+                for d in node.decorator_list
+            ):
+                lengths[node.name] = node.end_lineno - node.body[0].lineno + 1
+    assert len(lengths) == 13 and max(lengths.values()) <= 30, lengths
+
+
+def test_the_launchers_environment_is_read_in_one_place():
+    """RANK, WORLD_SIZE and their kin are read by ``settings.launch`` and nowhere else."""
+    readers = [
+        path.relative_to(PACKAGE).as_posix()
+        for path in MODULES
+        if any(f'"{v}"' in path.read_text(encoding="utf-8") for v in ("WORLD_SIZE", "LOCAL_RANK"))
+    ]
+    assert readers == ["settings.py"]
+
+
 def test_cli_modules_hold_no_tensor_code():
     for path in (PACKAGE / "cli").glob("*.py"):
         source = path.read_text(encoding="utf-8")

@@ -7,6 +7,7 @@ same to ``textlstm ...`` and to ``import textlstm``.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 DATA_DIR_ENV = "TEXTLSTM_DATA_DIR"  # root of local dataset mirrors: <root>/<hub id>
@@ -32,3 +33,31 @@ def cache_dir() -> Path:
 def vocab_dir() -> Path:
     """``$TEXTLSTM_VOCAB_DIR``, else ``vocab`` in the working folder."""
     return Path(os.environ.get(VOCAB_DIR_ENV) or VOCAB_DIR)
+
+
+@dataclass(frozen=True)
+class Launch:
+    """What a launcher (torchrun) told this process: its rank, of how many, on this machine."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+    local_size: int = 1
+    missing: tuple[str, ...] = ()  # rendezvous variables a launcher sets that are not set
+
+    @property
+    def many(self) -> bool:
+        return self.size > 1
+
+
+def launch() -> Launch:
+    """torchrun's ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` and ``LOCAL_WORLD_SIZE``."""
+    env = os.environ
+    size = int(env.get("WORLD_SIZE", "1") or 1)
+    return Launch(
+        int(env.get("RANK", "0") or 0),
+        size,
+        int(env.get("LOCAL_RANK", "0") or 0),
+        int(env.get("LOCAL_WORLD_SIZE", size) or size),
+        tuple(v for v in ("RANK", "MASTER_ADDR", "MASTER_PORT") if v not in env),
+    )

@@ -164,20 +164,22 @@ def note(text: str) -> None:
 def other_rank() -> str:
     """ "rank N: " in a process that torchrun started as rank N > 0, whose messages would
     otherwise read like rank 0's; "" elsewhere."""
-    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 and os.environ.get("RANK", "0") != "0":
-        return f"rank {os.environ.get('RANK')}: "
-    return ""
+    launch = settings.launch()
+    return f"rank {launch.rank}: " if launch.many and launch.rank else ""
 
 
 def under_torchrun() -> bool:
     """Whether torchrun started this process as one of several; then SIGTERM (torchrun's way of
-    ending the others when one fails) gets one line and leaves the run folder resumable."""
-    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+    ending the others when one fails) gets one line and leaves the run folder resumable, and
+    only rank 0 prints anything but errors."""
+    launch = settings.launch()
+    if not launch.many:
         return False
     from textlstm.training import distributed
 
     distributed.check_launch()
     distributed.stop_on_sigterm()
+    out.quiet = launch.rank != 0
     return True
 
 

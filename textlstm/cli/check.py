@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.syntax import Syntax
 from rich.table import Table
 
 from textlstm.cli.app import DataDir, Overrides, RecipeFile, app, guarded, note, out
+
+if TYPE_CHECKING:
+    from textlstm.data.summary import DataSummary
 
 
 @app.command()
 @guarded
 def check(recipe: RecipeFile, overrides: Overrides = None, data_dir: DataDir = None) -> None:
     """Validate a recipe, print it resolved and summarize its data, without training."""
-    from textlstm.data.summary import PERCENTILES, summarize
+    from textlstm.data.summary import summarize
     from textlstm.recipe import load_recipe
 
     loaded = load_recipe(recipe, overrides)
@@ -21,6 +26,13 @@ def check(recipe: RecipeFile, overrides: Overrides = None, data_dir: DataDir = N
     summary = summarize(loaded, data_dir)
     for line in summary.notes:
         note(f"note: {line}")
+    show_summary(summary, loaded.tokenizer.max_length)
+
+
+def show_summary(summary: DataSummary, max_length: int) -> None:
+    """Rows per label and split, then text lengths and the share over ``max_length``."""
+    from textlstm.data.summary import PERCENTILES
+
     counts = Table(
         "label",
         *[s.name for s in summary.splits],
@@ -34,7 +46,7 @@ def check(recipe: RecipeFile, overrides: Overrides = None, data_dir: DataDir = N
     lengths = Table(
         "split",
         *["max" if p == 100 else f"p{p}" for p in PERCENTILES],
-        f"> max_length ({loaded.tokenizer.max_length})",
+        f"> max_length ({max_length})",
         title=f"text length in {summary.unit} (before truncation)",
         title_justify="left",
     )

@@ -11,7 +11,7 @@ from rich.table import Table
 from textlstm.cli.app import DataDir, Device, Precision, Quantize, app, guarded, note, out
 
 if TYPE_CHECKING:
-    from textlstm.evaluation.evaluate import BaselineScore
+    from textlstm.evaluation.evaluate import BaselineScore, Evaluation
     from textlstm.run.metrics import Report
     from textlstm.tuning.folds import FoldsResult
 
@@ -54,17 +54,13 @@ def evaluate(
         show_folds(evaluate_folds(run, data_dir=data_dir, device=device, baseline=baseline))
         return
     result = evaluate_run(
-        run,
-        split,
-        data,
-        data_dir,
-        device,
-        text_column,
-        label_column,
-        precision=precision,
-        quantize=quantize,
-        baseline=baseline,
-    )
+        run, split, data, data_dir, device, text_column, label_column, precision=precision,
+        quantize=quantize, baseline=baseline,
+    )  # fmt: skip
+    show_evaluation(result)
+
+
+def show_evaluation(result: Evaluation) -> None:
     for line in result.notes:
         note(f"note: {line}")
     rep = result.report

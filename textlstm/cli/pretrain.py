@@ -15,7 +15,6 @@ from textlstm.cli.app import (
     TensorBoard,
     app,
     guarded,
-    other_rank,
     out,
     under_torchrun,
 )
@@ -52,34 +51,13 @@ def pretrain(
 ) -> None:
     """Pretrain the recipe's LSTM language model on its training texts (and \\[pretrain]
     unlabelled ones); writes a run folder under --out/<recipe name>-lm/ for \\[model] encoder."""
-    from textlstm.errors import TextLSTMError
-    from textlstm.lm import pretrain as pretrain_model
-    from textlstm.lm import resume as resume_model
-    from textlstm.recipe import load_recipe
+    from textlstm.lm import pretrain_or_resume
 
-    if (recipe is None) == (resume is None):
-        raise TextLSTMError("pretrain: give a recipe file, or --resume RUN_FOLDER (not both)")
-    if resume is not None and overrides:
-        raise TextLSTMError("--set: a resumed pretraining keeps the recipe it started with")
-    if other_rank():  # torchrun's ranks 1..N-1: rank 0 draws the progress and says the result
-        under_torchrun()
-        if resume is not None:
-            resume_model(resume, data_dir, device, None, max_minutes)
-        else:
-            assert recipe is not None
-            loaded = load_recipe(recipe, overrides)
-            pretrain_model(loaded, out_dir, data_dir, device, None, max_minutes)
-        return
-    launched_here = under_torchrun()
+    launched_here = under_torchrun()  # then ranks other than 0 print nothing but errors
     with PretrainProgress() as progress, logged(progress, tensorboard) as events:
-        if resume is not None:
-            out.print(f"[bold]resuming[/bold] {resume}")
-            result = resume_model(resume, data_dir, device, events, max_minutes)
-        else:
-            assert recipe is not None
-            loaded = load_recipe(recipe, overrides)
-            out.print(f"[bold]pretraining[/bold] {loaded.name}'s language model from {recipe}")
-            result = pretrain_model(loaded, out_dir, data_dir, device, events, max_minutes)
+        result = pretrain_or_resume(
+            recipe, resume, overrides, out_dir, data_dir, device, events, max_minutes
+        )
     summary(result, launched_here)
 
 

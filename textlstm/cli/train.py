@@ -19,14 +19,12 @@ from textlstm.cli.app import (
     app,
     guarded,
     options,
-    other_rank,
     out,
     under_torchrun,
 )
 from textlstm.cli.progress import TrainProgress, logged
 
 if TYPE_CHECKING:
-    from textlstm.recipe import Recipe
     from textlstm.text.cache import Options
     from textlstm.training import Events, TrainResult
 
@@ -64,31 +62,17 @@ def train(
     folds: Folds = 0,
 ) -> None:
     """Train a model from a recipe; writes a run folder under --out/<recipe name>/."""
-    from textlstm.errors import TextLSTMError
-    from textlstm.recipe import load_recipe
-    from textlstm.training import resume as resume_run
-    from textlstm.training import train as train_model
+    from textlstm.training import train_or_resume
 
-    if (recipe is None) == (resume is None):
-        raise TextLSTMError("train: give a recipe file, or --resume RUN_FOLDER (not both)")
-    if resume is not None and overrides:
-        raise TextLSTMError("--set: a resumed run keeps the recipe it started with")
+    launched_here = under_torchrun()  # then ranks other than 0 print nothing but errors
     settings_ = options(vocab_dir, cache_dir, no_cache)
-    if other_rank():  # torchrun's ranks 1..N-1: rank 0 draws the progress and says the result
-        quiet(recipe, overrides, resume, out_dir, data_dir, device, settings_)
-        return
-    launched_here = under_torchrun()
     with TrainProgress() as progress, logged(progress, tensorboard) as events:
-        if resume is not None:
-            out.print(f"[bold]resuming[/bold] {resume}")
-            result = resume_run(resume, data_dir, device, events, settings_)
-        else:
-            assert recipe is not None
-            loaded = load_recipe(recipe, overrides)
-            out.print(f"[bold]training[/bold] {loaded.name} from {recipe}")
-            if folds:
-                return cross_validate(loaded, folds, out_dir, data_dir, device, events, settings_)
-            result = train_model(loaded, out_dir, data_dir, device, events, settings_)
+        if folds:  # a run per fold: `textlstm.train_folds`
+            where = (out_dir, data_dir, device, events, settings_)
+            return cross_validate(recipe, resume, overrides, folds, *where)
+        result = train_or_resume(
+            recipe, resume, overrides, out_dir, data_dir, device, events, settings_
+        )
     show_result(result, launched_here)
 
 
@@ -108,7 +92,9 @@ def show_result(result: TrainResult, launched_here: bool) -> None:
 
 
 def cross_validate(
-    recipe: Recipe,
+    recipe: Path | None,
+    resume: Path | None,
+    overrides: list[str] | None,
     folds: int,
     out_dir: Path,
     data_dir: Path | None,
@@ -117,31 +103,16 @@ def cross_validate(
     settings_: Options,
 ) -> None:
     from textlstm.cli.evaluate import show_folds
+    from textlstm.errors import RecipeError
+    from textlstm.recipe import load_recipe
     from textlstm.tuning.folds import train_folds
+
+    if recipe is None or resume is not None:
+        raise RecipeError("--folds: give a recipe file (a cross-validation is not resumed)")
+    loaded = load_recipe(recipe, overrides)
+    out.print(f"[bold]cross-validating[/bold] {loaded.name} from {recipe} on {folds} folds")
 
     def done(fold: int, run: Path) -> None:
         out.print(f"fold {fold} of {folds}: [bold]{run}[/bold]", soft_wrap=True)
 
-    show_folds(train_folds(recipe, folds, out_dir, data_dir, device, events, settings_, done))
-
-
-def quiet(
-    recipe: Path | None,
-    overrides: list[str] | None,
-    resume: Path | None,
-    out_dir: Path,
-    data_dir: Path | None,
-    device: str,
-    settings_: Options,
-) -> None:
-    """A rank other than 0: the same training, without output."""
-    from textlstm.recipe import load_recipe
-    from textlstm.training import resume as resume_run
-    from textlstm.training import train as train_model
-
-    under_torchrun()
-    if resume is not None:
-        resume_run(resume, data_dir, device, None, settings_)
-    else:
-        assert recipe is not None
-        train_model(load_recipe(recipe, overrides), out_dir, data_dir, device, None, settings_)
+    show_folds(train_folds(loaded, folds, out_dir, data_dir, device, events, settings_, done))

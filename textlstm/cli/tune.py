@@ -76,21 +76,11 @@ def tune(
     keys = list(loaded.tune.space) if loaded.tune else []
     metric = loaded.tune.metric if loaded.tune else "accuracy"
     with TuneTable(keys, metric, live=out.is_terminal) as events:
+        settings_ = options(vocab_dir, cache_dir, no_cache)
         result = run_tune(
-            loaded,
-            out_dir,
-            trials,
-            timeout,
-            not no_prune,
-            data_dir,
-            device,
-            events,
-            options(vocab_dir, cache_dir, no_cache),
-            jobs=jobs,
-            storage=storage,
-            keep=keep,
-            retrain=retrain,
-        )
+            loaded, out_dir, trials, timeout, not no_prune, data_dir, device, events, settings_,
+            jobs=jobs, storage=storage, keep=keep, retrain=retrain,
+        )  # fmt: skip
     if result.interrupted:
         raise typer.Exit(130)
     if result.retrained is not None:

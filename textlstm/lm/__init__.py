@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from textlstm.lm.events import LMEpoch, PretrainEvents, PretrainResult
-    from textlstm.lm.pretrainer import pretrain, resume
+    from textlstm.lm.pretrainer import pretrain, pretrain_or_resume, resume
 
 _EXPORTS = {
     "LMEpoch": "events",
@@ -19,8 +19,16 @@ _EXPORTS = {
     "PretrainResult": "events",
     "pretrain": "pretrainer",
     "resume": "pretrainer",
+    "pretrain_or_resume": "pretrainer",
 }
-__all__ = ["LMEpoch", "PretrainEvents", "PretrainResult", "pretrain", "resume"]
+__all__ = [
+    "LMEpoch",
+    "PretrainEvents",
+    "PretrainResult",
+    "pretrain",
+    "pretrain_or_resume",
+    "resume",
+]
 
 
 def __getattr__(name: str) -> Any:

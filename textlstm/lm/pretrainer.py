@@ -38,10 +38,8 @@ from textlstm.run import checkpoint
 from textlstm.runtime import (
     autocast,
     bf16_support,
-    check_train_precision,
     grad_scaler,
     optimizer_step,
-    seed_everything,
 )
 from textlstm.text.vocab import Vocab
 from textlstm.training import distributed, lifecycle
@@ -125,22 +123,21 @@ def pretrain(
     rank reads its share of the stream's columns, rank 0 writes the run folder."""
     return distributed.together(
         device,
-        lambda world, target: _new(recipe, out_dir, data_dir, target, world, events, max_minutes),
+        lambda world, target: _new(world, target, recipe, out_dir, data_dir, events, max_minutes),
     )
 
 
 def _new(
+    world: World,
+    target: torch.device,
     recipe: Recipe,
     out_dir: str | Path,
     data_dir: str | Path | None,
-    target: torch.device,
-    world: World,
     events: PretrainEvents | None,
     max_minutes: float | None,
 ) -> PretrainResult:
-    events = (events or PretrainEvents()) if world.main else PretrainEvents()
-    check_train_precision(recipe.train.precision, target)
-    seed_everything(recipe.seed)
+    events = events if world.main and events is not None else PretrainEvents()  # rank 0 reports
+    lifecycle.opening(recipe, target)
     corpus = distributed.main_first(world, lambda: prepare_corpus(recipe, data_dir), target)
     for note in corpus.notes:
         events.message(note)
@@ -167,6 +164,27 @@ def _reserve(run: _Run, out_dir: str | Path) -> Path:
     return lifecycle.reserve(out_dir, run.recipe.name + FOLDER_SUFFIX, write)
 
 
+def pretrain_or_resume(
+    recipe: str | Path | None = None,
+    resume_dir: str | Path | None = None,
+    overrides: list[str] | None = None,
+    out_dir: str | Path = settings.RUNS_DIR,
+    data_dir: str | Path | None = None,
+    device: str = "auto",
+    events: PretrainEvents | None = None,
+    max_minutes: float | None = None,
+) -> PretrainResult:
+    """`textlstm pretrain`: the recipe file's language model pretrained anew (with
+    ``overrides``), or the pretraining in ``resume_dir`` resumed; exactly one of the two."""
+    source = lifecycle.chosen(recipe, resume_dir, overrides, "pretrain")
+    say = events or PretrainEvents()
+    if isinstance(source, Path):
+        say.message(f"resuming {source}")
+        return resume(source, data_dir, device, events, max_minutes)
+    say.message(f"pretraining {source.name}'s language model from {recipe}")
+    return pretrain(source, out_dir, data_dir, device, events, max_minutes)
+
+
 def resume(
     run_dir: str | Path,
     data_dir: str | Path | None = None,
@@ -178,24 +196,24 @@ def resume(
     device the result equals that of an uninterrupted run (without a time budget)."""
     return distributed.together(
         device,
-        lambda world, target: _resumed(run_dir, data_dir, target, world, events, max_minutes),
+        lambda world, target: _resumed(world, target, run_dir, data_dir, events, max_minutes),
     )
 
 
 def _resumed(
+    world: World,
+    target: torch.device,
     run_dir: str | Path,
     data_dir: str | Path | None,
-    target: torch.device,
-    world: World,
     events: PretrainEvents | None,
     max_minutes: float | None,
 ) -> PretrainResult:
-    events = (events or PretrainEvents()) if world.main else PretrainEvents()
     folder = checkpoint.resumable(run_dir)
     meta, tensors = load_state(folder)
     recipe = lifecycle.saved_recipe(folder)
+    events = events if world.main and events is not None else PretrainEvents()  # rank 0 reports
+    lifecycle.opening(recipe, target)
     saved = meta["run"]
-    check_train_precision(recipe.train.precision, target)
     corpus = distributed.main_first(
         world, lambda: prepare_corpus(recipe, data_dir or saved["data_dir"]), target
     )

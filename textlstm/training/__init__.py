@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from textlstm.training.events import EpochResult, Events, TrainResult
     from textlstm.training.setup import Prepared, prepare
-    from textlstm.training.trainer import resume, train
+    from textlstm.training.trainer import resume, train, train_or_resume
 
 _EXPORTS = {
     "EpochResult": "events",
@@ -21,9 +21,19 @@ _EXPORTS = {
     "Prepared": "trainer",
     "prepare": "trainer",
     "resume": "trainer",
+    "train_or_resume": "trainer",
     "train": "trainer",
 }
-__all__ = ["EpochResult", "Events", "Prepared", "TrainResult", "prepare", "resume", "train"]
+__all__ = [
+    "EpochResult",
+    "Events",
+    "Prepared",
+    "TrainResult",
+    "prepare",
+    "resume",
+    "train",
+    "train_or_resume",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from textlstm import settings
 from textlstm.errors import PeerFailed, Terminated, TextLSTMError
 from textlstm.runtime import pick_device
 
@@ -85,11 +86,11 @@ SINGLE = World()
 
 def launched() -> bool:
     """Whether a launcher (torchrun) started this process as one of several."""
-    return int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
+    return settings.launch().many
 
 
 def launched_rank() -> int:
-    return int(os.environ.get("RANK", "0") or 0)
+    return settings.launch().rank
 
 
 def join(device: str = "auto") -> tuple[World, torch.device]:
@@ -100,7 +101,7 @@ def join(device: str = "auto") -> tuple[World, torch.device]:
     if not (dist.is_available() and (dist.is_initialized() or launched())):
         return SINGLE, pick_device(device)
     target = pick_device(device)
-    local = int(os.environ.get("LOCAL_RANK", "0") or 0)
+    local = settings.launch().local_rank
     if target.type == "cuda":
         target = torch.device("cuda", local % torch.cuda.device_count())
         torch.cuda.set_device(target)
@@ -110,7 +111,7 @@ def join(device: str = "auto") -> tuple[World, torch.device]:
         dist.init_process_group(backend, timeout=TIMEOUT, device_id=_device_id(target))
     world = World(dist.get_rank(), dist.get_world_size(), local, dist.get_backend(), owned)
     if world.many and target.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
-        local_size = int(os.environ.get("LOCAL_WORLD_SIZE", world.size) or world.size)
+        local_size = settings.launch().local_size if launched() else world.size
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_size))  # no oversubscription
     return world, target
 
@@ -259,14 +260,13 @@ def _collective(world: World, device: torch.device) -> torch.device:
 def check_launch() -> None:
     """torchrun sets every variable of the rendezvous; a hand-set WORLD_SIZE without them is a
     mistake worth one line rather than a hang."""
-    if launched():
-        missing = [v for v in ("RANK", "MASTER_ADDR", "MASTER_PORT") if v not in os.environ]
-        if missing:
-            raise TextLSTMError(
-                f"WORLD_SIZE={os.environ['WORLD_SIZE']} but {', '.join(missing)} not set: "
-                "start several processes with torchrun (see README.md, Training on several "
-                "processes), or unset WORLD_SIZE"
-            )
+    launch = settings.launch()
+    if launch.many and launch.missing:
+        raise TextLSTMError(
+            f"WORLD_SIZE={launch.size} but {', '.join(launch.missing)} not set: "
+            "start several processes with torchrun (see README.md, Training on several "
+            "processes), or unset WORLD_SIZE"
+        )
 
 
 def stop_on_sigterm() -> None:
@@ -301,7 +301,7 @@ def from_main(world: World, step: Callable[[], str], device: torch.device) -> st
 
 
 def resume_command(world: World, folder: object, command: str = "train") -> str:
-    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", world.size) or world.size)
+    per_node = settings.launch().local_size if launched() else world.size
     nodes = "" if per_node == world.size else f" --nnodes {world.size // per_node} ..."
     return f"torchrun --nproc-per-node {per_node}{nodes} -m textlstm {command} --resume {folder}"
 

@@ -18,14 +18,42 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from textlstm.errors import CheckpointError, RecipeError, TrainingDiverged, WriteFailed
+from textlstm.errors import CheckpointError, RecipeError, TrainingDiverged, WriteFailed, param
 from textlstm.files import atomic_path, check_file, refusal, refused
 from textlstm.recipe import Recipe, load_recipe
 from textlstm.run import checkpoint
+from textlstm.runtime import check_train_precision, seed_everything
 from textlstm.training import distributed
 from textlstm.training.distributed import World
+
+
+def chosen(
+    recipe: str | Path | None, resume: str | Path | None, overrides: list[str] | None, command: str
+) -> Recipe | Path:
+    """What `train` or `pretrain` was asked for: a recipe file (with its overrides) to start
+    from, or a run folder to resume; exactly one of the two."""
+    if (recipe is None) == (resume is None):
+        raise RecipeError(
+            f"{command}: give a recipe file, or {param('resume', 'RUN_FOLDER')} (not both)"
+        )
+    if resume is not None:
+        if overrides:
+            raise RecipeError(
+                f"{param('overrides')}: a resumed run keeps the recipe it started with"
+            )
+        return Path(resume)
+    assert recipe is not None
+    return load_recipe(recipe, overrides)
+
+
+def opening(recipe: Recipe, target: torch.device) -> np.random.Generator:
+    """What every run does first on every rank, new or resumed: the precision checked against
+    the device, every generator seeded."""
+    check_train_precision(recipe.train.precision, target)
+    return seed_everything(recipe.seed)
 
 
 def reserve(out_dir: str | Path, name: str, write: Callable[[Path], None]) -> Path:

@@ -26,7 +26,7 @@ from textlstm.model.wide import WideNgrams, fit_scale, linear_scores, network_al
 from textlstm.recipe import Recipe
 from textlstm.run import checkpoint
 from textlstm.run.metrics import quick_scores, report
-from textlstm.runtime import bf16_support, check_train_precision, seed_everything
+from textlstm.runtime import bf16_support
 from textlstm.text.cache import Options
 from textlstm.training import distributed, lifecycle
 from textlstm.training.distributed import World
@@ -84,9 +84,8 @@ def _new(
     events: Events | None,
     options: Options | None,
 ) -> TrainResult:
-    events = (events or Events()) if world.main else Events()
-    check_train_precision(recipe.train.precision, target)
-    rng = seed_everything(recipe.seed)
+    events = events if world.main and events is not None else Events()  # rank 0 reports
+    rng = lifecycle.opening(recipe, target)
     prepared = distributed.main_first(
         world, lambda: prepare(recipe, data_dir, events, options), target
     )
@@ -123,6 +122,26 @@ def _reserve(recipe: Recipe, prepared: Prepared, out_dir: str | Path) -> Path:
     )
 
 
+def train_or_resume(
+    recipe: str | Path | None = None,
+    resume_dir: str | Path | None = None,
+    overrides: list[str] | None = None,
+    out_dir: str | Path = settings.RUNS_DIR,
+    data_dir: str | Path | None = None,
+    device: str = "auto",
+    events: Events | None = None,
+    options: Options | None = None,
+) -> TrainResult:
+    """`textlstm train`: the recipe file trained anew (with ``overrides``), or the run folder
+    ``resume_dir`` resumed; exactly one of the two."""
+    source, say = lifecycle.chosen(recipe, resume_dir, overrides, "train"), events or Events()
+    if isinstance(source, Path):
+        say.message(f"resuming {source}")
+        return resume(source, data_dir, device, events, options)
+    say.message(f"training {source.name} from {recipe}")
+    return train(source, out_dir, data_dir, device, events, options)
+
+
 def resume(
     run_dir: str | Path,
     data_dir: str | Path | None = None,
@@ -149,13 +168,12 @@ def _resumed(
     events: Events | None,
     options: Options | None,
 ) -> TrainResult:
-    events = (events or Events()) if world.main else Events()
     folder = checkpoint.resumable(run_dir)
     state, raw = load_state(folder)
     recipe = lifecycle.saved_recipe(folder)
+    events = events if world.main and events is not None else Events()  # rank 0 reports
+    rng = lifecycle.opening(recipe, target)
     data_dir = data_dir or state.data_dir
-    check_train_precision(recipe.train.precision, target)
-    rng = seed_everything(recipe.seed)
     prepared = distributed.main_first(
         world, lambda: prepare(recipe, data_dir, events, options), target
     )
