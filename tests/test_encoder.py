@@ -11,7 +11,7 @@ from textlstm.errors import CheckpointError, RecipeError
 from textlstm.recipe import TokenizerConfig, VocabConfig, load_recipe
 from textlstm.run.checkpoint import load
 from textlstm.text import encoder as encoder_module
-from textlstm.text.cache import Options, preprocess, vocab_filename
+from textlstm.text.cache import Options, preprocess, text_settings, vocab_filename
 from textlstm.text.encoder import Encoder, fit_encoder, read_vocab_file, write_vocab_file
 from textlstm.text.tokenizers import build_tokenizer
 from textlstm.text.vocab import PAD, UNK, UNK_ID
@@ -186,14 +186,14 @@ def test_second_preprocess_reads_the_cache_and_no_cache_rebuilds(tmp_path, monke
     texts = {"train": TEXTS, "validation": TEXTS[:10]}
     options = Options(vocab_dir=tmp_path / "vocab", cache_dir=tmp_path / "cache")
     first_messages: list[str] = []
-    first = preprocess(recipe, texts, options, first_messages)
+    first = preprocess(text_settings(recipe), texts, options, first_messages)
     assert first.vocab_origin == "built" and first.cached == []
     assert any((tmp_path / "cache" / "ids").iterdir())
 
     calls = []
     monkeypatch.setattr(Encoder, "encode", lambda self, *a, **k: calls.append(1))
     messages: list[str] = []
-    second = preprocess(recipe, texts, options, messages)
+    second = preprocess(text_settings(recipe), texts, options, messages)
     assert calls == [] and second.cached == ["train", "validation"]
     assert (
         second.vocab_origin == "cache" and second.encoder.vocab.tokens == first.encoder.vocab.tokens
@@ -202,9 +202,9 @@ def test_second_preprocess_reads_the_cache_and_no_cache_rebuilds(tmp_path, monke
     assert any("tokenization skipped" in m for m in messages)
 
     monkeypatch.undo()
-    changed = preprocess(recipe, {"train": TEXTS, "validation": TEXTS[:9]}, options)
+    changed = preprocess(text_settings(recipe), {"train": TEXTS, "validation": TEXTS[:9]}, options)
     assert changed.cached == ["train"]  # another validation split is tokenized afresh
-    uncached = preprocess(recipe, texts, Options(vocab_dir=None, cache_dir=None))
+    uncached = preprocess(text_settings(recipe), texts, Options(vocab_dir=None, cache_dir=None))
     assert uncached.cached == [] and uncached.vocab_origin == "built"
 
 
@@ -212,10 +212,10 @@ def test_damaged_cache_entry_is_rebuilt(tmp_path):
     recipe = load_recipe(write_recipe(tmp_path / "r.toml", "unused"))
     texts = {"train": TEXTS, "validation": TEXTS[:10]}
     options = Options(vocab_dir=None, cache_dir=tmp_path / "cache")
-    first = preprocess(recipe, texts, options)
+    first = preprocess(text_settings(recipe), texts, options)
     for arrow in (tmp_path / "cache" / "ids").rglob("*.arrow"):
         arrow.write_bytes(b"garbage")
-    again = preprocess(recipe, texts, options)
+    again = preprocess(text_settings(recipe), texts, options)
     assert again.cached == []
     assert all(a.tolist() == b.tolist() for a, b in zip(first.ids["train"], again.ids["train"]))
 
@@ -268,13 +268,20 @@ def test_vocab_command_writes_a_file_that_train_reuses(tmp_path, recipe_path):
 def test_vocab_file_name_changes_with_settings_and_data(tmp_path):
     recipe = load_recipe(write_recipe(tmp_path / "r.toml", "unused"))
     options = Options(vocab_dir=None, cache_dir=None)
-    base = preprocess(recipe, {"train": TEXTS, "validation": TEXTS[:5]}, options)
-    other_data = preprocess(recipe, {"train": TEXTS[:-1], "validation": TEXTS[:5]}, options)
+    base = preprocess(text_settings(recipe), {"train": TEXTS, "validation": TEXTS[:5]}, options)
+    other_data = preprocess(
+        text_settings(recipe), {"train": TEXTS[:-1], "validation": TEXTS[:5]}, options
+    )
     bigger = load_recipe(tmp_path / "r.toml", ["vocab.min_freq=2"])
-    other_settings = preprocess(bigger, {"train": TEXTS, "validation": TEXTS[:5]}, options)
+    other_settings = preprocess(
+        text_settings(bigger), {"train": TEXTS, "validation": TEXTS[:5]}, options
+    )
     same_model = load_recipe(tmp_path / "r.toml", ["model.hidden_size=99"])
-    same = preprocess(same_model, {"train": TEXTS, "validation": TEXTS[:5]}, options)
-    names = {vocab_filename(recipe, p.vocab_key) for p in (base, other_data, other_settings)}
+    same = preprocess(text_settings(same_model), {"train": TEXTS, "validation": TEXTS[:5]}, options)
+    names = {
+        vocab_filename(text_settings(recipe), p.vocab_key)
+        for p in (base, other_data, other_settings)
+    }
     assert len(names) == 3 and same.vocab_key == base.vocab_key
 
 
@@ -287,7 +294,9 @@ def test_pinned_vocab_path_is_used_and_checked(tmp_path, kind):
     write_vocab_file(encoder, tmp_path / "pinned.json")
     pinned = load_recipe(recipe_file, ['vocab.path="pinned.json"'])  # relative to the recipe
     done = preprocess(
-        pinned, {"train": TEXTS, "validation": TEXTS[:5]}, Options(vocab_dir=None, cache_dir=None)
+        text_settings(pinned),
+        {"train": TEXTS, "validation": TEXTS[:5]},
+        Options(vocab_dir=None, cache_dir=None),
     )
     assert done.encoder.vocab.tokens == encoder.vocab.tokens
     assert done.vocab_origin == str(tmp_path / "pinned.json")
@@ -304,7 +313,7 @@ def test_pinned_vocab_path_is_used_and_checked(tmp_path, kind):
         RecipeError, match=r"w.toml: vocab.path: .*pinned.json: is (a word|not a textlstm)"
     ):
         preprocess(
-            wrong,
+            text_settings(wrong),
             {"train": TEXTS, "validation": TEXTS[:5]},
             Options(vocab_dir=None, cache_dir=None),
         )
@@ -313,7 +322,9 @@ def test_pinned_vocab_path_is_used_and_checked(tmp_path, kind):
 def test_missing_pinned_vocab_is_one_line(tmp_path):
     recipe = load_recipe(write_recipe(tmp_path / "r.toml", "unused"), ['vocab.path="nope.json"'])
     with pytest.raises(RecipeError) as info:
-        preprocess(recipe, {"train": TEXTS, "validation": TEXTS[:5]}, Options(None, None))
+        preprocess(
+            text_settings(recipe), {"train": TEXTS, "validation": TEXTS[:5]}, Options(None, None)
+        )
     assert info.value.lines == [
         f"{tmp_path / 'r.toml'}: vocab.path: nope.json: vocabulary file not found"
     ]

@@ -197,6 +197,18 @@ def test_the_launchers_environment_is_read_in_one_place():
     assert readers == ["settings.py"]
 
 
+def test_the_text_stage_takes_its_settings_not_the_recipe():
+    """``text_settings`` picks the text stage's part of a recipe; nothing else there takes one."""
+    takers = []
+    for path in (PACKAGE / "text").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                hints = [ast.unparse(a.annotation) for a in node.args.args if a.annotation]
+                if "Recipe" in hints:
+                    takers.append(node.name)
+    assert takers == ["text_settings"]
+
+
 def test_cli_modules_hold_no_tensor_code():
     for path in (PACKAGE / "cli").glob("*.py"):
         source = path.read_text(encoding="utf-8")

@@ -12,7 +12,7 @@ import torch
 from textlstm.errors import RecipeError
 from textlstm.recipe import load_recipe
 from textlstm.run.checkpoint import load
-from textlstm.text.cache import Options, preprocess
+from textlstm.text.cache import Options, preprocess, text_settings
 from textlstm.text.vectors import inspect, read_vectors
 from textlstm.training import Events, train
 
@@ -136,11 +136,15 @@ def test_unfrozen_vectors_train(tmp_path, corpus):
 def test_vectors_only_keeps_words_that_have_vectors(tmp_path, corpus):
     recipe = load_recipe(vectors_recipe(tmp_path, extra="vectors_only = true\n"))
     texts = {"train": ["great film the plot", "awful film zebra", "the the"], "validation": ["x"]}
-    done = preprocess(recipe, texts, Options(vocab_dir=None, cache_dir=tmp_path / "cache"))
+    done = preprocess(
+        text_settings(recipe), texts, Options(vocab_dir=None, cache_dir=tmp_path / "cache")
+    )
     assert sorted(done.encoder.vocab.tokens[2:]) == ["awful", "film", "great", "plot", "the"]
     assert done.coverage is not None and done.coverage.vocab_share == 1.0
     assert done.coverage.token_share == pytest.approx(8 / 9)  # "zebra" is <unk>
-    again = preprocess(recipe, texts, Options(vocab_dir=None, cache_dir=tmp_path / "cache"))
+    again = preprocess(
+        text_settings(recipe), texts, Options(vocab_dir=None, cache_dir=tmp_path / "cache")
+    )
     assert again.vocab_origin == "cache" and np.array_equal(again.embedding, done.embedding)
 
 

@@ -12,7 +12,7 @@ from textlstm import settings
 from textlstm.data.splits import column, load_splits
 from textlstm.errors import CheckpointError
 from textlstm.recipe import Recipe
-from textlstm.text.cache import Options, preprocess, vectors_file, vocab_filename
+from textlstm.text.cache import Options, preprocess, text_settings, vectors_file, vocab_filename
 from textlstm.text.encoder import write_vocab_file
 from textlstm.text.tokenizers import build_tokenizer
 from textlstm.text.vocab import PAD_ID, UNK_ID
@@ -85,17 +85,18 @@ def build_vocabulary(
     """Build (or reuse) the recipe's vocabulary and keep it in ``options.vocab_dir``."""
     options = options or Options()
     base = Path(recipe.source).parent if recipe.source else None
-    vectors_file(recipe)
+    text = text_settings(recipe)
+    vectors_file(text)
     splits = load_splits(recipe.data, data_dir, recipe.seed, base)
     texts = {name: column(splits[name], "text") for name in ("train", "validation")}
     messages = list(splits.notes)
-    done = preprocess(recipe, texts, options, messages)
+    done = preprocess(text, texts, options, messages)
     vocab = done.encoder.vocab
     if recipe.vocab.path is not None:
         path, written = Path(done.vocab_origin), False
     else:
         folder = options.vocab_dir or settings.vocab_dir()
-        path = folder / vocab_filename(recipe, done.vocab_key)
+        path = folder / vocab_filename(text, done.vocab_key)
         written = not path.is_file()
         if written:
             try:

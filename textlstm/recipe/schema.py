@@ -281,11 +281,16 @@ class Recipe(_Section):
         return tomli_w.dumps(_drop_none(self.model_dump(mode="json")))
 
     def resolve_path(self, value: str) -> str:
-        """A relative path in a recipe is relative to the recipe file, when that file exists."""
-        if not self.source or Path(value).is_absolute():
-            return value
-        candidate = Path(self.source).parent / value
-        return str(candidate) if candidate.exists() else value
+        return resolve_path(self.source, value)
+
+
+def resolve_path(source: str, value: str) -> str:
+    """A relative path in a recipe is relative to the recipe file (``source``), when the path
+    exists there."""
+    if not source or Path(value).is_absolute():
+        return value
+    candidate = Path(source).parent / value
+    return str(candidate) if candidate.exists() else value
 
 
 def _drop_none(value: Any) -> Any:

@@ -23,7 +23,8 @@ import numpy as np
 from textlstm import settings
 from textlstm.errors import CheckpointError, RecipeError
 from textlstm.files import atomic_path
-from textlstm.recipe import Recipe
+from textlstm.recipe import Recipe, TokenizerConfig, VocabConfig
+from textlstm.recipe.schema import resolve_path
 from textlstm.text.encoder import Encoder, fit_encoder, read_vocab_file, write_vocab_file
 from textlstm.text.subword import SubwordTokenizer
 from textlstm.text.vectors import (
@@ -45,6 +46,35 @@ class Options:
     vocab_dir: Path | None = field(default_factory=settings.vocab_dir)
     cache_dir: Path | None = field(default_factory=settings.cache_dir)
     workers: int | None = None  # None: every core
+
+
+@dataclass(frozen=True)
+class TextSettings:
+    """What the text stage reads of a recipe, and nothing more: how texts become tokens, which
+    vocabulary and vectors, and where the recipe lies (messages name it; relative paths start
+    from its folder)."""
+
+    name: str  # names a stored vocabulary file
+    tokenizer: TokenizerConfig
+    vocab: VocabConfig
+    embedding_dim: int  # a vectors file must have this many dimensions
+    seed: int  # draws the rows of words without a pretrained vector
+    source: str = ""
+
+    def resolve_path(self, value: str) -> str:
+        return resolve_path(self.source, value)
+
+
+def text_settings(recipe: Recipe) -> TextSettings:
+    """The text stage's part of ``recipe``."""
+    return TextSettings(
+        recipe.name,
+        recipe.tokenizer,
+        recipe.vocab,
+        recipe.model.embedding_dim,
+        recipe.seed,
+        recipe.source,
+    )
 
 
 @dataclass
@@ -78,20 +108,20 @@ def file_identity(path: Path) -> str:
     return f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
 
 
-def vocab_key(recipe: Recipe, train_fingerprint: str, vectors: VectorFile | None) -> str:
+def vocab_key(text: TextSettings, train_fingerprint: str, vectors: VectorFile | None) -> str:
     settings: dict[str, Any] = {
-        "tokenizer": recipe.tokenizer.model_dump(mode="json"),
-        "vocab": recipe.vocab.model_dump(
+        "tokenizer": text.tokenizer.model_dump(mode="json"),
+        "vocab": text.vocab.model_dump(
             mode="json", include={"min_freq", "max_size", "vectors_only"}
         ),
     }
-    if recipe.vocab.vectors_only and vectors is not None:
+    if text.vocab.vectors_only and vectors is not None:
         settings["vectors"] = file_identity(vectors.path)
     return digest(train_fingerprint, json.dumps(settings, sort_keys=True))
 
 
-def vocab_filename(recipe: Recipe, key: str) -> str:
-    return f"{recipe.name}-{recipe.tokenizer.kind}-{key[:12]}.json"
+def vocab_filename(text: TextSettings, key: str) -> str:
+    return f"{text.name}-{text.tokenizer.kind}-{key[:12]}.json"
 
 
 def encoder_key(encoder: Encoder) -> str:
@@ -104,26 +134,26 @@ def encoder_key(encoder: Encoder) -> str:
     return digest(json.dumps(encoder.cfg.model_dump(mode="json"), sort_keys=True), table)
 
 
-def vectors_file(recipe: Recipe) -> VectorFile | None:
+def vectors_file(text: TextSettings) -> VectorFile | None:
     """The vectors file's format and dimension, checked against the model before any work."""
-    if recipe.vocab.vectors is None:
+    if text.vocab.vectors is None:
         return None
-    where, value = recipe.source or "<recipe>", recipe.vocab.vectors
+    where, value = text.source or "<recipe>", text.vocab.vectors
     if value.startswith("pkg:"):
         vf = inspect_package(value, where)
     else:
-        vf = inspect(Path(recipe.resolve_path(value)), where)
-    if vf.dim != recipe.model.embedding_dim:
+        vf = inspect(Path(text.resolve_path(value)), where)
+    if vf.dim != text.embedding_dim:
         raise RecipeError(
             f"{where}: vocab.vectors: {vf.spec or vf.path} holds {vf.dim}-dimensional vectors "
-            f"but model.embedding_dim is {recipe.model.embedding_dim}; set "
+            f"but model.embedding_dim is {text.embedding_dim}; set "
             f"model.embedding_dim = {vf.dim}"
         )
     return vf
 
 
 def preprocess(
-    recipe: Recipe,
+    text: TextSettings,
     texts: Mapping[str, Sequence[str]],
     options: Options | None = None,
     messages: list[str] | None = None,
@@ -131,10 +161,10 @@ def preprocess(
     """Vocabulary (reused or built on ``texts['train']``) and ids for every split in ``texts``."""
     options = options or Options()
     messages = messages if messages is not None else []
-    vf = vectors_file(recipe)
+    vf = vectors_file(text)
     fingerprints = {name: texts_fingerprint(split) for name, split in texts.items()}
-    key = vocab_key(recipe, fingerprints["train"], vf)
-    encoder, origin, found = _vocabulary(recipe, texts["train"], key, vf, options)
+    key = vocab_key(text, fingerprints["train"], vf)
+    encoder, origin, found = _vocabulary(text, texts["train"], key, vf, options)
     messages.append(
         f"vocabulary: {len(encoder.vocab):,} entries, "
         + (
@@ -158,27 +188,24 @@ def preprocess(
         )
     result = Preprocessed(encoder, ids, key, origin, cached)
     if vf is not None:
-        _attach_vectors(result, recipe, vf, found, ekey, options, messages)
+        _attach_vectors(result, text, vf, found, ekey, options, messages)
     return result
 
 
 def _vocabulary(
-    recipe: Recipe, train: Sequence[str], key: str, vf: VectorFile | None, options: Options
+    text: TextSettings, train: Sequence[str], key: str, vf: VectorFile | None, options: Options
 ) -> tuple[Encoder, str, dict[str, np.ndarray] | None]:
-    cfg = recipe.tokenizer
-    if recipe.vocab.path is not None:
-        path = Path(recipe.resolve_path(recipe.vocab.path))
+    cfg = text.tokenizer
+    if text.vocab.path is not None:
+        path = Path(text.resolve_path(text.vocab.path))
         try:
             return read_vocab_file(path, cfg), str(path), None
         except CheckpointError as exc:
             raise RecipeError(
-                *(f"{recipe.source or '<recipe>'}: vocab.path: {line}" for line in exc.raw_lines)
+                *(f"{text.source or '<recipe>'}: vocab.path: {line}" for line in exc.raw_lines)
             ) from None
-    if (
-        options.vocab_dir is not None
-        and (options.vocab_dir / vocab_filename(recipe, key)).is_file()
-    ):
-        path = options.vocab_dir / vocab_filename(recipe, key)
+    if options.vocab_dir is not None and (options.vocab_dir / vocab_filename(text, key)).is_file():
+        path = options.vocab_dir / vocab_filename(text, key)
         return read_vocab_file(path, cfg), str(path), None
     cached = options.cache_dir / "vocab" / f"{key}.json" if options.cache_dir else None
     if cached is not None and cached.is_file():
@@ -195,9 +222,9 @@ def _vocabulary(
 
     encoder, _ = fit_encoder(
         cfg,
-        recipe.vocab,
+        text.vocab,
         train,
-        keep=with_vectors if recipe.vocab.vectors_only else None,
+        keep=with_vectors if text.vocab.vectors_only else None,
         workers=options.workers,
     )
     if cached is not None:
@@ -252,7 +279,7 @@ def load_ids(folder: Path, rows: int) -> list[np.ndarray]:
 
 def _attach_vectors(
     result: Preprocessed,
-    recipe: Recipe,
+    text: TextSettings,
     vf: VectorFile,
     found: dict[str, np.ndarray] | None,
     ekey: str,
@@ -271,7 +298,7 @@ def _attach_vectors(
             found = {vocab.tokens[i]: row for i, row in zip(saved["rows"], saved["vectors"])}
             skipped = int(saved["skipped"])
     if found is None:
-        found, skipped = read_vectors(vf, set(vocab.tokens), recipe.tokenizer.lowercase)
+        found, skipped = read_vectors(vf, set(vocab.tokens), text.tokenizer.lowercase)
         if store is not None:
             rows = [i for i, t in enumerate(vocab.tokens) if t in found]
             store.parent.mkdir(parents=True, exist_ok=True)
@@ -284,7 +311,7 @@ def _attach_vectors(
                     if rows
                     else np.zeros((0, vf.dim), np.float32),
                 )
-    matrix, mask = embedding_matrix(vocab, found, vf.dim, np.random.default_rng(recipe.seed))
+    matrix, mask = embedding_matrix(vocab, found, vf.dim, np.random.default_rng(text.seed))
     train_ids = result.ids["train"]
     counts = (
         np.bincount(np.concatenate(train_ids), minlength=len(vocab))

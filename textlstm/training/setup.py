@@ -20,7 +20,7 @@ from textlstm.model.classifier import LSTMClassifier
 from textlstm.model.wide import fit as fit_linear
 from textlstm.recipe import AUTO_MIN_EPOCHS, Recipe, TrainConfig
 from textlstm.runtime import grad_scaler
-from textlstm.text.cache import Options, Preprocessed, preprocess, vectors_file
+from textlstm.text.cache import Options, Preprocessed, preprocess, text_settings, vectors_file
 from textlstm.text.encoder import Encoder
 from textlstm.text.vocab import Vocab
 from textlstm.training import distributed
@@ -51,8 +51,8 @@ def prepare(
     """Load the splits, then the vocabulary and the train and validation ids (reused or built)."""
     events = events or Events()
     # model.encoder: the language model's vocabulary, after checking it fits the recipe
-    vocabulary = with_encoder(recipe)
-    vectors_file(recipe)  # a wrong vectors file fails before any data is read
+    text = text_settings(with_encoder(recipe))
+    vectors_file(text_settings(recipe))  # a wrong vectors file fails before any data is read
     base = Path(recipe.source).parent if recipe.source else None
     splits = load_splits(recipe.data, data_dir, recipe.seed, base)
     for note in splits.notes:
@@ -60,7 +60,7 @@ def prepare(
     # the test split is left alone: `evaluate` reads it from the finished run
     texts = {name: column(splits[name], "text") for name in ("train", "validation")}
     messages: list[str] = []
-    done = preprocess(vocabulary, texts, options, messages)
+    done = preprocess(text, texts, options, messages)
     for message in messages:
         events.message(message)
     return Prepared(splits, done.encoder, done.ids, done)
