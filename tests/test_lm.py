@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from textlstm.cli import app
 from textlstm.lm import pretrain
-from textlstm.lm.pretrainer import LR_RATIO, learning_rate
+from textlstm.lm.loop import LR_RATIO, learning_rate
 from textlstm.lm.streams import columns, steps_in, windows
 from textlstm.predict.predictor import Predictor
 from textlstm.recipe import PretrainConfig, load_recipe
