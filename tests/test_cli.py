@@ -233,25 +233,6 @@ def test_evaluate_with_baseline_fits_tfidf_lr_on_the_runs_training_rows(trained_
     assert "points" in result.stdout
 
 
-def test_the_baselines_fit_several_classes_and_pick_c_on_validation():
-    import numpy as np
-
-    from textlstm.evaluation.baselines import BASELINE_C_GRID, fit_nbsvm, fit_tfidf_lr
-
-    from conftest import make_texts
-
-    labels = ("neg", "pos", "neutral")
-    texts = [t for k in labels for t in make_texts(k, 60, 1)]
-    y = np.repeat(np.arange(3), 60)
-    held = [t for k in labels for t in make_texts(k, 20, 2)]
-    held_y = np.repeat(np.arange(3), 20)
-    for fit in (fit_tfidf_lr, fit_nbsvm):
-        fitted = fit(texts, y, held, held_y)
-        assert fitted.c in BASELINE_C_GRID and fitted.train_rows == 180
-        assert (fitted.predict(held) == held_y).mean() >= 0.9
-        assert fit(texts, y).c == 4.0  # no validation texts: the middle of the grid
-
-
 def test_evaluate_shows_each_part_of_a_model_with_the_linear_model(tmp_path, recipe_path):
     runs = tmp_path / "runs"
     trained = invoke(
