@@ -56,8 +56,9 @@ def pretrain(
     launched_here = under_torchrun()  # then ranks other than 0 print nothing but errors
     with PretrainProgress() as progress, logged(progress, tensorboard) as events:
         result = pretrain_or_resume(
-            recipe, resume, overrides, out_dir, data_dir, device, events, max_minutes
-        )
+            recipe, resume, overrides=overrides, max_minutes=max_minutes, out_dir=out_dir,
+            data_dir=data_dir, device=device, events=events,
+        )  # fmt: skip
     summary(result, launched_here)
 
 

@@ -52,9 +52,10 @@ def pretrain(
     recipe: Recipe,
     out_dir: str | Path = settings.RUNS_DIR,
     data_dir: str | Path | None = None,
+    *,
     device: str = "auto",
-    events: PretrainEvents | None = None,
     max_minutes: float | None = None,
+    events: PretrainEvents | None = None,
 ) -> PretrainResult:
     """Pretrain the recipe's language model; ``max_minutes`` (else ``pretrain.max_minutes``)
     stops it after that much training, at a step boundary, with the schedule fitted to it.
@@ -106,12 +107,13 @@ def _reserve(run: LMRun, out_dir: str | Path) -> Path:
 def pretrain_or_resume(
     recipe: str | Path | None = None,
     resume_dir: str | Path | None = None,
+    *,
     overrides: list[str] | None = None,
+    max_minutes: float | None = None,
     out_dir: str | Path = settings.RUNS_DIR,
     data_dir: str | Path | None = None,
     device: str = "auto",
     events: PretrainEvents | None = None,
-    max_minutes: float | None = None,
 ) -> PretrainResult:
     """`textlstm pretrain`: the recipe file's language model pretrained anew (with
     ``overrides``), or the pretraining in ``resume_dir`` resumed; exactly one of the two."""
@@ -119,17 +121,20 @@ def pretrain_or_resume(
     say = events or PretrainEvents()
     if isinstance(source, Path):
         say.message(f"resuming {source}")
-        return resume(source, data_dir, device, events, max_minutes)
+        return resume(source, data_dir, device=device, max_minutes=max_minutes, events=events)
     say.message(f"pretraining {source.name}'s language model from {recipe}")
-    return pretrain(source, out_dir, data_dir, device, events, max_minutes)
+    return pretrain(
+        source, out_dir, data_dir, device=device, max_minutes=max_minutes, events=events
+    )
 
 
 def resume(
     run_dir: str | Path,
     data_dir: str | Path | None = None,
+    *,
     device: str = "auto",
-    events: PretrainEvents | None = None,
     max_minutes: float | None = None,
+    events: PretrainEvents | None = None,
 ) -> PretrainResult:
     """Continue a killed or interrupted pretraining from its last checkpoint; on the same
     device the result equals that of an uninterrupted run (without a time budget)."""
