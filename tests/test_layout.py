@@ -209,6 +209,18 @@ def test_the_text_stage_takes_its_settings_not_the_recipe():
     assert takers == ["text_settings"]
 
 
+def test_no_test_waits_on_the_clock():
+    """Tests wait for what the code says (hooks, events, gates, its own output), never a time."""
+    tests = Path(__file__).resolve().parent
+    sleepers = [
+        path.name
+        for path in sorted(tests.rglob("*.py"))
+        if any(word in path.read_text(encoding="utf-8") for word in ("sleep(", "monotonic("))
+        and path.name != "test_layout.py"
+    ]
+    assert sleepers == []
+
+
 def test_cli_modules_hold_no_tensor_code():
     for path in (PACKAGE / "cli").glob("*.py"):
         source = path.read_text(encoding="utf-8")

@@ -4,6 +4,7 @@ process or heartbeat, best-N folders, plots, the retrain step and the live table
 import csv
 import json
 import os
+import select
 import shutil
 import signal
 import socket
@@ -96,6 +97,9 @@ def start_held_at(recipe, out, held, gate, **env):
     start (tests/helpers/gated_cli.py); returned once both workers wait there, so exactly
     ``held`` trials have finished and trials ``held`` and ``held + 1`` are running."""
     gate.mkdir()
+    os.mkfifo(gate / "reached")
+    os.mkfifo(gate / "release")
+    reached = os.open(gate / "reached", os.O_RDWR)  # read and write: the gates never wait on it
     command = subprocess.Popen(
         [sys.executable, str(GATED), *tune_cli(recipe, out, "--jobs", "2")[3:]],
         stdout=subprocess.PIPE,
@@ -103,12 +107,13 @@ def start_held_at(recipe, out, held, gate, **env):
         text=True,
         env={**os.environ, "TEXTLSTM_TEST_GATE": f"{gate}:{held}", **env},
     )
-    wanted = {gate / f"reached-{held}", gate / f"reached-{held + 1}"}
-    end = time.monotonic() + 900  # a safety net for a broken run, not a timing condition
-    while not all(path.exists() for path in wanted):
-        assert command.poll() is None, command.communicate()
-        assert time.monotonic() < end, "the workers never reached the held trials"
-        time.sleep(0.05)
+    seen, pending = set(), b""
+    while seen != {held, held + 1}:  # the gates say when the workers got there
+        ready, _, _ = select.select([reached], [], [], 900)  # the bound only limits a failure
+        assert ready and command.poll() is None, "the workers never reached the held trials"
+        *lines, pending = (pending + os.read(reached, 256)).split(b"\n")
+        seen.update(int(line) for line in lines)
+    os.close(reached)
     return command, out / "tiny-tune"
 
 
