@@ -240,7 +240,19 @@ def main() -> None:
             markup=True,
         )
         sys.exit(2)
-    sys.exit(code if isinstance(code, int) else 0)
+    _leave(code if isinstance(code, int) else 0)
+
+
+def _leave(code: int) -> None:
+    """Exit with ``code``. A process that torchrun started exits as soon as its output is
+    flushed, skipping the interpreter's shutdown: its process group is closed by then, and a
+    rank whose gloo objects were torn down in that shutdown aborted (SIGABRT) once in ten
+    resumed runs on a busy machine, which made torchrun report a finished run as failed."""
+    if settings.launch().many:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 def _command(exc: Exception) -> str:
