@@ -13,22 +13,12 @@ if TYPE_CHECKING:
     from textlstm.lm.events import LMEpoch, PretrainEvents, PretrainResult
     from textlstm.lm.pretrainer import pretrain, pretrain_or_resume, resume
 
-_EXPORTS = {
-    "LMEpoch": "events",
-    "PretrainEvents": "events",
-    "PretrainResult": "events",
-    "pretrain": "pretrainer",
-    "resume": "pretrainer",
-    "pretrain_or_resume": "pretrainer",
-}
-__all__ = [
-    "LMEpoch",
-    "PretrainEvents",
-    "PretrainResult",
-    "pretrain",
-    "pretrain_or_resume",
-    "resume",
-]
+# each name and the module it lives in, read on first use
+_EXPORTS = dict.fromkeys(("LMEpoch", "PretrainEvents", "PretrainResult"), "events") | dict.fromkeys(
+    ("pretrain", "pretrain_or_resume", "resume"), "pretrainer"
+)
+__all__ = ["LMEpoch", "PretrainEvents", "PretrainResult"]
+__all__ += ["pretrain", "pretrain_or_resume", "resume"]
 
 
 def __getattr__(name: str) -> Any:
