@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from textlstm.errors import CheckpointError, RecipeError, TrainingDiverged, WriteFailed, param
-from textlstm.files import atomic_path, check_file, refusal, refused
+from textlstm.files import atomic_path, check_file, refusal, refused, write_text
 from textlstm.recipe import Recipe, load_recipe
 from textlstm.run import checkpoint
 from textlstm.runtime import check_train_precision, seed_everything
@@ -74,8 +74,7 @@ def reopen(folder: Path, history: list[dict[str, Any]]) -> Path:
     """The folder made ``.partial`` again, its metrics log cut back to the saved epochs (a kill
     may have logged an epoch whose checkpoint never landed)."""
     folder = checkpoint.reopen(folder)
-    with open(folder / "metrics.jsonl", "w", encoding="utf-8") as log:
-        log.writelines(json.dumps(row) + "\n" for row in history)
+    write_text(folder / "metrics.jsonl", "".join(json.dumps(row) + "\n" for row in history))
     return folder
 
 
