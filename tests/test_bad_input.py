@@ -112,6 +112,23 @@ def finetune(t: Path, encoder: str, replace: tuple[str, str] = ("", "")) -> list
     return train(t)
 
 
+def multi_label_data(
+    t: Path, empty_row: int | None = None, test_label: str | None = None
+) -> list[str]:
+    """A multi-label data folder (train.jsonl, test.jsonl) and a recipe for it."""
+    folder = t / "ml"
+    folder.mkdir()
+    rows = [{"text": f"great song {i}", "labels": ["joy", "music"][: 1 + i % 2]} for i in range(20)]
+    if empty_row is not None:
+        rows[empty_row - 1]["labels"] = []
+    test = [{"text": "awful", "labels": [test_label or "joy"]}]
+    for name, records in (("train", rows), ("test", test)):
+        (folder / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    path = recipe(t, dataset=folder)
+    path.write_text(path.read_text().replace("[data]\n", '[data]\nlabel = "labels"\n'))
+    return train(t)
+
+
 CSV_HEAD = "text,label\n" + "".join(f"great film {i},pos\nawful film {i},neg\n" for i in range(6))
 
 # (id, builder(t, run) -> argv, expected message after "error: ")
@@ -333,12 +350,12 @@ CASES: list[tuple[str, Callable[[Path, Path], list[str]], str]] = [
         "any data files",
     ),
     (
-        "list-labels",
+        "table-labels",
         lambda t, r: data_file(
-            t, "d.jsonl", "".join(f'{{"text": "t{i}", "label": ["a", "b"]}}\n' for i in range(20))
+            t, "d.jsonl", "".join(f'{{"text": "t{i}", "label": {{"a": {i}}}}}\n' for i in range(20))
         ),
-        "{t}/d.jsonl: label column 'label' must hold one class name or integer id per row (lists, "
-        "tables and fractions are not labels)",
+        "{t}/d.jsonl: label column 'label' must hold one class name or integer id per row "
+        "(tables and fractions are not labels)",
     ),
     (
         "hub-unreachable",
@@ -650,6 +667,67 @@ CASES: list[tuple[str, Callable[[Path, Path], list[str]], str]] = [
         lambda t, r: tune(t, "--storage", "nosuchdb://host/db") if recipe(t, TUNE) else [],
         "--storage nosuchdb://host/db: cannot open the study database (Can't load plugin: "
         "sqlalchemy.dialects:nosuchdb); give a URL such as postgresql://user:password@host:5432/dbname",
+    ),
+    # ---- label shapes ------------------------------------------------------------------------
+    (
+        "multi-label-unknown-label",
+        lambda t, r: multi_label_data(t, test_label="fear"),
+        "{t}/ml: split 'test' has labels not in the training labels: 'fear' (1 rows); known "
+        "labels: joy, music",
+    ),
+    (
+        "multi-label-empty-list",
+        lambda t, r: multi_label_data(t, empty_row=3),
+        "{t}/ml: split 'train' row 3: an empty label list; every row needs at least one label "
+        "(give texts with none a label of their own, e.g. 'none')",
+    ),
+    (
+        "threshold-out-of-range",
+        lambda t, r: train(t) if recipe(t, "thresholds = 1.5\n") else [],
+        "{t}/r.toml: train.thresholds: 1.5 is not a threshold: give a number between 0 and 1 "
+        '(exclusive), or "per_label" or "global"',
+    ),
+    (
+        "threshold-in-the-run-out-of-range",
+        lambda t, r: predict_input(
+            t,
+            tampered(
+                t,
+                r,
+                lambda c: (c / "decision.json").write_text(
+                    json.dumps({"multi_label": True, "thresholds": {"neg": 0.5, "pos": -0.1}})
+                ),
+            ),
+            "in.txt",
+            "good\n",
+        ),
+        "{t}/run/decision.json: the threshold of 'pos' is -0.1; give a number between 0 and 1 "
+        "(exclusive)",
+    ),
+    (
+        "coverage-out-of-range",
+        lambda t, r: predict_input(t, r, "in.txt", "good\n", "--coverage", "1.5"),
+        "--coverage 1.5: give the share of texts whose set must hold the true label, between 0 "
+        "and 1 (exclusive), e.g. 0.9",
+    ),
+    (
+        "coverage-without-conformal-scores",
+        lambda t, r: predict_input(
+            t,
+            tampered(t, r, lambda c: (c / "decision.json").write_text('{"multi_label": false}')),
+            "in.txt",
+            "good\n",
+            "--coverage",
+            "0.9",
+        ),
+        "{t}/run: keeps no conformal scores (trained before textlstm kept them, or on its "
+        "validation rows), which --coverage needs; train it again",
+    ),
+    (
+        "balanced-sampler-on-multi-label",
+        lambda t, r: [*multi_label_data(t), "--set", 'train.sampler="balanced"'],
+        '{t}/r.toml: train.sampler = "balanced" draws rows by their one class; for multi-label '
+        'data use train.class_weights = "balanced" instead',
     ),
     (
         "tune-zero-jobs",

@@ -400,11 +400,13 @@ def test_boolean_labels(tmp_path):
     assert sum(len(splits[n]) for n in splits.names) == 20
 
 
-def test_list_valued_labels_are_a_data_error(tmp_path):
-    rows = [{"text": f"text {i}", "labels": [i % 2]} for i in range(10)]
-    with pytest.raises(DataError) as exc:
-        load(write_rows(tmp_path / "d.jsonl", rows), label="labels")
-    assert "label column 'labels' must hold one class name or integer id per row" in one_line(exc)
+def test_list_valued_labels_make_multi_label_splits(tmp_path):
+    rows = [{"text": f"text {i}", "labels": [i % 2, 2] if i % 3 else [i % 2]} for i in range(12)]
+    splits = load(write_rows(tmp_path / "d.jsonl", rows), label="labels")
+    assert splits.multi_label and splits.labels == ["0", "1", "2"]
+    train = splits["train"]
+    assert {tuple(v) for v in train["label"]} <= {(0,), (1,), (0, 2), (1, 2)}
+    assert "at random" in " ".join(splits.notes)
 
 
 def test_fractional_float_labels_are_a_data_error(tmp_path):
@@ -414,7 +416,7 @@ def test_fractional_float_labels_are_a_data_error(tmp_path):
         load(path)
     assert one_line(exc) == (
         f"{path}: label column 'label' must hold one class name or integer id "
-        "per row (lists, tables and fractions are not labels)"
+        "per row (tables and fractions are not labels)"
     )
 
 

@@ -201,3 +201,44 @@ def test_init_prints_brackets_as_they_are(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert "wrote out[v2]/r[1].toml; next: textlstm train out[v2]/r[1].toml" in result.stdout
     assert (tmp_path / "out[v2]" / "r[1].toml").is_file()
+
+
+def test_a_column_of_label_lists_gets_a_multi_label_recipe(tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.chdir(tmp_path)
+    rows = [
+        {"text": text, "labels": ["pos", "neg"][: 1 + i % 3 // 2]}
+        for i, text in enumerate(make_texts("pos", 60, seed=2))
+    ]
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    done = starting_recipe("d.jsonl")  # no --label: the hub's "labels" column is found
+    picked = choices(done)
+    assert done.recipe.data.label == "labels"
+    assert picked["train.metric"] == "macro_f1" and picked["train.steps"] == 10_000
+    reasons = {c.key: c.reason for c in done.choices}
+    assert reasons["train.metric"].startswith("multi-label: 2 labels, 1.33 a text on average")
+    assert any(n.startswith("training split: 2 classes (multi-label, ") for n in done.notes)
+
+
+def test_skewed_classes_get_balanced_weights_and_say_why(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rare = make_texts("neg", 4, seed=1)
+    common = make_texts("pos", 100, seed=1)
+    rows = [(t, "rare") for t in rare] + [(t, "common") for t in common]
+    done = starting_recipe(str(write_csv(tmp_path / "d.csv", rows)), "review", "stars")
+    picked = {c.key: c for c in done.choices}
+    assert picked["train.class_weights"].value == "balanced"
+    assert picked["train.metric"].value == "macro_f1"
+    assert "'common' has" in picked["train.class_weights"].reason
+    balanced = starting_recipe(
+        str(
+            write_csv(
+                tmp_path / "e.csv",
+                [(t, "a") for t in common[:50]] + [(t, "b") for t in common[50:]],
+            )
+        ),
+        "review",
+        "stars",
+    )
+    assert "train.class_weights" not in choices(balanced)

@@ -8,6 +8,7 @@ listed fails the test."""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 import subprocess
@@ -104,6 +105,24 @@ def repository(tmp_path):
             columns='text = "sentence"\n',
             kind="whitespace",
             tune=TUNE,
+        )
+    )
+    emotions = tmp_path / "shared" / "datasets" / "local" / "go_emotions" / "data"
+    emotions.mkdir(parents=True)
+    for split, count in (("train", 30), ("validation", 10)):
+        rows = [
+            {"text": t, "labels": [name, "any"][: 1 + i % 2]}
+            for name in ("neg", "pos")
+            for i, t in enumerate(make_texts(name, count, 5))
+        ]
+        (emotions / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (work / "recipes" / "go_emotions.toml").write_text(
+        TINY.format(
+            name="go_emotions",
+            dataset="local/go_emotions",
+            columns='label = "labels"\n',
+            kind="regex",
+            tune="",
         )
     )
     (work / "texts.txt").write_text("Shares rose after record profits\nThe striker scored\n")

@@ -55,7 +55,8 @@ def test_resolved_recipe_round_trips(tmp_path):
         ),
         (
             '[train]\nmetric = "f1"\n',
-            "train.metric: unknown choice 'f1'; expected one of 'accuracy' or 'macro_f1'",
+            "train.metric: unknown choice 'f1'; expected one of 'accuracy', 'macro_f1' or "
+            "'micro_f1'",
         ),
         (
             "[train]\nepochs = 0\n",

@@ -39,12 +39,18 @@ def test_the_report_has_every_section_and_loads_nothing(trained_run, tmp_path):
     for key, title in SECTIONS:
         assert f'<section id="{key}"><h2>{title}</h2>' in page, key
     images = re.findall(r'<img alt="([^"]+)" src="data:image/png;base64,', page)
-    assert images == ["learning curves", "confusion matrix", "reliability diagram"]
+    assert images == [
+        "learning curves",
+        "confusion matrix or per-label scores",
+        "reliability diagram before calibration",
+        "reliability diagram after calibration",
+    ]
     assert not re.search(r"(src|href)=\"(https?:)?//", page)  # nothing fetched
     assert "<script" not in page and "@import" not in page
     assert 'name = "tiny"' in page  # the recipe, as the run resolved it
     assert re.search(r"accuracy <b>\d+\.\d\d%</b>", page)
-    assert (run / "eval-test-reliability.png").read_bytes().startswith(PNG)
+    for when in ("before", "after"):
+        assert (run / f"eval-test-reliability-{when}.png").read_bytes().startswith(PNG)
     mistakes = page[page.index('<section id="mistakes">') :]
     assert "No mistakes on this split." in mistakes or "<td>" in mistakes
 

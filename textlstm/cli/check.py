@@ -31,18 +31,31 @@ def check(recipe: RecipeFile, overrides: Overrides = None, data_dir: DataDir = N
 
 def show_summary(summary: DataSummary, max_length: int) -> None:
     """Rows per label and split, then text lengths and the share over ``max_length``."""
+    from textlstm.data.starter import SKEW
     from textlstm.data.summary import PERCENTILES
 
+    shape = " (multi-label: a row counts for each of its labels)" if summary.multi_label else ""
     counts = Table(
         "label",
         *[s.name for s in summary.splits],
-        title=f"data: {summary.source}",
+        title=f"data: {summary.source}{shape}",
         title_justify="left",
     )
     counts.add_row("[bold]rows[/bold]", *[f"{s.rows:,}" for s in summary.splits])
     for label in summary.labels:
         counts.add_row(label, *[f"{s.label_counts[label]:,}" for s in summary.splits])
     out.print(counts)
+    train = summary.splits[0].label_counts
+    (big, most), (small, least) = (
+        max(train.items(), key=lambda kv: kv[1]),
+        min(train.items(), key=lambda kv: kv[1]),
+    )
+    if most >= SKEW * max(least, 1):
+        weights = 'train.class_weights = "balanced"'
+        note(
+            f"note: the classes are skewed: {big!r} has {most:,} training rows, {small!r} "
+            f'{least:,}; consider {weights} and train.metric = "macro_f1"'
+        )
     lengths = Table(
         "split",
         *["max" if p == 100 else f"p{p}" for p in PERCENTILES],

@@ -44,9 +44,13 @@ def evaluate(
     precision: Precision = "auto",
     quantize: Quantize = None,
     baseline: Baseline = False,
+    coverage: Annotated[
+        float,
+        typer.Option(help="Score prediction sets at this coverage (single-label runs)."),
+    ] = 0.9,
 ) -> None:
     """Accuracy, macro-F1, per-class scores and the confusion matrix of a run (of each fold and
-    their mean for a folder of cross-validation runs)."""
+    their mean for a folder of cross-validation runs); calibration, and prediction sets."""
     from textlstm.evaluation.evaluate import evaluate as evaluate_run
     from textlstm.tuning.folds import evaluate_folds, is_folds_folder
 
@@ -55,7 +59,7 @@ def evaluate(
         return
     result = evaluate_run(
         run, split, data, data_dir, device, text_column, label_column, precision=precision,
-        quantize=quantize, baseline=baseline,
+        quantize=quantize, baseline=baseline, coverage=coverage,
     )  # fmt: skip
     show_evaluation(result)
 
@@ -64,11 +68,7 @@ def show_evaluation(result: Evaluation) -> None:
     for line in result.notes:
         note(f"note: {line}")
     rep = result.report
-    out.print(
-        f"[bold]{result.name}[/bold] ({result.precision}): {rep.rows:,} rows, accuracy "
-        f"[bold]{rep.accuracy:.2%}[/bold], macro-F1 [bold]{rep.macro_f1:.2%}[/bold], "
-        f"loss {rep.loss:.4f}"
-    )
+    out.print(f"[bold]{result.name}[/bold] ({result.precision}): {rep.rows:,} rows, {_scores(rep)}")
     show_tables(rep)
     if result.parts_accuracy is not None:
         parts = result.parts_accuracy
@@ -76,13 +76,40 @@ def show_evaluation(result: Evaluation) -> None:
             f"model.wide: the network alone {parts['network']:.2%}, the linear model alone "
             f"{parts['linear']:.2%} on the same rows"
         )
+    if result.calibration is not None:
+        c = result.calibration
+        t = c["temperature"]
+        shown = f"{t:.3f}" if isinstance(t, float) else f"{min(t):.2f} to {max(t):.2f}, per label"
+        out.print(
+            f"calibration: expected calibration error {c['ece_before']:.4f} before, "
+            f"[bold]{c['ece_after']:.4f}[/bold] after (temperature {shown})"
+        )
+    if result.sets is not None:
+        s = result.sets
+        out.print(
+            f"prediction sets at coverage {s.coverage:.0%}: [bold]{s.empirical:.2%}[/bold] of "
+            f"the rows' sets hold their true label, {s.mean_size:.2f} labels a set on average"
+        )
     if result.baseline is not None:
         show_baseline(result.baseline, rep)
-    out.print(f"report: {result.json_path}\nconfusion plot: {result.plot_path}")
+    plot = "per-label plot" if rep.multi_label else "confusion plot"
+    out.print(f"report: {result.json_path}\n{plot}: {result.plot_path}")
+
+
+def _scores(rep: Report) -> str:
+    loss = f", loss {rep.loss:.4f}" if rep.loss is not None else ""
+    if rep.multi_label:
+        return (
+            f"micro-F1 [bold]{rep.metric('micro_f1'):.2%}[/bold], macro-F1 "
+            f"[bold]{rep.macro_f1:.2%}[/bold], subset accuracy {rep.accuracy:.2%}{loss}"
+        )
+    accuracy = f"accuracy [bold]{rep.accuracy:.2%}[/bold]"
+    return f"{accuracy}, macro-F1 [bold]{rep.macro_f1:.2%}[/bold]{loss}"
 
 
 def show_baseline(linear: BaselineScore, rep: Report) -> None:
-    gap = 100 * (rep.accuracy - linear.report.accuracy)
+    key = "macro_f1" if rep.multi_label else "accuracy"  # multi-label: every label counts alike
+    gap = 100 * (rep.metric(key) - linear.report.metric(key))
     if gap > 0:
         verdict = f"[green]the model is {gap:.2f} points above it[/green]"
     elif gap == 0:
@@ -94,9 +121,7 @@ def show_baseline(linear: BaselineScore, rep: Report) -> None:
         )
     out.print(
         f"baseline {linear.method} (fitted on {linear.train_rows:,} training rows in "
-        f"{linear.seconds:.1f} s, {linear.note}): accuracy "
-        f"[bold]{linear.report.accuracy:.2%}[/bold], macro-F1 "
-        f"[bold]{linear.report.macro_f1:.2%}[/bold]; {verdict}"
+        f"{linear.seconds:.1f} s, {linear.note}): {_scores(linear.report)}; {verdict}"
     )
 
 
@@ -113,6 +138,8 @@ def show_tables(rep: Report) -> None:
             f"{row.support:,}",
         )
     out.print(scores)
+    if rep.multi_label:
+        return
     matrix = Table("true \\ predicted", *rep.labels, title="confusion matrix", title_justify="left")
     for label, counts in zip(rep.labels, rep.confusion):
         matrix.add_row(label, *[f"{c:,}" for c in counts])

@@ -20,6 +20,14 @@ from textlstm.cli.app import (
     guarded,
 )
 
+Coverage = Annotated[
+    float | None,
+    typer.Option(
+        help="Also give each text's prediction set: the labels that hold the true one for "
+        "this share of texts like the validation ones (split conformal), e.g. 0.9.",
+    ),
+]
+
 
 @app.command()
 @guarded
@@ -52,6 +60,7 @@ def predict(
     precision: Precision = "auto",
     quantize: Quantize = None,
     engine: Engine = "auto",
+    coverage: Coverage = None,
 ) -> None:
     """Classify texts; one output record per input text, in input order."""
     from textlstm.predict.files import predict_files
@@ -70,6 +79,7 @@ def predict(
         quantize=quantize,
         wording=cli_text,
         engine=engine,
+        coverage=coverage,
     )
     if output is not None:
         err.print(f"wrote {done.predictions:,} predictions to {output}")

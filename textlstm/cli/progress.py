@@ -92,10 +92,11 @@ class TrainProgress(Events):
     def epoch_end(self, result: EpochResult) -> None:
         self.progress.remove_task(self.task)
         star = " [green]*[/green]" if result.best else ""
+        micro = "" if result.micro_f1 is None else f"  micro-F1 {result.micro_f1:.2%}"
         self.console.print(
             f"{result.epoch:>5}  {result.train_loss:>10.4f}  {result.validation_loss:>8.4f}  "
             f"{result.accuracy:>7.2%}  {result.macro_f1:>12.2%}  {result.tokens_per_second:>7,.0f}"
-            f"  {result.seconds:>5.0f}s{star}"
+            f"  {result.seconds:>5.0f}s{star}{micro}"
         )
 
 

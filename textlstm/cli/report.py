@@ -32,6 +32,6 @@ def report(
     done = write_report(run, split, data_dir, output, device)
     out.print(
         f"{done.split}: accuracy {done.accuracy:.2%}, expected calibration error "
-        f"{done.ece:.4f}, {done.mistakes:,} mistakes"
+        f"{done.ece:.4f} ({done.ece_before:.4f} before calibration), {done.mistakes:,} mistakes"
     )
     out.print(f"report: [bold]{done.path}[/bold]", soft_wrap=True)

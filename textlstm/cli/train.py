@@ -80,8 +80,13 @@ def show_result(result: TrainResult, launched_here: bool) -> None:
     best = result.epochs[result.best_epoch - 1]
     out.print(
         f"[green]done[/green] in {result.seconds:.0f}s ({result.stopped.replace('_', ' ')}); "
-        f"best epoch {result.best_epoch}: validation accuracy {best.accuracy:.2%}, "
-        f"macro-F1 {best.macro_f1:.2%}"
+        f"best epoch {result.best_epoch}: validation "
+        + (
+            f"accuracy {best.accuracy:.2%}, macro-F1 {best.macro_f1:.2%}"
+            if best.micro_f1 is None
+            else f"micro-F1 {best.micro_f1:.2%}, macro-F1 {best.macro_f1:.2%}, subset accuracy "
+            f"{best.accuracy:.2%}"
+        )
     )
     out.print(f"run folder: [bold]{result.run_dir}[/bold]", soft_wrap=True)
     if result.stopped == "interrupted":

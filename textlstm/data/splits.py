@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from textlstm.data.sources import data_root, load_raw
+from textlstm.data.labels import is_multi_label, label_names, normalize
+from textlstm.data.sources import column, data_root, load_raw
 from textlstm.errors import DataError
 from textlstm.recipe import DataConfig
 
@@ -29,11 +30,12 @@ __all__ = ["Splits", "column", "data_root", "label_names", "load_raw", "load_spl
 class Splits:
     """Labelled splits ready for tokenizing. ``labels[i]`` is the name of label id ``i``."""
 
-    datasets: Any  # datasets.DatasetDict with columns text (string) and label (ClassLabel)
+    datasets: Any  # DatasetDict: text (string) and label (ClassLabel, or a List of them)
     labels: list[str]
     source: str
     notes: list[str] = field(default_factory=list)
     local_path: str | None = None  # absolute path when data.dataset named a local file or folder
+    multi_label: bool = False  # each row's label is a list of ids
 
     def __getitem__(self, split: str) -> Any:
         return self.datasets[split]
@@ -48,13 +50,10 @@ class Splits:
             digest.update(split.encode())
             for text, label in zip(column(self[split], "text"), column(self[split], "label")):
                 digest.update(text.encode("utf-8", "replace"))
-                digest.update(b"\x00%d\x00" % label)
+                for one in label if isinstance(label, list) else [label]:
+                    digest.update(b"\x00%d" % one)
+                digest.update(b"\x00")
         return digest.hexdigest()
-
-
-def column(ds: Any, name: str) -> list[Any]:
-    """A whole column as a Python list (indexing a lazy Column row by row is ~100x slower)."""
-    return ds[name][:]
 
 
 def load_splits(
@@ -90,7 +89,8 @@ def load_splits(
             )
     wanted = {"train": cfg.train_split, "validation": cfg.validation_split, "test": cfg.test_split}
     picked = {role: raw[name] for role, name in wanted.items() if name in raw}
-    labels = label_names(picked["train"], cfg.label, source, cfg.train_split)
+    labels = label_names(picked["train"], cfg, source, cfg.train_split)
+    multi = is_multi_label(picked["train"], cfg)
     cleaned = {}
     for role, ds in picked.items():
         ds = normalize(ds, cfg, labels, source, wanted[role], notes)
@@ -98,7 +98,7 @@ def load_splits(
             notes.append(f"{wanted[role]} split has no labelled rows; it is left out")
             continue
         cleaned[role] = ds
-    splits = finish_splits(cleaned, labels, source, notes, cfg, seed)
+    splits = finish_splits(cleaned, labels, source, notes, cfg, seed, multi)
     splits.local_path = local_path
     return splits
 
@@ -110,19 +110,14 @@ def finish_splits(
     notes: list[str],
     cfg: DataConfig,
     seed: int,
+    multi: bool = False,
 ) -> Splits:
     import datasets
 
     train = splits["train"]
-    if len(train) == 0:
-        raise DataError(f"{source}: the train split has no labelled rows")
-    counts = Counter(column(train, "label"))
-    if len(counts) < 2:
-        raise DataError(
-            f"{source}: the train split has a single class ({labels[next(iter(counts))]!r}); "
-            "a classifier needs at least two"
-        )
+    _check_classes(train, labels, source)
     total = len(train)
+    how = "at random" if multi else "stratified"
     carve = _carve if cfg.carve == "rows" else _carve_sentences
     if cfg.folds:
         if "test" in splits:
@@ -130,13 +125,13 @@ def finish_splits(
         train, splits["test"] = _fold(train, cfg.folds, cfg.fold, seed, source)
         notes.append(
             f"test split: fold {cfg.fold} of {cfg.folds}, {len(splits['test'])} rows "
-            f"(stratified, seed {seed})"
+            f"({how}, seed {seed})"
         )
     elif "test" not in splits and cfg.test_fraction > 0:
         train, splits["test"], (unit, extra) = carve(train, cfg.test_fraction, seed, source, "test")
         notes.append(
             f"test split carved from train: {len(splits['test'])} {unit} "
-            f"({cfg.test_fraction:.0%}, stratified, seed {seed}){extra}"
+            f"({cfg.test_fraction:.0%}, {how}, seed {seed}){extra}"
         )
     if "validation" not in splits:
         # both fractions are shares of the original train split
@@ -144,7 +139,7 @@ def finish_splits(
         train, splits["validation"], (unit, extra) = carve(train, share, seed, source, "validation")
         notes.append(
             f"validation split carved from train: {len(splits['validation'])} {unit} "
-            f"({cfg.validation_fraction:.0%}, stratified, seed {seed}){extra}"
+            f"({cfg.validation_fraction:.0%}, {how}, seed {seed}){extra}"
         )
     if cfg.train_on_validation:
         train = datasets.concatenate_datasets([train, splits["validation"]])
@@ -152,7 +147,7 @@ def finish_splits(
             f"the {len(splits['validation'])} validation rows are also training rows here: "
             "its scores are not held out"
         )
-    if len(Counter(column(train, "label"))) < 2:
+    if len(_classes(train)) < 2:
         raise DataError(
             f"{source}: after carving validation/test splits the train split has a "
             "single class; add data or lower data.validation_fraction/test_fraction"
@@ -160,8 +155,36 @@ def finish_splits(
     splits["train"] = train
     order = [name for name in ("train", "validation", "test") if name in splits]
     return Splits(
-        datasets.DatasetDict({name: splits[name] for name in order}), labels, source, notes
+        datasets.DatasetDict({name: splits[name] for name in order}),
+        labels,
+        source,
+        notes,
+        multi_label=multi,
     )
+
+
+def _check_classes(train: Any, labels: list[str], source: str) -> None:
+    if len(train) == 0:
+        raise DataError(f"{source}: the train split has no labelled rows")
+    counts = _classes(train)
+    if len(counts) < 2:
+        raise DataError(
+            f"{source}: the train split has a single class ({labels[next(iter(counts))]!r}); "
+            "a classifier needs at least two"
+        )
+
+
+def _classes(ds: Any) -> Counter[int]:
+    """Rows per label id (a multi-label row counts for each of its labels)."""
+    counts = Counter[int]()
+    for value in column(ds, "label"):
+        counts.update(value if isinstance(value, list) else [value])
+    return counts
+
+
+def _strata(ds: Any) -> list[Any]:
+    """What a carve or a fold stratifies by: the label, or a multi-label row's first label."""
+    return [value[0] if isinstance(value, list) else value for value in column(ds, "label")]
 
 
 def _fold(train: Any, folds: int, fold: int, seed: int, source: str) -> tuple[Any, Any]:
@@ -172,7 +195,7 @@ def _fold(train: Any, folds: int, fold: int, seed: int, source: str) -> tuple[An
     import numpy as np
     from sklearn.model_selection import StratifiedKFold
 
-    labels = np.asarray(column(train, "label"))
+    labels = np.asarray(_strata(train))
     if len(labels) < folds:
         raise DataError(
             f"{source}: {len(labels)} training rows cannot make {folds} folds; lower data.folds"
@@ -189,9 +212,11 @@ def _carve(
 ) -> tuple[Any, Any, tuple[str, str]]:
     """``fraction`` of the rows at random, stratified by label and seeded; the third item is
     the unit carved and anything more to say about it."""
-    counts = Counter(column(train, "label"))
+    counts = Counter(column(train, "label")) if _single(train) else Counter[Any]()
     stratify = (
-        "label" if min(counts.values()) >= 2 and len(train) * fraction >= len(counts) else None
+        "label"
+        if counts and min(counts.values()) >= 2 and len(train) * fraction >= len(counts)
+        else None
     )
     try:
         parts = train.train_test_split(test_size=fraction, seed=seed, stratify_by_column=stratify)
@@ -201,6 +226,12 @@ def _carve(
             f"({exc}); add more data or a {role} split"
         ) from None
     return parts["train"], parts["test"], ("rows", "")
+
+
+def _single(ds: Any) -> bool:
+    import datasets
+
+    return isinstance(ds.features["label"], datasets.ClassLabel)
 
 
 def _spans(words: tuple[str, ...]) -> set[tuple[str, ...]]:
@@ -246,7 +277,7 @@ def _carve_sentences(
     import numpy as np
 
     words = _words(column(train, "text"))
-    labels = column(train, "label")
+    labels = _strata(train)
     sentences = _sentences(words)
     rng = np.random.default_rng(seed)
     carved: list[int] = []
@@ -268,103 +299,3 @@ def _carve_sentences(
     phrases = len(words) - len(kept) - len(carved)
     extra = f"; {phrases:,} phrase(s) found only in them left out of training"
     return train.select(kept), train.select(sorted(carved)), ("sentences", extra)
-
-
-# --- columns and labels ------------------------------------------------------------------------
-
-
-def label_names(ds: Any, name: str, source: str, split: str) -> list[str]:
-    """Label names from the train split: ClassLabel names, else the sorted distinct values."""
-    import datasets
-
-    if name not in ds.column_names:
-        raise DataError(
-            f"{source}: split '{split}' has no label column '{name}' "
-            f"(columns: {', '.join(ds.column_names)}); set data.label"
-        )
-    feature = ds.features[name]
-    if isinstance(feature, datasets.ClassLabel):
-        return list(feature.names)
-    raw = [v for v in column(ds, name) if v is not None and v != -1 and v != ""]
-    if any(
-        isinstance(v, (list, dict)) or (isinstance(v, float) and not v.is_integer()) for v in raw
-    ):
-        raise DataError(
-            f"{source}: label column '{name}' must hold one class name or integer id "
-            "per row (lists, tables and fractions are not labels)"
-        )
-    values = set(raw)
-    numbers = sorted(str(v) for v in values if _is_number(v))
-    names = sorted(str(v) for v in values if not _is_number(v))
-    if numbers and names:  # e.g. 1 among "pos" and "neg": a data error, not a third class
-        raise DataError(
-            f"{source}: label column '{name}' mixes numbers and names (e.g. {numbers[0]} and "
-            f"{names[0]!r}); make every label a class name or every label an integer id"
-        )
-    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-        return [str(int(v)) for v in sorted(values)]
-    return sorted({str(v) for v in values})
-
-
-def _is_number(value: Any) -> bool:
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, (int, float)):
-        return True
-    return isinstance(value, str) and value.strip().removeprefix("-").isdigit()
-
-
-def normalize(
-    ds: Any, cfg: DataConfig, labels: list[str], source: str, split: str, notes: list[str]
-) -> Any:
-    """Keep two columns: ``text`` (columns joined by a space) and ``label`` (ClassLabel ids)."""
-    import datasets
-
-    columns = [cfg.text] if isinstance(cfg.text, str) else list(cfg.text)
-    missing = [c for c in [*columns, cfg.label] if c not in ds.column_names]
-    if missing:
-        key = "data.label" if missing == [cfg.label] else "data.text"
-        raise DataError(
-            f"{source}: split '{split}' has no column '{missing[0]}' "
-            f"(columns: {', '.join(ds.column_names)}); set {key}"
-        )
-    feature = ds.features[cfg.label]
-    own_names = feature.names if isinstance(feature, datasets.ClassLabel) else None
-    index = {name: i for i, name in enumerate(labels)}
-    parts = [column(ds, c) for c in columns]
-    texts, ids, skipped, unseen = [], [], 0, Counter[str]()
-    for i, value in enumerate(column(ds, cfg.label)):
-        pieces = [p[i] for p in parts]
-        name = _label_name(value, own_names)
-        if name is None or any(p is None for p in pieces):
-            skipped += 1
-            continue
-        if name not in index:
-            unseen[name] += 1
-            continue
-        texts.append(" ".join(str(p) for p in pieces))
-        ids.append(index[name])
-    if unseen:
-        shown = ", ".join(repr(n) for n, _ in unseen.most_common(5))
-        raise DataError(
-            f"{source}: split '{split}' has labels not in the training labels: {shown} "
-            f"({sum(unseen.values())} rows); known labels: {', '.join(labels)}"
-        )
-    if skipped:
-        notes.append(f"{split}: skipped {skipped} row(s) with a missing text or label")
-    features = datasets.Features(
-        {"text": datasets.Value("string"), "label": datasets.ClassLabel(names=labels)}
-    )
-    return datasets.Dataset.from_dict({"text": texts, "label": ids}, features=features)
-
-
-def _label_name(value: Any, own_names: list[str] | None) -> str | None:
-    if value is None or value == -1 or value == "":
-        return None
-    if own_names is not None:
-        return own_names[value]
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, float):
-        return str(int(value)) if value.is_integer() else None
-    return str(value)

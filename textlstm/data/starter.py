@@ -20,6 +20,7 @@ import numpy as np
 import tomli_w
 
 from textlstm.data.budget import Fitted, budget_minutes, estimate, fit_budget
+from textlstm.data.labels import label_counts
 from textlstm.data.splits import column, load_raw, load_splits, phrase_share
 from textlstm.errors import DataError, param
 from textlstm.files import write_text
@@ -75,6 +76,8 @@ def starting_recipe(
     20,000 training texts, 30 up to 100,000, 60 beyond)."""
     raw, source, _, local = load_raw(dataset, None, data_dir, Path.cwd())
     train = raw["train"] if "train" in raw else next(iter(raw.values()))
+    if label is None and "label" not in train.column_names and "labels" in train.column_names:
+        label = "labels"  # the hub's name for a column of label lists (GoEmotions)
     for given, default, what in ((text, "text", "text"), (label, "label", "label")):
         if (given or default) not in train.column_names:
             raise DataError(
@@ -95,11 +98,13 @@ def starting_recipe(
         long=length > 256,
         glove=None if spaceless or not glove_installed() else glove_coverage(sample),
         words=not spaceless,
+        multi=splits.multi_label,
     )
-    done = _finish(dataset, choices, list(splits.notes), seed)
+    choices = _replaced(choices, _label_choices(splits))
+    done = _finish(dataset, choices, [*splits.notes, class_note(splits)], seed)
     validation = len(splits["validation"]) if "validation" in splits.names else len(texts) // 9
     fitted = _fit_time(done.recipe, sample, len(texts), validation, len(splits.labels), minutes)
-    notes = list(splits.notes)
+    notes = [*splits.notes, class_note(splits)]
     if fitted.changes:
         for key, (value, reason) in fitted.changes.items():
             choices = [c for c in choices if c.key != key]
@@ -143,6 +148,62 @@ def _data_choices(
                 )
             )
     return choices
+
+
+SKEW = 20  # the largest class this many times the smallest: the classes are skewed
+MULTI_LABEL_STEPS = 10_000  # train.steps planned for multi-label data
+
+
+def _replaced(choices: list[Choice], more: list[Choice]) -> list[Choice]:
+    keys = {c.key for c in more}
+    return [c for c in choices if c.key not in keys] + more
+
+
+def _counts(splits: Any) -> list[tuple[str, int]]:
+    """Training rows per label, the most frequent first."""
+    counts = label_counts(splits["train"], len(splits.labels))
+    return sorted(zip(splits.labels, counts), key=lambda kv: (-kv[1], kv[0]))
+
+
+def class_note(splits: Any) -> str:
+    """The class distribution of the training split, in one line."""
+    counts = _counts(splits)
+    (big, most), (small, least) = counts[0], counts[-1]
+    shape = "multi-label, " if splits.multi_label else ""
+    return (
+        f"training split: {len(counts)} classes ({shape}{len(splits['train']):,} rows); largest "
+        f"{big!r} {most:,} rows, smallest {small!r} {least:,}"
+        + (f" ({most / least:.0f}x)" if least else "")
+    )
+
+
+def _label_choices(splits: Any) -> list[Choice]:
+    """Multi-label data, or skewed classes: the metric every class counts in alike, and for
+    skewed single-label classes a loss that weighs them alike."""
+    counts = _counts(splits)
+    if splits.multi_label:
+        per_text = sum(n for _, n in counts) / max(1, len(splits["train"]))
+        return [
+            Choice(
+                "train.metric",
+                "macro_f1",
+                f"multi-label: {len(counts)} labels, {per_text:.2f} a text on average, each "
+                "decided by its own threshold tuned on the validation split; every label counts "
+                "the same",
+            )
+        ]
+    (big, most), (small, least) = counts[0], counts[-1]
+    if most < SKEW * max(least, 1):
+        return []
+    why = f"'{big}' has {most:,} training rows, '{small}' {least:,}"
+    return [
+        Choice(
+            "train.class_weights",
+            "balanced",
+            f"the classes are skewed ({why}): each class weighs in the loss inversely to its rows",
+        ),
+        Choice("train.metric", "macro_f1", f"skewed classes ({why}): every class counts the same"),
+    ]
 
 
 def _fit_time(
@@ -238,7 +299,12 @@ def glove_coverage(sample: list[list[str]]) -> float:
 
 
 def _size_choices(
-    rows: int, classes: int, long: bool = False, glove: float | None = None, words: bool = True
+    rows: int,
+    classes: int,
+    long: bool = False,
+    glove: float | None = None,
+    words: bool = True,
+    multi: bool = False,
 ) -> list[Choice]:
     """``long``: the texts run to hundreds of tokens, so each step costs more; ``glove``: the
     share of the words that the English GloVe vectors cover (None: not considered); ``words``:
@@ -271,7 +337,9 @@ def _size_choices(
             why = f"GloVe's English vectors know only {glove:.0%} of the words: " + why
         out.append(Choice("model.embedding_dim", 128, why))
     return (
-        out + _model_choices(rows, small, long, push) + _train_choices(rows, classes, small, push)
+        out
+        + _model_choices(rows, small, long, push)
+        + _train_choices(rows, classes, small, push, MULTI_LABEL_STEPS if multi else None)
     )
 
 
@@ -326,12 +394,25 @@ def _model_choices(rows: int, small: bool, long: bool, push: bool) -> list[Choic
     ]
 
 
-def _train_choices(rows: int, classes: int, small: bool, push: bool) -> list[Choice]:
+def _train_choices(
+    rows: int, classes: int, small: bool, push: bool, aim: int | None = None
+) -> list[Choice]:
+    """``aim``: the optimizer steps to plan for, when not the schema's default."""
     out: list[Choice] = []
     batch = 32 if small else 64
     steps = max(1, math.ceil(rows / batch))
-    cfg = TrainConfig(batch_size=batch)
+    cfg = TrainConfig(batch_size=batch) if aim is None else TrainConfig(batch_size=batch, steps=aim)
     epochs = cfg.planned_epochs(steps)
+    if aim is not None:
+        out.append(
+            Choice(
+                "train.steps",
+                aim,
+                "multi-label: each label is a yes-or-no question of its own, most with few "
+                "positives, and the rare ones need more passes (GoEmotions' validation macro-F1 "
+                "still rose well after 3,000 steps: bench/README.md)",
+            )
+        )
     out += [
         Choice("train.batch_size", batch, f"{steps:,} optimizer steps an epoch"),
         Choice(

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from textlstm import settings
+from textlstm.data.labels import label_counts
 from textlstm.data.splits import column, load_splits
 from textlstm.errors import CheckpointError
 from textlstm.recipe import Recipe
@@ -36,6 +36,7 @@ class DataSummary:
     splits: list[SplitSummary]
     notes: list[str] = field(default_factory=list)
     unit: str = "tokens"  # subword kinds are measured in words: their tokenizer is not trained yet
+    multi_label: bool = False  # label counts then count every label of a row
 
 
 def summarize(recipe: Recipe, data_dir: str | Path | None = None) -> DataSummary:
@@ -51,17 +52,17 @@ def summarize(recipe: Recipe, data_dir: str | Path | None = None) -> DataSummary
         lengths = np.fromiter(
             (len(t) for t in untruncated.batch(column(ds, "text"))), dtype=np.int64
         )
-        counts = Counter(column(ds, "label"))
+        counts = label_counts(ds, len(splits.labels))
         out.append(
             SplitSummary(
                 name,
                 len(ds),
-                {label: counts.get(i, 0) for i, label in enumerate(splits.labels)},
+                dict(zip(splits.labels, counts)),
                 {p: int(np.percentile(lengths, p)) for p in PERCENTILES},
                 float((lengths > limit).mean()),
             )
         )
-    return DataSummary(splits.source, splits.labels, out, splits.notes, unit)
+    return DataSummary(splits.source, splits.labels, out, splits.notes, unit, splits.multi_label)
 
 
 @dataclass

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,9 +20,11 @@ from textlstm.errors import DataError, param
 from textlstm.files import write_text
 from textlstm.model.classifier import logits_for
 from textlstm.model.wide import WideNgrams, linear_scores, network_alone
-from textlstm.predict.predictor import load_for_inference
+from textlstm.predict.predictor import check_coverage, load_for_inference
 from textlstm.recipe import DataConfig
-from textlstm.run.metrics import Report, report
+from textlstm.run.decision import Decision, multi_hot
+from textlstm.run.metrics import Report, multi_report, report
+from textlstm.run.plots import calibration
 
 if TYPE_CHECKING:
     from textlstm.run.checkpoint import Loaded
@@ -42,7 +44,23 @@ class Evaluation:
     # per row, for reports: the texts, their labels' indices and the model's probabilities
     texts: list[str] | None = None
     truth: np.ndarray | None = None
-    probabilities: np.ndarray | None = None
+    probabilities: np.ndarray | None = None  # calibrated, as prediction gives them
+    raw_probabilities: np.ndarray | None = None  # the network's own, before calibration
+    # single-label runs: the prediction sets at a coverage, scored on these rows
+    sets: SetScore | None = None
+    # the expected calibration error before and after the temperature, and the temperature
+    calibration: dict[str, Any] | None = None
+    thresholds: tuple[float, ...] = ()  # multi-label: each label's, on the calibrated scores
+
+
+@dataclass
+class SetScore:
+    """Split conformal prediction sets on the evaluated rows: the share whose set holds the true
+    label, against the coverage asked for, and the sets' mean size."""
+
+    coverage: float
+    empirical: float
+    mean_size: float
 
 
 @dataclass
@@ -78,50 +96,117 @@ def evaluate(
     precision: str = "auto",
     quantize: str | None = None,
     baseline: bool = False,
+    coverage: float = 0.9,
 ) -> Evaluation:
     """``precision``: auto (as the run was trained), fp32 or bf16; ``quantize="int8"``: dynamic
     int8 quantization (CPU). A report in another mode than the run's own gets its own files
     (``eval-test-int8.json``), so the default report is never overwritten. ``baseline``: also fit
     TF-IDF + logistic regression on the run's training split (C picked on its validation split)
-    and score it on the same rows, in ``Evaluation.baseline`` and the JSON report."""
+    and score it on the same rows, in ``Evaluation.baseline`` and the JSON report.
+    ``coverage``: the prediction sets of a single-label run that kept conformal scores are
+    scored at this coverage (``Evaluation.sets``)."""
     loaded, mode, target = load_for_inference(run_dir, device, precision, quantize)
     recipe = loaded.recipe
-    columns = {"text": text_column, "label": label_column}
-    cfg = recipe.data.model_copy(update={k: v for k, v in columns.items() if v is not None})
     if data_root(data_dir) is None:
         data_dir = loaded.meta.get("data_dir")  # the mirror the run was trained from, if any
-    if data is None:
-        dataset, name, notes = _own_split(loaded, cfg, split, data_dir)
-    else:
-        dataset, name, notes = _other_data(loaded, cfg, data, split, data_dir)
-    if len(dataset) == 0:
-        raise DataError(f"{name}: no labelled rows to evaluate on")
+    dataset, name, notes = _rows(loaded, split, data, data_dir, text_column, label_column)
     texts = column(dataset, "text")
     ids = loaded.encoder.encode(texts)
     batch = batch_size or recipe.train.eval_batch_size
     logits, parts = _logits_and_parts(loaded.model, ids, batch, target, mode)
     if mode != recipe.train.precision:  # its own report files, beside the default ones
         name = f"{name}-{mode}"
-    truth = np.asarray(column(dataset, "label"))
-    loss = float(
-        torch.nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(truth))
-    )
-    result = report(truth, logits.argmax(axis=1), loaded.labels, loss)
-    alone = _parts_accuracy(parts, truth)
+    decision = loaded.decision
+    truth = _truth(dataset, loaded)
+    result = scored(decision, logits, truth, loaded.labels)
+    alone = None if decision.multi_label else _parts_accuracy(parts, truth)
     linear = fit_baseline(loaded, data_dir, dataset, truth) if baseline else None
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name)
     json_path = loaded.run_dir / f"eval-{safe}.json"
-    plot_path = loaded.run_dir / f"eval-{safe}-confusion.png"
+    plot = "labels" if decision.multi_label else "confusion"
+    plot_path = loaded.run_dir / f"eval-{safe}-{plot}.png"
     summary = {"run": str(loaded.run_dir), "evaluated_on": name, "precision": mode, "notes": notes}
     extra: dict[str, Any] = {} if linear is None else {"baseline": linear.to_dict()}
     if alone is not None:
         extra["parts_accuracy"] = alone
+    probabilities = decision.probabilities(logits)
+    sets = _sets(decision, probabilities, truth, coverage)
+    if sets is not None:
+        extra["sets"] = asdict(sets)
+    if decision.multi_label:
+        extra["thresholds"] = decision.to_dict(loaded.labels)["thresholds"]
+    extra["calibration"] = calibrated = _calibration(decision, logits, truth)
     write_text(json_path, json.dumps({**summary, **result.to_dict(), **extra}, indent=2))
     plot_confusion(result, plot_path, f"{loaded.recipe.name}: {name}")
-    probabilities = torch.from_numpy(logits).float().softmax(dim=1).numpy()
+    raw = replace(decision, temperature=(1.0,)).probabilities(logits)
     return Evaluation(
-        result, name, json_path, plot_path, notes, mode, linear, alone, texts, truth, probabilities
-    )
+        result, name, json_path, plot_path, notes, mode, linear, alone, texts, truth,
+        probabilities, raw, sets, calibrated, decision.thresholds,
+    )  # fmt: skip
+
+
+def _rows(
+    loaded: Loaded,
+    split: str,
+    data: str | None,
+    data_dir: str | Path | None,
+    text_column: str | list[str] | None,
+    label_column: str | None,
+) -> tuple[Any, str, list[str]]:
+    """The labelled rows to evaluate on: a split of the run's own data, or other data."""
+    columns = {"text": text_column, "label": label_column}
+    cfg = loaded.recipe.data.model_copy(update={k: v for k, v in columns.items() if v is not None})
+    if data is None:
+        dataset, name, notes = _own_split(loaded, cfg, split, data_dir)
+    else:
+        dataset, name, notes = _other_data(loaded, cfg, data, split, data_dir)
+    if len(dataset) == 0:
+        raise DataError(f"{name}: no labelled rows to evaluate on")
+    return dataset, name, notes
+
+
+def _sets(
+    decision: Decision, probabilities: np.ndarray, truth: np.ndarray, coverage: float
+) -> SetScore | None:
+    if not 0 < coverage < 1:
+        check_coverage(coverage, decision, "")  # the line that says what a coverage is
+    if decision.multi_label or not decision.conformal:
+        return None
+    picked = decision.sets(probabilities, coverage)
+    held = picked[np.arange(len(truth)), truth]
+    return SetScore(coverage, float(held.mean()), float(picked.sum(axis=1).mean()))
+
+
+def _calibration(decision: Decision, logits: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
+    """The expected calibration error of the scores before and after the run's temperature."""
+    raw = replace(decision, temperature=(1.0,)).probabilities(logits)
+    return {
+        "temperature": list(decision.temperature)
+        if len(decision.temperature) > 1
+        else decision.temperature[0],
+        "ece_before": calibration(raw, truth).ece,
+        "ece_after": calibration(decision.probabilities(logits), truth).ece,
+    }
+
+
+def _truth(dataset: Any, loaded: Loaded) -> np.ndarray:
+    """Class ids (rows,), or for a multi-label run (rows, labels) 0/1 floats."""
+    values = column(dataset, "label")
+    if loaded.decision.multi_label:
+        return multi_hot(values, len(loaded.labels))
+    return np.asarray(values)
+
+
+def scored(decision: Decision, logits: np.ndarray, truth: np.ndarray, labels: list[str]) -> Report:
+    """The report of logits (rows, labels) against the truth, decided as the run decides."""
+    scores = torch.from_numpy(logits).float()
+    if decision.multi_label:
+        target = torch.from_numpy(truth)
+        loss = float(torch.nn.functional.binary_cross_entropy_with_logits(scores, target))
+        chosen = decision.chosen(decision.probabilities(logits))
+        return multi_report(truth.astype(bool), chosen, labels, loss)
+    loss = float(torch.nn.functional.cross_entropy(scores, torch.from_numpy(truth)))
+    return report(truth, logits.argmax(axis=1), labels, loss)
 
 
 def _parts_accuracy(
@@ -158,7 +243,7 @@ def fit_baseline(
     """TF-IDF + LR fitted on the run's own training split, as the recipe loads it (the training
     rows only; the validation rows pick C), and scored on ``dataset``; on character 1-3 grams
     where the run reads text without spaces between words."""
-    from textlstm.evaluation.baselines import analyzer_for, fit_tfidf_lr
+    from textlstm.evaluation.baselines import analyzer_for, fit_one_vs_rest, fit_tfidf_lr
 
     splits = load_splits(loaded.recipe.data, data_dir, loaded.recipe.seed)
     if splits.labels != loaded.labels:
@@ -167,21 +252,25 @@ def fit_baseline(
             f"the baseline needs the data the run was trained on (drop {param('baseline')})"
         )
     val = splits["validation"] if "validation" in splits.names else None
+    fit = fit_one_vs_rest if splits.multi_label else fit_tfidf_lr
     try:
-        fitted = fit_tfidf_lr(
+        fitted = fit(
             column(splits["train"], "text"),
-            np.asarray(column(splits["train"], "label")),
+            _truth(splits["train"], loaded),
             column(val, "text") if val is not None else [],
-            np.asarray(column(val, "label")) if val is not None else None,
+            _truth(val, loaded) if val is not None else None,
             analyzer_for(loaded.recipe.tokenizer.kind),
         )
     except ValueError as exc:  # scikit-learn's: no n-gram seen twice, for one
         raise DataError(
             f"{splits.source}: the baseline cannot be fitted on the training split ({exc})"
         ) from None
-    predicted = fitted.predict(column(dataset, "text"))
-    scored = report(truth, np.asarray(predicted), loaded.labels)
-    return BaselineScore(scored, fitted.method, fitted.note, fitted.train_rows, fitted.seconds)
+    predicted = np.asarray(fitted.predict(column(dataset, "text")))
+    if splits.multi_label:
+        result = multi_report(truth.astype(bool), predicted, loaded.labels)
+    else:
+        result = report(truth, predicted, loaded.labels)
+    return BaselineScore(result, fitted.method, fitted.note, fitted.train_rows, fitted.seconds)
 
 
 def _own_split(
@@ -214,7 +303,7 @@ def _other_data(
         raise DataError(
             f"{source}: no '{split}' split (splits: {', '.join(raw)}); pass {param('split')}"
         )
-    label_names(raw[chosen], cfg.label, source, chosen)  # checks the label column exists
+    label_names(raw[chosen], cfg, source, chosen)  # checks the label column exists
     dataset = normalize(raw[chosen], cfg, loaded.labels, source, chosen, notes)
     name = Path(data).stem if Path(data).suffix else data.replace("/", "_")
     if chosen != "train" or len(raw) > 1:
@@ -223,6 +312,7 @@ def _other_data(
 
 
 def plot_confusion(result: Report, path: Path, title: str) -> None:
-    from textlstm.run.plots import confusion
+    """The confusion matrix, or for a multi-label report each label's F1 and support."""
+    from textlstm.run.plots import confusion, label_scores
 
-    confusion(result, path, title)
+    (label_scores if result.multi_label else confusion)(result, path, title)

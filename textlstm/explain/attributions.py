@@ -110,7 +110,8 @@ class Explainer:
             logits = self.model(tokens, lengths)[0]  # (classes,)
             embedded = self.model.embedding(tokens)  # (1, seq_len, embedding_dim)
             baseline = self.model.embedding(torch.full_like(tokens, PAD_ID))
-        probs = logits.softmax(-1)
+        # scored as prediction scores them: calibrated; a sigmoid per label for multi-label runs
+        probs = self.loaded.decision.probabilities(logits.float().cpu().numpy()[None])[0]
         predicted = int(probs.argmax())
         target = self.labels.index(label) if label is not None else predicted
         integrated = IntegratedGradients(self._from_embeddings)

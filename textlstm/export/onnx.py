@@ -35,6 +35,7 @@ import textlstm
 from textlstm.errors import CheckpointError, TextLSTMError, WriteFailed, param
 from textlstm.files import refusal, refused
 from textlstm.predict.exported import session
+from textlstm.run.decision import SINGLE, Decision
 from textlstm.text.tokenizers import (
     CHAR_PATTERN,
     PTB_CLITIC,
@@ -66,17 +67,23 @@ class Exported:
 
 
 class WithProbabilities(nn.Module):
-    """The classifier with its softmax: (tokens, lengths) -> (logits, probabilities)."""
+    """The classifier with its calibrated scores: the logits over the run's temperature, then a
+    softmax (a sigmoid per label for multi-label runs): (tokens, lengths) -> (logits,
+    probabilities)."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, decision: Decision = SINGLE) -> None:
         super().__init__()
         self.model = model
+        self.multi_label = decision.multi_label
+        self.temperature: torch.Tensor
+        self.register_buffer("temperature", torch.tensor(decision.temperature, dtype=torch.float32))
 
     def forward(
         self, tokens: torch.Tensor, lengths: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         logits = self.model(tokens, lengths).float()  # (batch, classes)
-        return logits, logits.softmax(dim=-1)
+        scaled = logits / self.temperature  # (batch, classes)
+        return logits, scaled.sigmoid() if self.multi_label else scaled.softmax(dim=-1)
 
 
 def export_onnx(
@@ -114,7 +121,7 @@ def export_onnx(
 
 
 def _write(loaded: Any, folder: Path, quantize: str | None) -> Exported:
-    model = WithProbabilities(loaded.model.float().eval())
+    model = WithProbabilities(loaded.model.float().eval(), loaded.decision)
     fp32 = folder / "model.onnx"
     trace(model, fp32)
     tokens, lengths = check_batch(len(loaded.vocab), loaded.recipe.tokenizer.max_length)
@@ -133,7 +140,8 @@ def _write(loaded: Any, folder: Path, quantize: str | None) -> Exported:
         int8 = folder / "model.int8.onnx"
         quantize_int8(fp32, int8)
         quantized = run(int8, tokens, lengths)
-        agreement = float((quantized.argmax(1) == got.argmax(1)).mean())
+        decide = loaded.decision.chosen
+        agreement = float((decide(quantized) == decide(got)).all(axis=1).mean())
         difference = float(np.abs(quantized - got).max())
         int8.replace(fp32)
     _files(loaded, folder, quantize, parity, agreement)
@@ -326,6 +334,7 @@ def _files(
     run_dir = loaded.run_dir
     for name in ("vocab.json", "labels.json", "recipe.toml"):
         shutil.copyfile(run_dir / name, folder / name)
+    loaded.decision.save(folder, loaded.labels)
     if (run_dir / SUBWORD_FILE).is_file():
         shutil.copyfile(run_dir / SUBWORD_FILE, folder / SUBWORD_FILE)
     _json(folder / "preprocess.json", preprocess(loaded.recipe.tokenizer))
@@ -341,8 +350,10 @@ def _files(
         },
         "outputs": {
             "logits": "float32 (batch, labels)",
-            "probabilities": "float32 (batch, labels)",
+            "probabilities": "float32 (batch, labels)"
+            + (": a sigmoid per label" if loaded.decision.multi_label else ": a softmax"),
         },
+        "multi_label": loaded.decision.multi_label,
         "min_steps": MIN_STEPS,
         "quantize": quantize,
         "opset": OPSET,

@@ -9,14 +9,17 @@ From Python, with the export folder on ``sys.path`` (or this file copied beside 
 
     from predict import Model
     model = Model("path/to/export")
-    model.predict(["a text", "another"])     # [{"label": ..., "score": ..., "scores": {...}}]
+    model.predict(["a text", "another"])     # [{"label": ..., "score": ..., "scores": {...},
+                                             #   "labels": [...]}]
 
 Texts become token ids exactly as textlstm makes them, from ``preprocess.json`` (the recipe's
 tokenizer settings and rules), ``vocab.json`` and, for subword tokenizers, ``tokenizer.json``
 (that kind needs ``pip install tokenizers``; a spaCy tokenizer needs ``pip install spacy``, a
 jieba one ``pip install jieba``).
 The model takes ``tokens`` (batch, steps) int64, padded with 0 after each text, and ``lengths``
-(batch,) int64; it returns ``logits`` and ``probabilities`` (batch, labels).
+(batch,) int64; it returns ``logits`` and ``probabilities`` (batch, labels): a softmax, or for
+a multi-label model a sigmoid per label, whose labels are given where the score reaches the
+label's threshold in ``decision.json``.
 """
 
 from __future__ import annotations
@@ -42,6 +45,9 @@ class Model:
         folder = Path(folder)
         self.settings: dict[str, Any] = _read(folder / "preprocess.json")
         self.labels: list[str] = _read(folder / "labels.json")
+        decision = _read(folder / "decision.json") if (folder / "decision.json").is_file() else {}
+        given = decision.get("thresholds")
+        self.thresholds = None if given is None else np.array([given[n] for n in self.labels])
         tokens = _read(folder / "vocab.json")["tokens"]
         self.index = {token: i for i, token in enumerate(tokens)}
         options = ort.SessionOptions()
@@ -81,16 +87,23 @@ class Model:
     def predict(
         self, texts: Sequence[str], top_k: int = 0, batch_size: int = 32
     ) -> list[dict[str, Any]]:
-        """A record per text: label, score (its probability) and every label's probability;
-        ``top_k`` keeps the k likeliest labels in ``scores``."""
+        """A record per text: label, score (its probability), every label's probability and the
+        labels given (the top one; for a multi-label model each whose score reaches its
+        threshold, highest first); ``top_k`` keeps the k likeliest labels in ``scores``."""
         records = []
         for row in self.probabilities(texts, batch_size):
-            ranked = np.argsort(-row, kind="stable")[: top_k or len(row)]
+            order = np.argsort(-row, kind="stable")
+            ranked = order[: top_k or len(row)]
+            if self.thresholds is None:
+                given = order[:1]
+            else:
+                given = order[row[order] >= self.thresholds[order]]
             records.append(
                 {
                     "label": self.labels[ranked[0]],
                     "score": float(row[ranked[0]]),
                     "scores": {self.labels[i]: float(row[i]) for i in ranked},
+                    "labels": [self.labels[i] for i in given],
                 }
             )
         return records

@@ -21,9 +21,18 @@ def lengths_of(ids: Sequence[np.ndarray]) -> np.ndarray:
 
 
 def bucketed_batches(
-    lengths: np.ndarray, batch_size: int, bucket_size: int, rng: np.random.Generator
+    lengths: np.ndarray,
+    batch_size: int,
+    bucket_size: int,
+    rng: np.random.Generator,
+    weights: np.ndarray | None = None,
 ) -> list[np.ndarray]:
-    order = rng.permutation(len(lengths))
+    """An epoch's batches. ``weights`` (one per row, summing to 1): the epoch's rows are drawn
+    with replacement at these chances instead of each row once."""
+    if weights is None:
+        order = rng.permutation(len(lengths))
+    else:
+        order = rng.choice(len(lengths), size=len(lengths), replace=True, p=weights)
     span = batch_size * bucket_size
     batches: list[np.ndarray] = []
     for start in range(0, len(order), span):
@@ -31,6 +40,14 @@ def bucketed_batches(
         bucket = bucket[np.argsort(lengths[bucket], kind="stable")]
         batches.extend(bucket[i : i + batch_size] for i in range(0, len(bucket), batch_size))
     return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def balanced_weights(labels: np.ndarray) -> np.ndarray:
+    """Each row's chance (summing to 1) for a balanced sampler: every class is drawn as often
+    as every other, its rows alike."""
+    counts = np.bincount(labels)
+    weights = 1.0 / counts[labels]
+    return weights / weights.sum()
 
 
 def sorted_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:

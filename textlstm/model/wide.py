@@ -125,8 +125,9 @@ class WideFit:
 
     c: float
     features: int  # distinct n-gram rows seen in training
-    validation_accuracy: float  # the linear model alone
+    validation_accuracy: float  # the linear model alone (multi-label: subset accuracy at 0.5)
     seconds: float
+    validation_loss: float = 0.0  # multi-label: its binary cross-entropy, which picked C
 
 
 def feature_matrix(wide: WideNgrams, ids: Sequence[np.ndarray]) -> Any:
@@ -161,15 +162,17 @@ def _fit_one(x: Any, positive: np.ndarray, c: float) -> tuple[np.ndarray, float]
 
 
 def _weights(x: Any, labels: np.ndarray, classes: int, c: float) -> tuple[np.ndarray, ...]:
-    """(rows, classes) weights and (classes,) biases for one C."""
+    """(rows, classes) weights and (classes,) biases for one C; multi-label ``labels`` (texts,
+    classes) get one model per label, whose scores are that label's logits."""
     weight = np.zeros((x.shape[1], classes), dtype=np.float32)
     bias = np.zeros(classes, dtype=np.float32)
-    if classes == 2:  # one model: its margin split between the two classes' scores
+    if labels.ndim == 1 and classes == 2:  # one model: its margin split between the two classes
         w, b = _fit_one(x, labels == 1, c)
         weight[:, 0], weight[:, 1], bias[0], bias[1] = -w / 2, w / 2, -b / 2, b / 2
         return weight, bias
     for k in range(classes):
-        weight[:, k], bias[k] = _fit_one(x, labels == k, c)
+        positive = labels[:, k] > 0 if labels.ndim == 2 else labels == k
+        weight[:, k], bias[k] = _fit_one(x, positive, c)
     return weight, bias
 
 
@@ -180,44 +183,60 @@ def fit(
     val_ids: Sequence[np.ndarray],
     val_labels: np.ndarray,
 ) -> WideFit:
-    """Fit the linear model on the training texts; the validation texts pick C from WIDE_C_GRID."""
+    """Fit the linear model on the training texts; the validation texts pick C from WIDE_C_GRID
+    (by accuracy; for multi-label labels (texts, classes), by binary cross-entropy)."""
     start = time.perf_counter()
     classes = wide.weight.shape[1]
     train, val = feature_matrix(wide, train_ids), feature_matrix(wide, val_ids)
     best: tuple[float, float, tuple[np.ndarray, ...]] | None = None
+    multi = np.ndim(val_labels) == 2
     for c in WIDE_C_GRID:
         weight, bias = _weights(train, np.asarray(train_labels), classes, c)
-        accuracy = float(((val @ weight + bias).argmax(1) == val_labels).mean())
-        if best is None or accuracy > best[0]:
-            best = (accuracy, c, (weight, bias))
+        scores = np.asarray(val @ weight + bias)
+        if multi:
+            target = torch.from_numpy(np.asarray(val_labels, dtype=np.float64))
+            value = -nn.functional.binary_cross_entropy_with_logits(
+                torch.from_numpy(scores).double(), target
+            ).item()
+        else:
+            value = float((scores.argmax(1) == val_labels).mean())
+        if best is None or value > best[0]:
+            best = (value, c, (weight, bias))
     assert best is not None
-    accuracy, c, (weight, bias) = best
+    value, c, (weight, bias) = best
+    scores = np.asarray(val @ weight + bias)
+    accuracy = (
+        float(((scores > 0) == (np.asarray(val_labels) > 0)).all(axis=1).mean()) if multi else value
+    )
     with torch.no_grad():
         wide.weight.copy_(torch.from_numpy(weight))
         wide.bias.copy_(torch.from_numpy(bias))
         wide.scale.zero_()
         wide.network.fill_(1.0)
     seen = int((np.asarray(train.sum(axis=0)).ravel() > 0).sum())
-    return WideFit(c, seen, accuracy, time.perf_counter() - start)
+    return WideFit(c, seen, accuracy, time.perf_counter() - start, -value if multi else 0.0)
 
 
 def fit_scale(network: np.ndarray, linear: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     """(network weight, linear weight): the pair from NETWORK_SCALES x SCALES that gives the
-    lowest validation loss of softmax(network weight * network + linear weight * linear). The
-    network's weight tempers an overconfident network; (1, 0) leaves it alone."""
-    target = torch.from_numpy(np.asarray(labels, dtype=np.int64))
+    lowest validation loss of softmax(network weight * network + linear weight * linear) (for
+    multi-label labels (rows, classes), of a sigmoid per label). The network's weight tempers an
+    overconfident network; (1, 0) leaves it alone."""
+    multi = np.ndim(labels) == 2
+    target = torch.from_numpy(np.asarray(labels, dtype=np.float64 if multi else np.int64))
     a, b = torch.from_numpy(network).double(), torch.from_numpy(linear).double()
-    scales = torch.from_numpy(SCALES).view(-1, 1, 1)  # (scales, 1, 1)
-    best = (nn.functional.cross_entropy(a, target).item(), 1.0, 0.0)
+
+    def loss(joined: torch.Tensor) -> torch.Tensor:
+        """Each row's loss (rows,) of joined scores (rows, classes)."""
+        if multi:
+            return nn.functional.binary_cross_entropy_with_logits(
+                joined, target, reduction="none"
+            ).mean(dim=1)
+        return nn.functional.cross_entropy(joined, target, reduction="none")
+
+    best = (loss(a).mean().item(), 1.0, 0.0)
     for weight in NETWORK_SCALES:
-        joined = weight * a + scales * b  # (scales, rows, classes)
-        losses = (
-            nn.functional.cross_entropy(
-                joined.flatten(0, 1), target.repeat(len(SCALES)), reduction="none"
-            )
-            .view(len(SCALES), -1)
-            .mean(dim=1)
-        )  # (scales,)
+        losses = torch.stack([loss(weight * a + float(s) * b).mean() for s in SCALES])
         i = int(losses.argmin())
         if losses[i].item() < best[0] - 1e-9:
             best = (losses[i].item(), float(weight), float(SCALES[i]))

@@ -31,7 +31,12 @@ class OnnxPredictor(Predictor):
     batch_size = 32
 
     def __init__(self, folder: Path, labels: list[str], encoder: Any, session: Any, about: Any):
+        from textlstm.run.decision import FILE, SINGLE, read
+
         self.folder, self.labels, self.encoder, self.session = folder, labels, encoder, session
+        given = folder / FILE
+        self.decision = read(folder, labels, _read(given)) if given.is_file() else SINGLE
+        self.coverage: float | None = None
         self.about: dict[str, Any] = about
         self.mode = about.get("quantize") or "fp32"
         self.min_steps = int(about["min_steps"])

@@ -20,7 +20,7 @@ from typing import IO, Any
 
 from textlstm.errors import DataError, param, say
 from textlstm.files import atomic_path
-from textlstm.predict.predictor import BadRecord, Prediction, Predictor
+from textlstm.predict.predictor import BadRecord, Prediction, Predictor, check_coverage
 
 INPUT_FORMATS = {".txt": "lines", ".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl"}
 OUTPUT_FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv"}
@@ -138,15 +138,19 @@ def predict_files(
     quantize: str | None = None,
     wording: Callable[[str], str] = say,
     engine: str = "auto",
+    coverage: float | None = None,
 ) -> FilesPredicted:
     """Classify every text of ``inputs`` (paths, or ``-`` for stdin) into ``output``: a file path
     (its suffix picks JSON lines, CSV or TSV; written under a temporary name and renamed when
     complete) or an open text stream (JSON lines, each chunk flushed whole). ``wording`` turns
-    the messages of error records into text (the CLI names its flags)."""
+    the messages of error records into text (the CLI names its flags). ``coverage``: each record
+    also holds the prediction set that contains the true label for that share of texts."""
     if on_error not in ON_ERROR:
         raise DataError(f"{param('on_error', on_error)}: use one of {', '.join(ON_ERROR)}")
     fmt = output_format(output)
     predictor = Predictor.load(run_dir, device, precision, quantize, engine)
+    check_coverage(coverage, predictor.decision, run_dir)
+    predictor.coverage = coverage
     if isinstance(inputs, (str, Path)):
         inputs = [str(inputs)]
     for name in inputs:  # a bad input file fails here, before anything is written
@@ -181,7 +185,10 @@ def _write_all(
     on_error: str,
     wording: Callable[[str], str],
 ) -> FilesPredicted:
-    writer = PredictionWriter(handle, fmt, predictor.labels, top_k, on_error == "record", wording)
+    writer = PredictionWriter(
+        handle, fmt, predictor.labels, top_k, on_error == "record", wording,
+        multi_label=predictor.decision.multi_label, sets=predictor.coverage is not None,
+    )  # fmt: skip
     done = FilesPredicted(0, 0)
     for block in predictor.predict_chunks(items, batch_size):
         for result in block:
@@ -207,10 +214,15 @@ class PredictionWriter:
         top_k: int | None,
         errors: bool = False,
         wording: Callable[[str], str] = say,
+        multi_label: bool = False,
+        sets: bool = False,
     ) -> None:
         self.handle, self.fmt, self.top_k, self.errors = handle, fmt, top_k, errors
         self.wording = wording
         self.width = 2 * top_k if top_k else len(labels)
+        # a multi-label run's records also list every label given, and with a coverage each
+        # record its prediction set (CSV: joined by "|")
+        self.multi_label, self.sets = multi_label, sets
         self.csv = None
         if fmt in ("csv", "tsv"):
             self.csv = csv.writer(
@@ -220,7 +232,8 @@ class PredictionWriter:
                 header = [f"{kind}_{i}" for i in range(1, top_k + 1) for kind in ("label", "score")]
             else:
                 header = [f"p_{label}" for label in labels]
-            self.csv.writerow(["label", "score", *header, *(["error"] if errors else [])])
+            given = ["labels"] * multi_label + ["set"] * sets
+            self.csv.writerow([*given, "label", "score", *header, *(["error"] if errors else [])])
 
     def write_error(self, bad: BadRecord) -> None:
         """One record in the bad input's place, so output lines still match input records."""
@@ -228,7 +241,13 @@ class PredictionWriter:
         if self.csv is None:
             self.handle.write(json.dumps({"error": message}, ensure_ascii=False) + "\n")
         else:
-            self.csv.writerow(["", "", *[""] * self.width, message])
+            lead = [""] * (self.multi_label + self.sets)
+            self.csv.writerow([*lead, "", "", *[""] * self.width, message])
+
+    def _given(self, prediction: Prediction) -> list[str]:
+        """The CSV cells of the labels given and of the prediction set, as asked for."""
+        cells = ["|".join(prediction.labels)] if self.multi_label else []
+        return cells + (["|".join(prediction.set or [])] if self.sets else [])
 
     def write(self, prediction: Prediction) -> None:
         scores = prediction.scores
@@ -236,15 +255,20 @@ class PredictionWriter:
             ranked = sorted(scores.items(), key=lambda kv: -kv[1])[: self.top_k]
             scores = dict(ranked)
         if self.csv is None:
-            record = {
+            record: dict[str, Any] = {
                 "label": prediction.label,
                 "score": round(prediction.score, 6),
                 "scores": {k: round(v, 6) for k, v in scores.items()},
             }
+            if self.multi_label:
+                record["labels"] = prediction.labels
+            if prediction.set is not None:
+                record["set"] = prediction.set
             self.handle.write(json.dumps(record, ensure_ascii=False) + "\n")
         elif self.top_k:
             self.csv.writerow(
                 [
+                    *self._given(prediction),
                     prediction.label,
                     f"{prediction.score:.6f}",
                     *[x for kv in scores.items() for x in (kv[0], f"{kv[1]:.6f}")],
@@ -254,6 +278,7 @@ class PredictionWriter:
         else:
             self.csv.writerow(
                 [
+                    *self._given(prediction),
                     prediction.label,
                     f"{prediction.score:.6f}",
                     *[f"{v:.6f}" for v in scores.values()],

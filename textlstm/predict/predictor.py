@@ -8,7 +8,7 @@ order and memory stays flat however long the input is.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -22,6 +22,7 @@ from textlstm.predict.precision import (
     inference_mode,
     quantize_int8,
 )
+from textlstm.run.decision import Decision
 
 if TYPE_CHECKING:  # torch loads on first use: an ONNX export predicts without it
     import torch
@@ -57,9 +58,63 @@ def load_for_inference(
 
 @dataclass
 class Prediction:
+    """``label`` is the top-scoring label and ``score`` its score; ``labels`` are the labels
+    given: that one for single-label runs, for multi-label runs every label whose score reaches
+    its threshold (highest first; none when no score does)."""
+
     label: str
     score: float
     scores: dict[str, float]
+    labels: list[str] = field(default_factory=list)
+    # with a coverage: the prediction set, highest score first (``Decision.sets``)
+    set: list[str] | None = None
+
+
+def predictions(
+    labels: list[str],
+    decision: Decision,
+    probabilities: np.ndarray,
+    coverage: float | None = None,
+) -> list[Prediction]:
+    """Each row of scores (rows, labels) as a Prediction."""
+    chosen = decision.chosen(probabilities)
+    sets = decision.sets(probabilities, coverage) if coverage is not None else None
+    out = []
+    for i, (row, picked) in enumerate(zip(probabilities, chosen)):
+        order = np.argsort(-row, kind="stable")
+        best = int(order[0])
+        out.append(
+            Prediction(
+                labels[best],
+                float(row[best]),
+                {label: float(p) for label, p in zip(labels, row)},
+                [labels[k] for k in order if picked[k]],
+                None if sets is None else [labels[k] for k in order if sets[i, k]],
+            )
+        )
+    return out
+
+
+def check_coverage(coverage: float | None, decision: Decision, where: str | Path) -> None:
+    """``coverage`` for prediction sets: a share in (0, 1), on a single-label run that kept the
+    conformal scores of its validation split; one line naming what to change otherwise."""
+    if coverage is None:
+        return
+    if not 0 < coverage < 1:
+        raise TextLSTMError(
+            f"{param('coverage', f'{coverage:g}')}: give the share of texts whose set must hold "
+            "the true label, between 0 and 1 (exclusive), e.g. 0.9"
+        )
+    if decision.multi_label:
+        raise TextLSTMError(
+            f"{where}: {param('coverage')} gives sets with a coverage guarantee for single-label "
+            "runs; a multi-label run already gives every label over its threshold (drop it)"
+        )
+    if not decision.conformal:
+        raise TextLSTMError(
+            f"{where}: keeps no conformal scores (trained before textlstm kept them, or on its "
+            f"validation rows), which {param('coverage')} needs; train it again"
+        )
 
 
 class Predictor:
@@ -73,6 +128,8 @@ class Predictor:
         self.loaded = loaded
         self.mode = mode  # fp32, bf16 or int8 (an int8 model runs its activations in fp32)
         self.labels: list[str] = loaded.labels
+        self.decision: Decision = loaded.decision
+        self.coverage: float | None = None  # prediction sets with this coverage (check_coverage)
         self.device = device or next(loaded.model.parameters()).device
 
     @classmethod
@@ -95,14 +152,12 @@ class Predictor:
         return cls(loaded, mode, target)
 
     def probabilities(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
-        import torch
-
         from textlstm.model.classifier import logits_for
 
         ids = self.loaded.encoder.encode(texts)
         batch = batch_size or self.batch_size
         logits = logits_for(self.loaded.model, ids, batch, self.device, self.mode)
-        return torch.from_numpy(logits).softmax(dim=1).numpy()
+        return self.decision.probabilities(logits)
 
     def predict(self, texts: Sequence[str], batch_size: int | None = None) -> list[Prediction]:
         return list(self.predict_stream(texts, batch_size))
@@ -121,23 +176,12 @@ class Predictor:
         while block := list(islice(iterator, chunk)):
             texts = [item for item in block if isinstance(item, str)]
             probs = self.probabilities(texts, batch_size) if texts else None
-            best = probs.argmax(axis=1) if probs is not None else None
-            out: list[Prediction | BadRecord] = []
-            position = 0
-            for item in block:
-                if isinstance(item, BadRecord):
-                    out.append(item)
-                    continue
-                row, index = probs[position], best[position]  # type: ignore[index]
-                position += 1
-                out.append(
-                    Prediction(
-                        self.labels[index],
-                        float(row[index]),
-                        {label: float(p) for label, p in zip(self.labels, row)},
-                    )
-                )
-            yield out
+            done = iter(
+                []
+                if probs is None
+                else predictions(self.labels, self.decision, probs, self.coverage)
+            )
+            yield [item if isinstance(item, BadRecord) else next(done) for item in block]
 
 
 @dataclass

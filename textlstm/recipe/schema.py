@@ -20,6 +20,9 @@ class DataConfig(_Section):
     config: str | None = None
     text: str | list[str] = "text"
     label: str = "label"
+    # a label column of lists (a List feature, or lists in JSON Lines) is multi-label; so is a
+    # text column whose cells hold several labels joined by this separator ("joy|love")
+    label_separator: str | None = Field(None, min_length=1)
     train_split: str = "train"
     # a split the dataset lacks is carved from train (validation_fraction, test_fraction)
     validation_split: str = "validation"
@@ -135,8 +138,19 @@ class TrainConfig(_Section):
     warmup_fraction: float = Field(0.05, ge=0.0, lt=1.0)
     clip_grad_norm: float = Field(1.0, ge=0.0)
     patience: int = Field(3, ge=0)
-    metric: Literal["accuracy", "macro_f1"] = "accuracy"
+    # multi-label data: "accuracy" is subset accuracy (every label of a text right)
+    metric: Literal["accuracy", "macro_f1", "micro_f1"] = "accuracy"
+    # "balanced": each class weighs rows / (classes * its rows) in the loss; for multi-label
+    # data each label's positives weigh its negatives / its positives. A table gives weights
+    # by label name (1.0 for the ones left out)
     class_weights: Literal["none", "balanced"] | dict[str, float] = "none"
+    # "balanced": batches drawn with each row's chance inversely proportional to its class's
+    # rows (with replacement; an epoch keeps its number of rows); single-label data only
+    sampler: Literal["shuffle", "balanced"] = "shuffle"
+    # multi-label data: each label's decision threshold, tuned on the validation split after
+    # training for the best F1 ("per_label"), one threshold for every label tuned for the best
+    # train.metric ("global"), or a fixed number between 0 and 1
+    thresholds: Literal["per_label", "global"] | float = "per_label"
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     # an exponential moving average of the weights (Polyak averaging), updated after every
     # optimizer step: validation, early stopping and the saved model use the average, which
@@ -164,6 +178,19 @@ class TrainConfig(_Section):
     # epoch, from the head down
     layer_lr_decay: float = Field(1.0, ge=1.0, le=100.0)
     unfreeze: Literal["all", "gradual"] = "all"
+
+    @field_validator("thresholds", mode="before")
+    @classmethod
+    def _threshold_between(cls, value: Any) -> Any:
+        if value in ("per_label", "global") and isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 1:
+            return float(value)
+        shown = f"{value!r}" if isinstance(value, str) else str(value).lower()
+        raise ValueError(
+            f"{shown} is not a threshold: give a number between 0 and 1 (exclusive), or "
+            '"per_label" or "global"'
+        )
 
     @field_validator("epochs", mode="before")
     @classmethod
@@ -255,7 +282,7 @@ SPACE_KINDS = ("choice", "uniform", "log_uniform", "int_uniform")
 class TuneConfig(_Section):
     trials: int = Field(20, ge=1, le=100_000)
     timeout: float | None = Field(None, gt=0, description="seconds for the whole study")
-    metric: Literal["accuracy", "macro_f1"] = "accuracy"
+    metric: Literal["accuracy", "macro_f1", "micro_f1"] = "accuracy"
     seed: int = Field(13, ge=0, le=2**32 - 1)
     sampler: Literal["random", "tpe"] = "random"
     pruner: Literal["median", "hyperband", "none"] = "median"

@@ -1,6 +1,7 @@
 """``textlstm report RUN``: one self-contained HTML file about a run: its recipe, its data, how
-training went, per-class scores and the confusion matrix on a split, calibration (a reliability
-diagram and the expected calibration error) and the most confident mistakes with their texts.
+training went, per-class scores and the confusion matrix on a split (for a multi-label run, each
+label's scores and threshold), calibration (reliability diagrams and the expected calibration
+error before and after the run's temperature) and the most confident mistakes with their texts.
 The plots are embedded as data URIs; the page loads nothing from the network."""
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ SECTIONS = (
     ("data", "Data"),
     ("training", "Training"),
     ("scores", "Scores"),
-    ("confusion", "Confusion matrix"),
+    ("confusion", "Confusion matrix or labels"),
     ("calibration", "Calibration"),
     ("mistakes", "Most confident mistakes"),
 )
@@ -43,8 +44,9 @@ class Written:
     path: Path
     split: str
     accuracy: float
-    ece: float
-    mistakes: int  # wrong rows in the split
+    ece: float  # after calibration
+    mistakes: int  # wrong rows in the split (multi-label: rows whose labels are not all right)
+    ece_before: float = 0.0  # the network's own scores
 
 
 def write_report(
@@ -61,18 +63,33 @@ def write_report(
     done = evaluate(run_dir, split, data_dir=data_dir, device=device)
     folder = done.json_path.parent  # the run folder, checked by evaluate
     assert done.probabilities is not None and done.truth is not None and done.texts is not None
-    calib = calibration(done.probabilities, done.truth)
-    reliability_png = folder / f"eval-{done.name}-reliability.png"
+    assert done.raw_probabilities is not None
     meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-    reliability(calib, reliability_png, f"{meta.get('name', folder.name)}: {done.name}")
-    page = _page(folder, meta, done, calib, reliability_png)
+    plots = []
+    for when, probabilities in (("before", done.raw_probabilities), ("after", done.probabilities)):
+        calib = calibration(probabilities, done.truth)
+        png = folder / f"eval-{done.name}-reliability-{when}.png"
+        title = f"{meta.get('name', folder.name)}: {done.name}, {when} calibration"
+        reliability(calib, png, title)
+        plots.append((calib, png))
+    page = _page(folder, meta, done, plots)
     path = Path(output) if output is not None else folder / f"report-{done.name}.html"
     write_text(path, page)
-    wrong = int((done.probabilities.argmax(1) != done.truth).sum())
-    return Written(path, done.name, done.report.accuracy, calib.ece, wrong)
+    wrong = int((~_right(done)).sum())
+    return Written(path, done.name, done.report.accuracy, plots[1][0].ece, wrong, plots[0][0].ece)
 
 
-def _page(folder: Path, meta: dict[str, Any], done: Any, calib: Calibration, png: Path) -> str:
+def _right(done: Any) -> np.ndarray:
+    """Per row: whether the labels given are the true ones."""
+    if done.report.multi_label:
+        given = done.probabilities >= np.asarray(done.thresholds)
+        return np.asarray((given == (done.truth > 0)).all(axis=1))
+    return np.asarray(done.probabilities.argmax(1) == done.truth)
+
+
+def _page(
+    folder: Path, meta: dict[str, Any], done: Any, plots: list[tuple[Calibration, Path]]
+) -> str:
     curves = folder / "learning-curves.png"
     history = _history(folder)
     if not curves.is_file() and history:  # a run from before the curves were written
@@ -85,9 +102,9 @@ def _page(folder: Path, meta: dict[str, Any], done: Any, calib: Calibration, png
         _section("data", _data(meta, folder)),
         _section("training", _training(meta, history, curves)),
         _section("scores", _scores(done)),
-        _section("confusion", _image(done.plot_path, "confusion matrix")),
-        _section("calibration", _calibration(calib, png)),
-        _section("mistakes", _mistakes(done.texts, done.truth, done.probabilities, done.report)),
+        _section("confusion", _image(done.plot_path, "confusion matrix or per-label scores")),
+        _section("calibration", _calibration(plots, done)),
+        _section("mistakes", _mistakes(done)),
     ]
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>textlstm report: '
@@ -175,45 +192,84 @@ def _training(meta: dict[str, Any], history: list[dict[str, Any]], curves: Path)
 
 def _scores(done: Any) -> str:
     rep = done.report
-    rows = [
+    rows: list[list[Any]] = [
         [html.escape(c.label), f"{c.precision:.3f}", f"{c.recall:.3f}", f"{c.f1:.3f}", c.support]
         for c in rep.per_class
     ]
+    head = ["label", "precision", "recall", "F1", "support"]
+    if rep.multi_label:  # each label's own threshold, tuned on the validation split
+        head.append("threshold")
+        for row, threshold in zip(rows, done.thresholds):
+            row.append(f"{threshold:.3f}")
+        scores = (
+            f"micro-F1 <b>{rep.metric('micro_f1'):.2%}</b>, macro-F1 <b>{rep.macro_f1:.2%}</b>, "
+            f"subset accuracy {rep.accuracy:.2%}"
+        )
+    else:
+        scores = f"accuracy <b>{rep.accuracy:.2%}</b>, macro-F1 {rep.macro_f1:.2%}"
+    sets = done.sets
     return (
-        f"<p>{rep.rows:,} rows of <b>{html.escape(done.name)}</b>: accuracy "
-        f"<b>{rep.accuracy:.2%}</b>, macro-F1 {rep.macro_f1:.2%}"
+        f"<p>{rep.rows:,} rows of <b>{html.escape(done.name)}</b>: {scores}"
         + (f", loss {rep.loss:.4f}" if rep.loss is not None else "")
         + f" ({html.escape(done.precision)}).</p>\n"
-        + _table(["label", "precision", "recall", "F1", "support"], rows)
+        + (
+            f"<p>Prediction sets at coverage {sets.coverage:.0%}: {sets.empirical:.2%} of the "
+            f"rows' sets hold their true label; {sets.mean_size:.2f} labels a set on "
+            "average.</p>\n"
+            if sets is not None
+            else ""
+        )
+        + _table(head, rows)
     )
 
 
-def _calibration(calib: Calibration, png: Path) -> str:
+def _calibration(plots: list[tuple[Calibration, Path]], done: Any) -> str:
+    (before, before_png), (after, after_png) = plots
     rows = [
         [f"{b['lower']:.1f}-{b['upper']:.1f}", int(b["count"]), f"{b['confidence']:.3f}",
          f"{b['accuracy']:.3f}"]
-        for b in calib.bins
+        for b in after.bins
     ]  # fmt: skip
+    what = (
+        "every label's score against whether the row has the label"
+        if done.report.multi_label
+        else "the top score against whether it is the true label"
+    )
     return (
-        f"<p>Expected calibration error <b>{calib.ece:.4f}</b> (the gap between confidence and "
-        "accuracy, averaged over the rows of each confidence bin).</p>\n"
-        + _image(png, "reliability diagram")
+        f"<p>Expected calibration error <b>{after.ece:.4f}</b> with the run's temperature, "
+        f"{before.ece:.4f} with the network's own scores (the gap between confidence and "
+        f"accuracy, averaged over the rows of each confidence bin; {what}). The temperature "
+        "was fitted on the validation split.</p>\n"
+        + _image(before_png, "reliability diagram before calibration")
+        + _image(after_png, "reliability diagram after calibration")
         + _table(["confidence", "rows", "mean confidence", "accuracy"], rows)
     )
 
 
-def _mistakes(texts: list[str], truth: np.ndarray, probs: np.ndarray, rep: Any) -> str:
-    predicted = probs.argmax(1)
-    wrong = np.flatnonzero(predicted != truth)
+def _mistakes(done: Any) -> str:
+    texts, truth, probs, labels = done.texts, done.truth, done.probabilities, done.report.labels
+    wrong = np.flatnonzero(~_right(done))
     if len(wrong) == 0:
         return "<p>No mistakes on this split.</p>"
-    order = wrong[np.argsort(-probs[wrong, predicted[wrong]], kind="stable")][:MISTAKES]
+    if done.report.multi_label:  # the surest of the wrong rows: the highest wrong score
+        given = probs >= np.asarray(done.thresholds)
+        off = np.where(given != (truth > 0), np.maximum(probs, 1 - probs), 0.0).max(axis=1)
+        order = wrong[np.argsort(-off[wrong], kind="stable")][:MISTAKES]
+        named = [
+            (", ".join(labels[j] for j in np.flatnonzero(truth[i])),
+             ", ".join(labels[j] for j in np.flatnonzero(given[i])), off[i])
+            for i in order
+        ]  # fmt: skip
+    else:
+        predicted = probs.argmax(1)
+        order = wrong[np.argsort(-probs[wrong, predicted[wrong]], kind="stable")][:MISTAKES]
+        named = [(labels[truth[i]], labels[predicted[i]], probs[i, predicted[i]]) for i in order]
     rows = []
-    for i in order:
+    for i, (true, predicted_, confidence) in zip(order, named):
         text = texts[i] if len(texts[i]) <= TEXT_CHARS else texts[i][:TEXT_CHARS] + " ..."
         rows.append(
-            [int(i), html.escape(rep.labels[truth[i]]), html.escape(rep.labels[predicted[i]]),
-             f"{probs[i, predicted[i]]:.3f}", html.escape(text)]
+            [int(i), html.escape(true), html.escape(predicted_), f"{confidence:.3f}",
+             html.escape(text)]
         )  # fmt: skip
     return f"<p>{len(wrong):,} wrong rows; the {len(rows)} the model was surest of:</p>\n" + _table(
         ["row", "true", "predicted", "confidence", "text"], rows

@@ -21,6 +21,9 @@ from textlstm.errors import CheckpointError, RecipeError
 from textlstm.files import MiB, atomic_path, check_file, read_bytes
 from textlstm.model.classifier import LSTMClassifier
 from textlstm.recipe import Recipe, load_recipe
+from textlstm.run.decision import FILE as DECISION_FILE
+from textlstm.run.decision import SINGLE, Decision
+from textlstm.run.decision import read as decision_from
 from textlstm.text.encoder import Encoder
 from textlstm.text.tokenizers import Tokenizer
 from textlstm.text.vocab import Vocab
@@ -40,6 +43,7 @@ class Loaded:
     meta: dict[str, Any]
     model: LSTMClassifier
     encoder: Encoder
+    decision: Decision = SINGLE
 
     @property
     def tokenizer(self) -> Tokenizer:
@@ -148,6 +152,7 @@ def save(
     encoder: Encoder,
     labels: list[str],
     meta: dict[str, Any],
+    decision: Decision = SINGLE,
 ) -> None:
     from safetensors.torch import save_file
 
@@ -157,6 +162,7 @@ def save(
         metadata={"format": "textlstm"},
     )
     save_identity(run_dir, recipe, encoder, labels)
+    decision.save(run_dir, labels)
     full = {
         "format_version": FORMAT_VERSION,
         **versions(),
@@ -210,7 +216,20 @@ def load(run_dir: str | Path, device: torch.device | str = "cpu") -> Loaded:
     model = LSTMClassifier(recipe.model, len(vocab), len(labels))
     model.load_state_dict(_read_weights(run / "model.safetensors", model))
     model.to(device).eval()
-    return Loaded(run, recipe, vocab, labels, meta, model, encoder)
+    decision = read_decision(run, labels, meta)
+    return Loaded(run, recipe, vocab, labels, meta, model, encoder, decision)
+
+
+def read_decision(run: Path, labels: list[str], meta: dict[str, Any]) -> Decision:
+    """``decision.json`` (runs from before it existed are single-label)."""
+    path = run / DECISION_FILE
+    if not path.exists():
+        if meta.get("multi_label"):
+            raise CheckpointError(
+                f"{path}: missing; a multi-label run keeps its thresholds there: train again"
+            )
+        return SINGLE
+    return decision_from(run, labels, _read_json(path, dict))
 
 
 def _read_json(path: Path, kind: type) -> Any:

@@ -36,7 +36,9 @@ def learning_curves(history: Sequence[dict[str, Any]], metric: str, path: Path, 
     left.plot(epochs, [row["validation_loss"] for row in history], "o-", label="validation")
     left.set(xlabel="epoch", ylabel="loss", title="loss")
     left.legend()
-    values = [100 * row[metric] for row in history]
+    # micro-F1 is left empty for single-label runs, where it equals accuracy
+    values = [100 * float(v if (v := row.get(metric)) is not None else row["accuracy"])
+              for row in history]  # fmt: skip
     right.plot(epochs, values, "o-", color="tab:green", label=f"validation {metric}")
     best = [row["epoch"] for row in history if row.get("best")]
     if best:
@@ -74,6 +76,25 @@ def confusion(result: Report, path: Path, title: str) -> None:
     _save(fig, path, plt)
 
 
+def label_scores(result: Report, path: Path, title: str) -> None:
+    """A multi-label report: each label's precision, recall and F1, with its support."""
+    plt = _pyplot()
+    rows = result.per_class
+    fig, ax = plt.subplots(figsize=(8, max(3.0, 0.28 * len(rows) + 1.2)))
+    y = np.arange(len(rows))
+    for offset, name in ((-0.27, "precision"), (0.0, "recall"), (0.27, "f1")):
+        ax.barh(y + offset, [getattr(r, name) for r in rows], height=0.27, label=name)
+    ax.set_yticks(y, [f"{r.label} ({r.support})" for r in rows])
+    ax.invert_yaxis()
+    ax.set(xlim=(0, 1), xlabel="score")
+    ax.legend(loc="lower right", fontsize="small")
+    ax.set_title(
+        f"{title}  (micro-F1 {result.metric('micro_f1'):.3f}, macro-F1 {result.macro_f1:.3f})"
+    )
+    fig.tight_layout()
+    _save(fig, path, plt)
+
+
 @dataclass
 class Calibration:
     ece: float  # expected calibration error: the bins' |accuracy - confidence|, by their size
@@ -82,9 +103,13 @@ class Calibration:
 
 def calibration(probabilities: np.ndarray, truth: np.ndarray) -> Calibration:
     """Confidence (the top probability) against accuracy, in equal-width bins (Guo et al.
-    2017's reliability diagram and expected calibration error)."""
-    confidence = probabilities.max(axis=1)
-    correct = probabilities.argmax(axis=1) == truth
+    2017's reliability diagram and expected calibration error). For multi-label truth (rows,
+    labels), every label's score of every row against whether the row has that label."""
+    if truth.ndim == 2:
+        confidence, correct = probabilities.ravel(), truth.ravel() > 0
+    else:
+        confidence = probabilities.max(axis=1)
+        correct = probabilities.argmax(axis=1) == truth
     edges = np.linspace(0.0, 1.0, CALIBRATION_BINS + 1)
     which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, CALIBRATION_BINS - 1)
     bins, ece = [], 0.0
@@ -93,7 +118,7 @@ def calibration(probabilities: np.ndarray, truth: np.ndarray) -> Calibration:
         count = int(inside.sum())
         if count:
             conf, acc = float(confidence[inside].mean()), float(correct[inside].mean())
-            ece += count / len(truth) * abs(acc - conf)
+            ece += count / len(confidence) * abs(acc - conf)
             bins.append(
                 {"lower": edges[b], "upper": edges[b + 1], "count": count,
                  "confidence": conf, "accuracy": acc}

@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 import textlstm
-from textlstm.predict.predictor import Predictor
+from textlstm.predict.predictor import Predictor, predictions
 from textlstm.serve.batcher import Batcher
 
 
@@ -84,6 +84,7 @@ def create_app(predictor: Predictor, limits: Limits | None = None, about: Any = 
     async def metadata() -> dict[str, Any]:
         return {
             "labels": predictor.labels,
+            "decision": predictor.decision.to_dict(predictor.labels),
             "engine": type(predictor).__name__,
             "mode": getattr(predictor, "mode", None),
             "limits": asdict(limits),
@@ -97,17 +98,18 @@ def create_app(predictor: Predictor, limits: Limits | None = None, about: Any = 
         body = await _body(request, limits.max_body_bytes)
         texts, top_k = _texts(body, limits)
         probabilities = await batcher.submit(texts)
-        labels = predictor.labels
+        multi = predictor.decision.multi_label
         out = []
-        for row in probabilities:
-            ranked = sorted(range(len(labels)), key=lambda i: -float(row[i]))[: top_k or None]
-            out.append(
-                {
-                    "label": labels[ranked[0]],
-                    "score": round(float(row[ranked[0]]), 6),
-                    "scores": {labels[i]: round(float(row[i]), 6) for i in ranked},
-                }
-            )
+        for one in predictions(predictor.labels, predictor.decision, probabilities):
+            ranked = sorted(one.scores.items(), key=lambda kv: -kv[1])[: top_k or None]
+            record: dict[str, Any] = {
+                "label": one.label,
+                "score": round(one.score, 6),
+                "scores": {name: round(value, 6) for name, value in ranked},
+            }
+            if multi:  # every label whose score reaches its threshold, highest first
+                record["labels"] = one.labels
+            out.append(record)
         return {"predictions": out}
 
     return app

@@ -18,6 +18,11 @@ class EpochResult:
     seconds: float
     tokens_per_second: float
     best: bool = False
+    micro_f1: float | None = None  # multi-label runs
+
+    def metric(self, name: str) -> float:
+        value = getattr(self, name)
+        return self.accuracy if value is None else float(value)
 
 
 @dataclass

@@ -19,16 +19,24 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from textlstm.errors import TrainingDiverged
-from textlstm.model.batching import bucketed_batches, collate, lengths_of, to_device
+from textlstm.model.batching import (
+    balanced_weights,
+    bucketed_batches,
+    collate,
+    lengths_of,
+    to_device,
+)
 from textlstm.model.classifier import logits_for
 from textlstm.recipe import TrainConfig
-from textlstm.run.metrics import quick_scores
+from textlstm.run.decision import Decision, tune_thresholds
+from textlstm.run.metrics import multi_scores, quick_scores
 from textlstm.runtime import autocast, optimizer_step
 from textlstm.training import distributed
 from textlstm.training.distributed import SINGLE, World
 from textlstm.training.events import EpochResult, Events
 
 Tensors = tuple[torch.Tensor, ...] | list[torch.Tensor]
+MULTI = Decision(multi_label=True)
 
 
 @dataclass
@@ -48,6 +56,9 @@ class Fit:
     step: nn.Module | None = None
     scaler: torch.amp.GradScaler | None = None  # fp16 only
     average: AveragedModel | None = None  # train.ema_decay: the weights' moving average
+    multi_label: bool = False  # labels (rows, classes) of 0/1; a sigmoid per label
+    thresholds: str | float = "per_label"  # train.thresholds: how multi-label decides
+    metric: str = "accuracy"  # train.metric: what a global threshold is tuned for
 
     @property
     def evaluated(self) -> nn.Module:
@@ -78,25 +89,25 @@ def epochs(
     """Epochs ``first`` .. ``cfg.epochs``; each batch order is drawn from ``rng``, so a resumed
     run that restored ``rng`` draws what the uninterrupted one would have."""
     lengths = lengths_of(train_ids)
+    weights = balanced_weights(fit.train_labels) if cfg.sampler == "balanced" else None
     for epoch in range(first, cfg.total_epochs + 1):
         distributed.dropout_seed(fit.world, rng)
-        batches = bucketed_batches(lengths, cfg.batch_size, cfg.bucket_size, rng)
+        batches = bucketed_batches(lengths, cfg.batch_size, cfg.bucket_size, rng, weights)
         events.epoch_start(epoch, cfg.total_epochs, len(batches))
         tick = time.perf_counter()
         done = train_epoch(fit, train_ids, batches, cfg, epoch, device, precision, events)
         train_seconds = time.perf_counter() - tick
-        val_loss, accuracy, macro_f1 = validate(
-            fit, val_ids, cfg.eval_batch_size, device, precision
-        )
+        val_loss, scores = validate(fit, val_ids, cfg.eval_batch_size, device, precision)
         yield EpochResult(
             epoch,
             done.loss / max(done.rows, 1),
             val_loss,
-            accuracy,
-            macro_f1,
+            scores["accuracy"],
+            scores["macro_f1"],
             float(fit.scheduler.get_last_lr()[0]),
             time.perf_counter() - tick,
             done.tokens / train_seconds,
+            micro_f1=scores.get("micro_f1"),
         )
 
 
@@ -218,8 +229,9 @@ def diverged(value: float, epoch: int, step: int, cfg: TrainConfig) -> str:
 
 def validate(
     fit: Fit, ids: Sequence[np.ndarray], batch_size: int, device: torch.device, precision: str
-) -> tuple[float, float, float]:
-    """Validation loss, accuracy and macro-F1. In a distributed run each rank computes the
+) -> tuple[float, dict[str, float]]:
+    """Validation loss and scores (accuracy and macro-F1; micro-F1 too for multi-label data,
+    decided by thresholds tuned on these rows). In a distributed run each rank computes the
     logits of its rows and every rank gets all of them, so every rank decides alike."""
     world = fit.world
     if world.many:
@@ -228,8 +240,24 @@ def validate(
         logits = distributed.gather_rows(world, local, len(ids), device)
     else:
         logits = logits_for(fit.evaluated, ids, batch_size, device, precision)
-    loss = float(
-        nn.functional.cross_entropy(torch.from_numpy(logits), torch.from_numpy(fit.val_labels))
-    )
-    accuracy, macro_f1 = quick_scores(fit.val_labels, logits.argmax(1), fit.num_classes)
-    return loss, accuracy, macro_f1
+    return validation_scores(fit, logits)
+
+
+def validation_scores(fit: Fit, logits: np.ndarray) -> tuple[float, dict[str, float]]:
+    """The loss and scores of the validation logits (rows, classes)."""
+    scores, truth = torch.from_numpy(logits).float(), torch.from_numpy(fit.val_labels)
+    if not fit.multi_label:
+        loss = float(nn.functional.cross_entropy(scores, truth))
+        accuracy, macro_f1 = quick_scores(fit.val_labels, logits.argmax(1), fit.num_classes)
+        return loss, {"accuracy": accuracy, "macro_f1": macro_f1}
+    loss = float(nn.functional.binary_cross_entropy_with_logits(scores, truth))
+    decision = tuned(fit, logits)
+    chosen = decision.chosen(decision.probabilities(logits))
+    return loss, multi_scores(fit.val_labels.astype(bool), chosen)
+
+
+def tuned(fit: Fit, logits: np.ndarray) -> Decision:
+    """The multi-label decision whose thresholds suit the validation logits best."""
+    probabilities = MULTI.probabilities(logits)
+    chosen = tune_thresholds(probabilities, fit.val_labels, fit.thresholds, fit.metric)
+    return Decision(True, chosen)

@@ -19,6 +19,7 @@ from textlstm.errors import RecipeError
 from textlstm.model.classifier import LSTMClassifier
 from textlstm.model.wide import fit as fit_linear
 from textlstm.recipe import AUTO_MIN_EPOCHS, Recipe, TrainConfig
+from textlstm.run.decision import multi_hot
 from textlstm.runtime import grad_scaler
 from textlstm.text.cache import Options, Preprocessed, preprocess, text_settings, vectors_file
 from textlstm.text.encoder import Encoder
@@ -66,14 +67,26 @@ def prepare(
     return Prepared(splits, done.encoder, done.ids, done)
 
 
+def label_array(ds: Any, splits: Splits) -> np.ndarray:
+    """A split's targets: class ids (rows,), or for multi-label data (rows, labels) 0/1 floats."""
+    values = column(ds, "label")
+    return multi_hot(values, len(splits.labels)) if splits.multi_label else np.asarray(values)
+
+
 def class_weights(
-    cfg: TrainConfig, labels: list[np.ndarray] | np.ndarray, names: list[str], source: str
+    cfg: TrainConfig, labels: np.ndarray, names: list[str], source: str
 ) -> torch.Tensor | None:
+    """Each class's weight in the loss; for multi-label targets (rows, labels), each label's
+    positives' weight against its negatives (BCE's pos_weight)."""
     if cfg.class_weights == "none":
         return None
     if cfg.class_weights == "balanced":
-        counts = np.bincount(np.asarray(labels), minlength=len(names)).astype(np.float64)
-        weights = len(labels) / (len(names) * np.maximum(counts, 1.0))
+        if labels.ndim == 2:
+            positives = labels.sum(axis=0).astype(np.float64)
+            weights = (len(labels) - positives) / np.maximum(positives, 1.0)
+        else:
+            counts = np.bincount(labels, minlength=len(names)).astype(np.float64)
+            weights = len(labels) / (len(names) * np.maximum(counts, 1.0))
         return torch.tensor(weights, dtype=torch.float32)
     unknown = [name for name in cfg.class_weights if name not in names]
     if unknown:
@@ -161,9 +174,10 @@ def build_fit(
     """The model, loss, optimizer and schedule: built the same way for a new or resumed run
     (and on every rank of a distributed one, whose model DDP wraps)."""
     splits, cfg = prepared.splits, recipe.train
-    train_labels = np.asarray(column(splits["train"], "label"))
-    val_labels = np.asarray(column(splits["validation"], "label"))
+    train_labels = label_array(splits["train"], splits)
+    val_labels = label_array(splits["validation"], splits)
     weights = class_weights(cfg, train_labels, splits.labels, recipe.source)
+    check_label_settings(recipe, splits.multi_label)
     model = LSTMClassifier(recipe.model, len(prepared.vocab), len(splits.labels))
     if prepared.preprocessed.embedding is not None:
         with torch.no_grad():
@@ -173,9 +187,7 @@ def build_fit(
     if folder is not None:
         load_encoder(model, folder)
     model.to(target)
-    criterion = nn.CrossEntropyLoss(
-        weight=None if weights is None else weights.to(target), label_smoothing=cfg.label_smoothing
-    )
+    criterion = loss_for(cfg, splits.multi_label, None if weights is None else weights.to(target))
     groups = layer_groups(model)
     optimizer = adamw(
         [{"params": group, "lr": cfg.lr / cfg.layer_lr_decay**depth} for depth, group in groups],
@@ -201,7 +213,33 @@ def build_fit(
         distributed.wrap(model, world, target),
         grad_scaler(cfg.precision, target),
         average,
+        splits.multi_label,
+        cfg.thresholds,
+        cfg.metric,
     )
+
+
+def loss_for(cfg: TrainConfig, multi_label: bool, weights: torch.Tensor | None) -> nn.Module:
+    """Cross-entropy over the classes, or for multi-label data a binary cross-entropy per label
+    (a sigmoid head: each label is present or not on its own)."""
+    if multi_label:
+        return nn.BCEWithLogitsLoss(pos_weight=weights)
+    return nn.CrossEntropyLoss(weight=weights, label_smoothing=cfg.label_smoothing)
+
+
+def check_label_settings(recipe: Recipe, multi_label: bool) -> None:
+    """Settings that fit one shape of labels only, refused in one line before anything runs."""
+    cfg, where = recipe.train, recipe.source or "<recipe>"
+    if multi_label and cfg.label_smoothing > 0:
+        raise RecipeError(
+            f"{where}: train.label_smoothing: spreads one class's probability over the others, "
+            "which multi-label data does not have; set it to 0"
+        )
+    if multi_label and cfg.sampler == "balanced":
+        raise RecipeError(
+            f'{where}: train.sampler = "balanced" draws rows by their one class; for '
+            'multi-label data use train.class_weights = "balanced" instead'
+        )
 
 
 def fit_wide(fit: Fit, prepared: Prepared, events: Events) -> float:
@@ -212,9 +250,14 @@ def fit_wide(fit: Fit, prepared: Prepared, events: Events) -> float:
         return 0.0
     ids = prepared.ids
     done = fit_linear(wide, ids["train"], fit.train_labels, ids["validation"], fit.val_labels)
+    score = (
+        f"loss {done.validation_loss:.4f}"
+        if fit.multi_label
+        else f"{done.validation_accuracy:.2%} accuracy"
+    )
     events.message(
         f"model.wide: naive Bayes logistic regression on {done.features:,} n-grams of the "
-        f"training texts, C = {done.c:g} (chosen on validation: {done.validation_accuracy:.2%} "
-        f"accuracy alone), {done.seconds:.0f} s"
+        f"training texts, C = {done.c:g} (chosen on validation: {score} alone), "
+        f"{done.seconds:.0f} s"
     )
     return done.seconds

@@ -25,13 +25,14 @@ from textlstm.model.classifier import logits_for
 from textlstm.model.wide import WideNgrams, fit_scale, linear_scores, network_alone
 from textlstm.recipe import Recipe
 from textlstm.run import checkpoint
-from textlstm.run.metrics import quick_scores, report
+from textlstm.run.decision import CALIBRATION_ROWS, Decision, calibrated
+from textlstm.run.metrics import report
 from textlstm.runtime import bf16_support
 from textlstm.text.cache import Options
 from textlstm.training import distributed, lifecycle
 from textlstm.training.distributed import World
 from textlstm.training.events import EpochResult, Events, TrainResult
-from textlstm.training.loop import Fit, epochs
+from textlstm.training.loop import Fit, epochs, validation_scores
 from textlstm.training.setup import Prepared, build_fit, fit_wide, plan_epochs, prepare
 from textlstm.training.state import FILE as RESUME_FILE
 from textlstm.training.state import TrainState, load_state, restore, save_state
@@ -309,7 +310,7 @@ def _fit(run: _Run) -> str:
 def _keep_if_better(run: _Run, result: EpochResult) -> bool:
     """Whether this epoch's weights are the ones to keep (and keeps them)."""
     cfg, state = run.recipe.train, run.state
-    value = result.accuracy if cfg.metric == "accuracy" else result.macro_f1
+    value = result.metric(cfg.metric)
     # a tie on the metric (common on small validation sets) goes to a clearly lower loss
     better = (
         cfg.keep == "last"
@@ -354,6 +355,7 @@ def _complete(run: _Run, stopped: str) -> Path:
     meta = _meta(run, stopped, history)
     if getattr(run.fit.model, "wide", None) is not None:
         meta.update(_join_wide(run))
+    decision = _decision(run)
     checkpoint.save(
         run.folder,
         run.fit.model,
@@ -362,6 +364,7 @@ def _complete(run: _Run, stopped: str) -> Path:
         run.prepared.encoder,
         splits.labels,
         meta,
+        decision,
     )
     _plots(run, history)
     if stopped != "interrupted":
@@ -369,22 +372,72 @@ def _complete(run: _Run, stopped: str) -> Path:
     return checkpoint.finalize(run.folder)
 
 
+def _best_logits(run: _Run) -> np.ndarray:
+    """The validation logits (rows, classes) of the kept weights."""
+    assert run.state.best_state is not None
+    run.fit.model.load_state_dict(run.state.best_state)
+    ids, batch = run.prepared.ids["validation"], run.recipe.train.eval_batch_size
+    return logits_for(run.fit.model, ids, batch, run.target, run.precision)
+
+
+def _decision(run: _Run) -> Decision:
+    """How the kept weights' logits become scores and labels, fitted on the validation split:
+    the temperature, and the thresholds (multi-label) or the conformal scores (single-label)."""
+    fit, held_out = run.fit, not run.recipe.data.train_on_validation
+    logits = _best_logits(run)
+    decision = calibrated(
+        logits, fit.val_labels, fit.multi_label, fit.thresholds, fit.metric, held_out
+    )
+    temperatures = sorted(decision.temperature)
+    if not held_out:
+        run.events.message(
+            "calibration: none, since the validation rows were trained on (scores are the "
+            "network's own)"
+        )
+    elif len(fit.val_labels) < CALIBRATION_ROWS:
+        run.events.message(
+            f"calibration: none, {len(fit.val_labels)} validation rows are too few to fit a "
+            f"temperature on (it takes {CALIBRATION_ROWS}; scores are the network's own)"
+        )
+    elif len(temperatures) == 1:
+        run.events.message(
+            f"calibration: temperature {temperatures[0]:.3f}, fitted on the validation split"
+        )
+    else:
+        run.events.message(
+            f"calibration: a temperature per label, fitted on the validation split: "
+            f"{temperatures[0]:.2f} to {temperatures[-1]:.2f}"
+        )
+    if fit.multi_label:
+        shown = sorted(decision.thresholds)
+        run.events.message(
+            f"thresholds ({_threshold_kind(fit.thresholds)}) tuned on the validation split: "
+            f"{shown[0]:.2f} to {shown[-1]:.2f}, median {shown[len(shown) // 2]:.2f}"
+        )
+    return decision
+
+
+def _threshold_kind(mode: str | float) -> str:
+    return {"per_label": "each label's best F1", "global": "one for all labels"}.get(
+        str(mode), "fixed"
+    )
+
+
 def _plots(run: _Run, history: list[EpochResult]) -> None:
     """``learning-curves.png`` and ``validation-confusion.png`` (the kept weights) in the run
     folder."""
     from textlstm.run.plots import confusion, learning_curves
 
-    recipe, state, model = run.recipe, run.state, run.fit.model
+    recipe, state = run.recipe, run.state
     learning_curves(
         [asdict(row) for row in history],
         recipe.train.metric,
         run.folder / "learning-curves.png",
         f"{recipe.name}: {len(history)} epoch(s), kept epoch {state.best_epoch}",
     )
-    assert state.best_state is not None
-    model.load_state_dict(state.best_state)
-    ids, batch = run.prepared.ids["validation"], recipe.train.eval_batch_size
-    logits = logits_for(model, ids, batch, run.target, run.precision)
+    if run.fit.multi_label:  # no confusion matrix: each label is decided on its own
+        return
+    logits = _best_logits(run)
     result = report(run.fit.val_labels, logits.argmax(1), run.prepared.splits.labels)
     confusion(result, run.folder / "validation-confusion.png", f"{recipe.name}: validation")
 
@@ -407,20 +460,20 @@ def _join_wide(run: _Run) -> dict[str, Any]:
     for name in ("network", "scale"):
         state.best_state[f"wide.{name}"] = getattr(wide, name).detach().clone()
     joined = weights[0] * network + weights[1] * linear  # as the model joins them
-    labels = torch.from_numpy(fit.val_labels)
-    loss = float(torch.nn.functional.cross_entropy(torch.from_numpy(joined), labels))
-    accuracy, macro_f1 = quick_scores(fit.val_labels, joined.argmax(1), fit.num_classes)
+    loss, scores = validation_scores(fit, joined)
+    key = "macro_f1" if fit.multi_label else "accuracy"
     alone = {
-        name: quick_scores(fit.val_labels, scores.argmax(1), fit.num_classes)[0]
-        for name, scores in (("network", network), ("linear", linear))
+        name: validation_scores(fit, part)[1][key]
+        for name, part in (("network", network), ("linear", linear))
     }
+    what = "macro-F1" if fit.multi_label else "accuracy"
     run.events.message(
         f"model.wide: the network's logits weighed {weights[0]:g}, the linear scores "
-        f"{weights[1]:g}: validation accuracy {accuracy:.2%} (the network alone "
+        f"{weights[1]:g}: validation {what} {scores[key]:.2%} (the network alone "
         f"{alone['network']:.2%}, the linear model alone {alone['linear']:.2%})"
     )
     best = asdict(EpochResult(**state.history[state.best_epoch - 1]))
-    best.update(validation_loss=loss, accuracy=accuracy, macro_f1=macro_f1)
+    best.update(validation_loss=loss, **scores)
     wide_meta = {"network": weights[0], "scale": weights[1], "validation_accuracy_alone": alone}
     return {"validation": best, "wide": wide_meta}
 
@@ -447,6 +500,7 @@ def _meta(run: _Run, stopped: str, history: list[EpochResult]) -> dict[str, Any]
             "vectors_coverage": asdict(done.coverage) if done.coverage else None,
         },
         "metric": recipe.train.metric,
+        "multi_label": splits.multi_label,
         "precision": run.precision,
         "best_epoch": state.best_epoch,
         "stopped": stopped,

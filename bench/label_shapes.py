@@ -1,0 +1,155 @@
+"""Every label shape, measured: multi-label GoEmotions, TREC's 50 long-tailed fine labels with and
+without class weights, calibrated scores and split conformal prediction sets, each against its
+reference in the same run.
+
+Usage: python bench/label_shapes.py DATA_ROOT [--imdb ROOT] [--only goemotions,init,...] [--out DIR]
+DATA_ROOT holds the development suite (../shared/datasets); --imdb a root holding
+stanfordnlp/imdb (default DATA_ROOT; its calibration row is skipped without it).
+
+Each step runs the CLI as a user would, one command at a time (so nothing else shares the two
+cores with a training), and reads the numbers back from the files the commands write:
+- goemotions: recipes/go_emotions.toml trained (wall time of `textlstm train`), then `textlstm
+  evaluate --baseline`: test micro- and macro-F1 against the one-vs-rest TF-IDF + LR baseline with
+  per-label thresholds, fitted in the same command;
+- init: `textlstm init` on GoEmotions, trained and evaluated the same way;
+- trec50: `textlstm init` on TREC with --label fine_label, trained with train.class_weights
+  "balanced" (init's choice for skewed classes) and with "none";
+- coverage: init's recipe on SST-5, TREC-6, CR and ChnSentiCorp, evaluated at --coverage 0.9:
+  the share of test texts whose prediction set holds the true label, and the sets' mean size;
+- calibration: the test split's expected calibration error before and after the temperature,
+  for the bundled SST-2 and IMDB recipes and the GoEmotions run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+STEPS = ("goemotions", "init", "trec50", "coverage", "calibration")
+COVERAGE_SETS = {"sst5": "local/sst5", "trec6": "CogComp/trec", "cr": "local/cr",
+                 "chnsenticorp": "local/chnsenticorp"}  # fmt: skip
+
+
+def textlstm(*argv: str, cwd: Path) -> float:
+    """Run one command; returns its wall seconds. A failure stops the bench with its output."""
+    began = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "textlstm", *argv], cwd=cwd, capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        sys.exit(f"textlstm {' '.join(argv)} failed:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
+    return time.perf_counter() - began
+
+
+def train_and_evaluate(
+    recipe: Path, work: Path, data: str, more: tuple[str, ...] = (), baseline: bool = True
+) -> tuple[dict, float, Path]:
+    """(the test split's eval JSON, training wall seconds, the run folder)."""
+    runs = work / "runs"
+    before = set(runs.glob("*/2*")) if runs.exists() else set()
+    wall = textlstm("train", str(recipe), "--out", str(runs), "--data-dir", data, *more, cwd=work)
+    (run,) = [p for p in runs.glob("*/2*") if p not in before and p.is_dir()]
+    textlstm("evaluate", str(run), *(["--baseline"] if baseline else []), cwd=work)
+    return json.loads((run / "eval-test.json").read_text()), wall, run
+
+
+def init_recipe(dataset: str, data: str, work: Path, name: str, *more: str) -> Path:
+    out = work / f"{name}.toml"
+    textlstm("init", f"{data}/{dataset}", "-o", str(out), "--force", *more, cwd=work)
+    return out
+
+
+def f1s(report: dict) -> str:
+    return f"micro-F1 {report['micro_f1']:.4f}, macro-F1 {report['macro_f1']:.4f}"
+
+
+def goemotions(data: str, work: Path, recipe: Path, label: str) -> dict:
+    evaluated, wall, _ = train_and_evaluate(recipe, work, data)
+    base = evaluated["baseline"]
+    print(
+        f"| {label} | {f1s(evaluated)} | {f1s(base)} | "
+        f"{100 * (evaluated['macro_f1'] - base['macro_f1']):+.2f} | {wall / 60:.1f} min |",
+        flush=True,
+    )
+    return evaluated
+
+
+def trec50(data: str, work: Path) -> None:
+    recipe = init_recipe("CogComp/trec", data, work, "trec50", "--label", "fine_label")
+    for weights in ("none", "balanced"):
+        evaluated, wall, _ = train_and_evaluate(
+            recipe, work, data, ("--set", f'train.class_weights="{weights}"'), baseline=False
+        )
+        print(
+            f"| TREC-50, class_weights = {weights} | {evaluated['accuracy']:.2%} | "
+            f"{evaluated['macro_f1']:.4f} | {wall:.0f} s |",
+            flush=True,
+        )
+
+
+def coverage(data: str, work: Path) -> None:
+    for name, dataset in COVERAGE_SETS.items():
+        label = ("--label", "coarse_label") if name == "trec6" else ()
+        recipe = init_recipe(dataset, data, work, name, *label)
+        evaluated, _, _ = train_and_evaluate(recipe, work, data, baseline=False)
+        sets = evaluated["sets"]
+        print(
+            f"| {name} | {evaluated['accuracy']:.2%} | {sets['empirical']:.4f} | "
+            f"{sets['mean_size']:.2f} |",
+            flush=True,
+        )
+
+
+def calibration_row(label: str, evaluated: dict) -> None:
+    c = evaluated["calibration"]
+    t = c["temperature"]
+    shown = f"{t:.3f}" if isinstance(t, float) else f"{min(t):.2f}-{max(t):.2f} (per label)"
+    print(f"| {label} | {c['ece_before']:.4f} | {c['ece_after']:.4f} | {shown} |", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data")
+    parser.add_argument("--imdb", default=None)
+    parser.add_argument("--only", default=",".join(STEPS))
+    parser.add_argument("--out", default=None, help="keep the runs here (default: a temp folder)")
+    args = parser.parse_args()
+    data, only = str(Path(args.data).resolve()), set(args.only.split(","))
+    work = Path(args.out or tempfile.mkdtemp(prefix="label-shapes-")).resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"runs in {work}\n", flush=True)
+    ge = None
+    if only & {"goemotions", "init"}:
+        print("| GoEmotions | textlstm (test) | one-vs-rest TF-IDF + LR (test) | macro diff | "
+              "train wall |\n|---|---|---|---|---|", flush=True)  # fmt: skip
+    if "goemotions" in only:
+        ge = goemotions(data, work, ROOT / "recipes" / "go_emotions.toml", "go_emotions.toml")
+    if "init" in only:
+        recipe = init_recipe("local/go_emotions", data, work, "go_emotions_init")
+        goemotions(data, work, recipe, "textlstm init")
+    if "trec50" in only:
+        print("\n| data | accuracy | macro-F1 | train wall |\n|---|---|---|---|", flush=True)
+        trec50(data, work)
+    if "coverage" in only:
+        print("\n| data (init) | accuracy | coverage at 0.9 | mean set size |\n|---|---|---|---|")
+        coverage(data, work)
+    if "calibration" in only:
+        print("\n| data | ECE before | ECE after | temperature |\n|---|---|---|---|", flush=True)
+        sst2, _, _ = train_and_evaluate(ROOT / "recipes/sst2.toml", work, data, baseline=False)
+        calibration_row("SST-2 (sst2.toml, 872 test)", sst2)
+        imdb = args.imdb or data
+        if (Path(imdb) / "stanfordnlp/imdb").is_dir():
+            done, _, _ = train_and_evaluate(ROOT / "recipes/imdb.toml", work, imdb, baseline=False)
+            calibration_row("IMDB (imdb.toml, 25,000 test)", done)
+        if ge is not None:
+            calibration_row("GoEmotions (go_emotions.toml)", ge)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,198 @@
+"""The label column: which classes exist, whether a row has one label or several, and the rows
+made into ids.
+
+A column of lists (a ``List(ClassLabel)`` feature as on the hub, or lists of names or ids in a
+JSON Lines file), or a text column split by ``data.label_separator`` (``"joy|love"`` in a CSV
+cell), makes the data multi-label: each row keeps the sorted ids of its labels. Every other
+column holds one class per row.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from textlstm.data.sources import column
+from textlstm.errors import DataError
+from textlstm.recipe import DataConfig
+
+
+def _feature(ds: Any, name: str) -> tuple[Any, bool]:
+    """(the ClassLabel inside the column's feature or None, whether the feature is a list)."""
+    import datasets
+
+    feature = ds.features[name]
+    listed = isinstance(feature, (datasets.List, datasets.Sequence, datasets.LargeList))
+    inner = feature.feature if listed else feature
+    return (inner if isinstance(inner, datasets.ClassLabel) else None), listed
+
+
+def is_multi_label(ds: Any, cfg: DataConfig) -> bool:
+    """A column of lists, or a separator to split the column's text by."""
+    if cfg.label_separator is not None:
+        return True
+    _, listed = _feature(ds, cfg.label)
+    return listed
+
+
+def label_names(ds: Any, cfg: DataConfig, source: str, split: str) -> list[str]:
+    """Label names from the train split: ClassLabel names, else the sorted distinct values."""
+    name = cfg.label
+    if name not in ds.column_names:
+        raise DataError(
+            f"{source}: split '{split}' has no label column '{name}' "
+            f"(columns: {', '.join(ds.column_names)}); set data.label"
+        )
+    own, _ = _feature(ds, name)
+    if own is not None:
+        return list(own.names)
+    multi = is_multi_label(ds, cfg)
+    values = column(ds, name)
+    if multi:
+        values = [item for row in values for item in _items(row, cfg.label_separator) or ()]
+    raw = [v for v in values if v is not None and v != -1 and v != ""]
+    if any(
+        isinstance(v, (list, dict)) or (isinstance(v, float) and not v.is_integer()) for v in raw
+    ):
+        shape = "a list of class names or ids" if multi else "one class name or integer id"
+        raise DataError(
+            f"{source}: label column '{name}' must hold {shape} per row "
+            "(tables and fractions are not labels)"
+        )
+    return _sorted_names(set(raw), source, name)
+
+
+def _sorted_names(values: set[Any], source: str, name: str) -> list[str]:
+    numbers = sorted(str(v) for v in values if _is_number(v))
+    names = sorted(str(v) for v in values if not _is_number(v))
+    if numbers and names:  # e.g. 1 among "pos" and "neg": a data error, not a third class
+        raise DataError(
+            f"{source}: label column '{name}' mixes numbers and names (e.g. {numbers[0]} and "
+            f"{names[0]!r}); make every label a class name or every label an integer id"
+        )
+    if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        return [str(int(v)) for v in sorted(values)]
+    return sorted({str(v) for v in values})
+
+
+def _items(value: Any, separator: str | None) -> list[Any] | None:
+    """A multi-label cell as its list of labels; None for a missing cell."""
+    if value is None:
+        return None
+    if isinstance(value, str) and separator is not None:
+        return [part.strip() for part in value.split(separator) if part.strip()]
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, (int, float)):
+        return True
+    return isinstance(value, str) and value.strip().removeprefix("-").isdigit()
+
+
+def normalize(
+    ds: Any, cfg: DataConfig, labels: list[str], source: str, split: str, notes: list[str]
+) -> Any:
+    """Keep two columns: ``text`` (columns joined by a space) and ``label`` (ClassLabel ids, or a
+    list of them for multi-label data)."""
+    import datasets
+
+    columns = [cfg.text] if isinstance(cfg.text, str) else list(cfg.text)
+    missing = [c for c in [*columns, cfg.label] if c not in ds.column_names]
+    if missing:
+        key = "data.label" if missing == [cfg.label] else "data.text"
+        raise DataError(
+            f"{source}: split '{split}' has no column '{missing[0]}' "
+            f"(columns: {', '.join(ds.column_names)}); set {key}"
+        )
+    own, _ = _feature(ds, cfg.label)
+    multi = is_multi_label(ds, cfg)
+    rows = _Rows(own.names if own is not None else None, {n: i for i, n in enumerate(labels)})
+    parts = [column(ds, c) for c in columns]
+    texts, ids = [], []
+    for i, value in enumerate(column(ds, cfg.label)):
+        pieces = [p[i] for p in parts]
+        got = rows.many(value, cfg.label_separator) if multi else rows.one(value)
+        if got is None or any(p is None for p in pieces):
+            rows.skipped += 1
+            continue
+        if got == []:
+            raise DataError(
+                f"{source}: split '{split}' row {i + 1}: an empty label list; every row needs "
+                "at least one label (give texts with none a label of their own, e.g. 'none')"
+            )
+        if got is not False:
+            texts.append(" ".join(str(p) for p in pieces))
+            ids.append(got)
+    rows.check(source, split, labels, notes)
+    label = datasets.ClassLabel(names=labels)
+    features = datasets.Features(
+        {"text": datasets.Value("string"), "label": datasets.List(label) if multi else label}
+    )
+    return datasets.Dataset.from_dict({"text": texts, "label": ids}, features=features)
+
+
+class _Rows:
+    """Label cells made into ids, counting the skipped rows and the labels training lacks."""
+
+    def __init__(self, own_names: list[str] | None, index: dict[str, int]) -> None:
+        self.own_names, self.index = own_names, index
+        self.skipped = 0
+        self.unseen = Counter[str]()
+
+    def _name(self, value: Any) -> str | None:
+        if value is None or value == -1 or value == "":
+            return None
+        if self.own_names is not None:
+            return self.own_names[value]
+        if isinstance(value, bool):
+            return str(value)
+        if isinstance(value, float):
+            return str(int(value)) if value.is_integer() else None
+        return str(value)
+
+    def one(self, value: Any) -> int | bool | None:
+        """The id; None for a missing label, False for one training lacks (counted)."""
+        name = self._name(value)
+        if name is None:
+            return None
+        if name not in self.index:
+            self.unseen[name] += 1
+            return False
+        return self.index[name]
+
+    def many(self, value: Any, separator: str | None) -> list[int] | bool | None:
+        """The sorted ids ([] for an empty list); None for a missing cell, False when one of
+        them is a label training lacks (counted)."""
+        items = _items(value, separator)
+        if items is None:
+            return None
+        names = [self._name(item) for item in items]
+        if any(n is None for n in names):
+            return None
+        lacking = [n for n in names if n not in self.index]
+        for n in lacking:
+            self.unseen[str(n)] += 1
+        return False if lacking else sorted({self.index[str(n)] for n in names})
+
+    def check(self, source: str, split: str, labels: list[str], notes: list[str]) -> None:
+        if self.unseen:
+            shown = ", ".join(repr(n) for n, _ in self.unseen.most_common(5))
+            raise DataError(
+                f"{source}: split '{split}' has labels not in the training labels: {shown} "
+                f"({sum(self.unseen.values())} rows); known labels: {', '.join(labels)}"
+            )
+        if self.skipped:
+            notes.append(f"{split}: skipped {self.skipped} row(s) with a missing text or label")
+
+
+def label_counts(ds: Any, classes: int) -> list[int]:
+    """How many rows carry each label id (a multi-label row counts once for each of its)."""
+    counts = Counter[int]()
+    for value in column(ds, "label"):
+        counts.update(value if isinstance(value, list) else [value])
+    return [counts.get(i, 0) for i in range(classes)]
