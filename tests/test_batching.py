@@ -25,3 +25,17 @@ def test_sorted_batches_and_collate():
     assert [b.tolist() for b in batches] == [[2, 0], [1]]
     tokens, lengths = collate(ids, batches[0])
     assert tokens.tolist() == [[8, 9, 10], [5, 6, 0]] and lengths.tolist() == [3, 2]
+
+
+def test_a_balanced_sampler_draws_every_class_alike():
+    from textlstm.model.batching import balanced_weights
+
+    labels = np.array([0] * 900 + [1] * 90 + [2] * 10)
+    weights = balanced_weights(labels)
+    assert abs(weights.sum() - 1) < 1e-12
+    lengths = np.random.default_rng(0).integers(1, 50, size=len(labels))
+    batches = bucketed_batches(lengths, 16, 10, np.random.default_rng(3), weights)
+    drawn = labels[np.concatenate(batches)]
+    assert len(drawn) == len(labels)  # an epoch keeps its number of rows
+    shares = np.bincount(drawn, minlength=3) / len(drawn)
+    assert np.all(np.abs(shares - 1 / 3) < 0.05), shares  # 90 %, 9 % and 1 % of the rows

@@ -102,6 +102,21 @@ def test_check_prints_resolved_recipe_and_data_summary(recipe_path):
     assert "validation" in out and "p95" in out and "neg" in out and "rows" in out
 
 
+def test_check_counts_each_label_of_multi_label_rows_and_flags_skew(tmp_path):
+    import json
+
+    rows = [{"text": f"great song {i}", "labels": ["joy"] + ["music"] * (i % 25 == 0)}
+            for i in range(100)]  # fmt: skip
+    (tmp_path / "d.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    recipe = write_recipe(tmp_path / "r.toml", tmp_path / "d.jsonl")
+    recipe.write_text(recipe.read_text().replace("[data]\n", '[data]\nlabel = "labels"\n'))
+    result = invoke("check", recipe)
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.stdout.split())
+    assert "(multi-label: a row counts for each of its labels)" in said
+    assert "the classes are skewed: 'joy' has 60 training rows, 'music' 3; consider" in said
+
+
 @pytest.mark.parametrize(
     "line, expected",
     [

@@ -100,6 +100,9 @@ def test_global_and_fixed_thresholds():
         >= multi_scores(truth, probs >= one[0])["macro_f1"]
     )
     assert tune_thresholds(probs, truth, 0.3) == (0.3,) * 4
+    best = tune_thresholds(probs, truth, "global", "micro_f1")[0]
+    halfway = tune_thresholds(probs, truth, "per_label", shrink=0.5)
+    assert halfway == pytest.approx([(own + best) / 2 for own in per])
 
 
 def test_multi_label_scores_match_scikit_learn():
@@ -309,3 +312,58 @@ def test_a_coverage_on_a_multi_label_run_is_one_line_and_writes_nothing(multi_ru
         f"error: {multi_run}: --coverage gives sets with a coverage guarantee for single-label "
         "runs; a multi-label run already gives every label over its threshold (drop it)"
     )
+
+
+def test_tune_searches_a_multi_label_recipe_on_micro_f1(tmp_path):
+    from textlstm.recipe import load_recipe
+    from textlstm.tuning import tune
+
+    extra = (
+        '\n[tune]\ntrials = 2\nmetric = "micro_f1"\n[tune.space]\n'
+        '"train.lr" = { log_uniform = [3e-3, 3e-2] }\n'
+    )
+    path = multi_recipe(tmp_path, records=rows(120, 3))
+    path.write_text(path.read_text() + extra)
+    done = tune(load_recipe(path), tmp_path / "runs", device="cpu", prune=False, retrain=True)
+    assert len(done.trials) == 2 and 0 < done.best_value <= 1
+    trials = [json.loads((Path(t.run_dir) / "meta.json").read_text()) for t in done.trials]
+    assert all(m["metric"] == "micro_f1" and m["multi_label"] for m in trials)
+    assert max(m["validation"]["micro_f1"] for m in trials) == pytest.approx(done.best_value)
+    assert done.retrained is not None  # on train + validation: no rows left to calibrate on
+    retrained = json.loads((done.retrained.run_dir / "decision.json").read_text())
+    assert retrained["temperature"] == 1.0 and retrained["multi_label"]
+
+
+def test_explain_explains_each_label_a_text_is_given(multi_run):
+    from textlstm.explain import Explainer
+    from textlstm.predict.predictor import Predictor
+
+    texts = ["great superb guitar song drums", "the plot"]
+    given = [p.labels or [p.label] for p in Predictor.load(multi_run, device="cpu").predict(texts)]
+    explained = Explainer.load(multi_run, "cpu", steps=16).explain(texts)
+    assert [(e.text, e.label) for e in explained] == [
+        (t, name) for t, labels in zip(texts, given) for name in labels
+    ]
+    assert len(explained) > len(texts)  # the first text is given more than one label
+
+
+def test_the_bag_and_the_linear_model_serve_multi_label_runs_too(tmp_path):
+    from textlstm.evaluation.evaluate import evaluate
+    from textlstm.export.onnx import export_onnx
+    from textlstm.predict.exported import OnnxPredictor
+    from textlstm.predict.predictor import Predictor
+    from textlstm.recipe import load_recipe
+    from textlstm.training import train
+
+    wide = 'pooling = "concat"\nngrams = 2\nwide = "nblr"\nwide_buckets = 4096\n'
+    path = multi_recipe(tmp_path)
+    path.write_text(path.read_text().replace("[model]\n", "[model]\n" + wide))
+    run = train(load_recipe(path), tmp_path / "runs", device="cpu").run_dir
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["wide"]["scale"] > 0  # the linear scores joined the network's
+    rep = evaluate(run, split="validation", device="cpu").report
+    assert rep.macro_f1 == pytest.approx(meta["validation"]["macro_f1"], abs=1e-6)
+    texts = ["great guitar song", "awful furious", "the plot"]
+    expected = Predictor.load(run, device="cpu").predict(texts)
+    got = OnnxPredictor.open(export_onnx(run, tmp_path / "onnx").folder).predict(texts)
+    assert [p.labels for p in got] == [p.labels for p in expected]

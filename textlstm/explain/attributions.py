@@ -87,7 +87,9 @@ class Explainer:
         return cls(load(run_dir, target), target, steps)
 
     def explain(self, texts: Sequence[str], label: str | None = None) -> list[Explanation]:
-        """Each text explained for ``label`` (a label name), else for its predicted label."""
+        """Each text explained for ``label`` (a label name), else for its predicted label; for
+        a multi-label run, for each label it is given (highest score first; the top label when
+        no score reaches its threshold), an explanation each."""
         if label is not None and label not in self.labels:
             raise TextLSTMError(
                 f"label '{label}': the model's labels are {', '.join(self.labels)}; "
@@ -96,7 +98,20 @@ class Explainer:
         encoder = self.loaded.encoder
         ids = encoder.encode(list(texts))
         words = encoder.tokens(list(texts))
+        if label is None and self.loaded.decision.multi_label:
+            return [e for t, i, w in zip(texts, ids, words) for e in self._each_given(t, i, w)]
         return [self._one(t, i, w, label) for t, i, w in zip(texts, ids, words)]
+
+    def _each_given(self, text: str, ids: np.ndarray, words: list[str]) -> list[Explanation]:
+        """A multi-label text explained for each label it is given."""
+        tokens = torch.as_tensor(ids, dtype=torch.long, device=self.device).unsqueeze(0)
+        lengths = torch.tensor([len(ids)], device=self.device)
+        with torch.no_grad():
+            logits = self.model(tokens, lengths).float().cpu().numpy()  # (1, classes)
+        decision = self.loaded.decision
+        probs = decision.probabilities(logits)[0]
+        given = sorted(np.flatnonzero(decision.chosen(probs[None])[0]), key=lambda j: -probs[j])
+        return [self._one(text, ids, words, self.labels[j]) for j in given or [probs.argmax()]]
 
     def _one(self, text: str, ids: np.ndarray, words: list[str], label: str | None) -> Explanation:
         from captum.attr import IntegratedGradients

@@ -154,25 +154,33 @@ def best_f1_threshold(scores: np.ndarray, truth: np.ndarray) -> float:
 
 
 def tune_thresholds(
-    probabilities: np.ndarray, truth: np.ndarray, mode: str | float, metric: str = "micro_f1"
+    probabilities: np.ndarray,
+    truth: np.ndarray,
+    mode: str | float,
+    metric: str = "micro_f1",
+    shrink: float = 0.0,
 ) -> tuple[float, ...]:
-    """Thresholds for each label: ``per_label`` (each label's best F1), ``global`` (the one
-    value on GLOBAL_GRID with the best ``metric``), or a fixed number."""
-    from textlstm.run.metrics import multi_scores
-
+    """Thresholds for each label: ``per_label`` (each label's best F1, moved ``shrink`` of the
+    way to the one threshold with the best micro-F1), ``global`` (the one value on GLOBAL_GRID
+    with the best ``metric``), or a fixed number."""
     labels = probabilities.shape[1]
     if not isinstance(mode, str):
         return (float(mode),) * labels
-    if mode == "per_label":
-        return tuple(
-            best_f1_threshold(probabilities[:, j], truth[:, j].astype(bool)) for j in range(labels)
-        )
-    truth = truth.astype(bool)
-    best = max(
-        GLOBAL_GRID,
-        key=lambda t: multi_scores(truth, probabilities >= t)[metric],
+    if mode == "global":
+        return (_global(probabilities, truth, metric),) * labels
+    own = np.array(
+        [best_f1_threshold(probabilities[:, j], truth[:, j].astype(bool)) for j in range(labels)]
     )
-    return (float(best),) * labels
+    if shrink > 0:
+        own = (1 - shrink) * own + shrink * _global(probabilities, truth, "micro_f1")
+    return tuple(float(t) for t in own)
+
+
+def _global(probabilities: np.ndarray, truth: np.ndarray, metric: str) -> float:
+    from textlstm.run.metrics import multi_scores
+
+    truth = truth.astype(bool)
+    return float(max(GLOBAL_GRID, key=lambda t: multi_scores(truth, probabilities >= t)[metric]))
 
 
 # the coarse search: a validation split the network gets all right would otherwise drive the
@@ -230,6 +238,7 @@ def calibrated(
     thresholds: str | float = "per_label",
     metric: str = "micro_f1",
     held_out: bool = True,
+    shrink: float = 0.0,
 ) -> Decision:
     """The decision fitted on validation logits (rows, labels) and their truth: temperature,
     then (multi-label) thresholds on the calibrated scores, or (single-label) the conformal
@@ -240,7 +249,7 @@ def calibrated(
     temperature = fit_temperature(logits, truth, multi_label) if enough else (1.0,)
     if multi_label:
         plain = Decision(True, (), temperature)
-        chosen = tune_thresholds(plain.probabilities(logits), truth, thresholds, metric)
+        chosen = tune_thresholds(plain.probabilities(logits), truth, thresholds, metric, shrink)
         return Decision(True, chosen, temperature)
     plain = Decision(False, (), temperature)
     kept = conformal_scores(plain.probabilities(logits), truth) if held_out else ()

@@ -58,6 +58,7 @@ class Fit:
     average: AveragedModel | None = None  # train.ema_decay: the weights' moving average
     multi_label: bool = False  # labels (rows, classes) of 0/1; a sigmoid per label
     thresholds: str | float = "per_label"  # train.thresholds: how multi-label decides
+    threshold_shrink: float = 0.0  # train.threshold_shrink
     metric: str = "accuracy"  # train.metric: what a global threshold is tuned for
 
     @property
@@ -259,5 +260,7 @@ def validation_scores(fit: Fit, logits: np.ndarray) -> tuple[float, dict[str, fl
 def tuned(fit: Fit, logits: np.ndarray) -> Decision:
     """The multi-label decision whose thresholds suit the validation logits best."""
     probabilities = MULTI.probabilities(logits)
-    chosen = tune_thresholds(probabilities, fit.val_labels, fit.thresholds, fit.metric)
+    chosen = tune_thresholds(
+        probabilities, fit.val_labels, fit.thresholds, fit.metric, fit.threshold_shrink
+    )
     return Decision(True, chosen)

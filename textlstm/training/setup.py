@@ -215,6 +215,7 @@ def build_fit(
         average,
         splits.multi_label,
         cfg.thresholds,
+        cfg.threshold_shrink,
         cfg.metric,
     )
 

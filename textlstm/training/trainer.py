@@ -386,7 +386,13 @@ def _decision(run: _Run) -> Decision:
     fit, held_out = run.fit, not run.recipe.data.train_on_validation
     logits = _best_logits(run)
     decision = calibrated(
-        logits, fit.val_labels, fit.multi_label, fit.thresholds, fit.metric, held_out
+        logits,
+        fit.val_labels,
+        fit.multi_label,
+        fit.thresholds,
+        fit.metric,
+        held_out,
+        fit.threshold_shrink,
     )
     temperatures = sorted(decision.temperature)
     if not held_out:

@@ -171,7 +171,7 @@ class Reporter(Events):
     def epoch_end(self, result: EpochResult) -> None:
         import optuna
 
-        value = getattr(result, self.metric)
+        value = result.metric(self.metric)
         self.trial.report(value, result.epoch)
         self.events.trial_epoch(self.trial.number, result.epoch, value)
         if self.trial.should_prune():
