@@ -49,9 +49,18 @@ def test_split_conformal_sets_cover_fresh_rows_as_promised(seed):
         sets = decision.sets(probabilities, coverage)
         held = sets[np.arange(len(truth)), truth].mean()
         assert coverage - 0.015 <= held <= coverage + 0.03
-        assert sets.any(axis=1).all()  # never an empty set
+        assert sets.sum(axis=1).mean() < 4  # sets shrink where the model is sure
     small, large = decision.sets(probabilities, 0.8), decision.sets(probabilities, 0.95)
     assert (large >= small).all() and large.sum() > small.sum()
+
+
+def test_sets_are_as_small_as_the_coverage_allows():
+    decision = Decision(False, (), (1.0,), tuple(np.linspace(0.0, 0.2, 99)))  # 1 - p(true)
+    probabilities = np.array([[0.95, 0.05], [0.7, 0.3], [0.5, 0.5]])
+    # at 0.9 the cut is the 90th of 99 scores, 0.1816...: a label needs a score of 0.818
+    assert decision.sets(probabilities, 0.9).tolist() == [[True, False], [False, False],
+                                                         [False, False]]  # fmt: skip
+    assert decision.sets(probabilities, 0.999).all()  # beyond what 99 scores can promise
 
 
 def test_calibration_keeps_single_label_decisions():

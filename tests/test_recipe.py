@@ -68,7 +68,8 @@ def test_resolved_recipe_round_trips(tmp_path):
         ),
         (
             '[train]\nclass_weights = "bal"\n',
-            "train.class_weights: unknown choice 'bal'; expected one of 'none' or 'balanced'",
+            "train.class_weights: unknown choice 'bal'; expected one of 'none', 'balanced' or "
+            "'sqrt'",
         ),
         ("[trian]\nepochs = 2\n", "trian: unknown key (did you mean 'train'?)"),
     ],

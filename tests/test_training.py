@@ -401,3 +401,24 @@ def test_the_adversarial_push_is_a_set_fraction_of_each_text_and_raises_its_loss
     assert torch.all(push[lengths[3] :, 3] == 0)  # nothing pushes the padding
     assert torch.all(pushed > clean)  # each text's loss went up
     assert pushed.requires_grad  # the pushed loss trains the weights
+
+
+def test_class_weights_balanced_and_their_square_root():
+    import numpy as np
+
+    from textlstm.recipe import TrainConfig
+    from textlstm.training.setup import class_weights
+
+    labels = np.array([0] * 900 + [1] * 90 + [2] * 10)
+    names = ["a", "b", "c"]
+    full = class_weights(TrainConfig(class_weights="balanced"), labels, names, "")
+    root = class_weights(TrainConfig(class_weights="sqrt"), labels, names, "")
+    assert full is not None and root is not None
+    assert full.tolist() == pytest.approx([1000 / 2700, 1000 / 270, 1000 / 30])
+    assert (root[2] / root[0]).item() == pytest.approx(90**0.5)  # the ratio's square root
+    assert float((root[torch.from_numpy(labels)]).mean()) == pytest.approx(1.0)  # a row weighs 1
+    multi = np.zeros((100, 2), dtype=np.float32)
+    multi[:10, 0], multi[:50, 1] = 1, 1
+    assert class_weights(TrainConfig(class_weights="balanced"), multi, ["x", "y"], "").tolist() == (
+        pytest.approx([9.0, 1.0])
+    )

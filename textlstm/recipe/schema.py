@@ -141,9 +141,10 @@ class TrainConfig(_Section):
     # multi-label data: "accuracy" is subset accuracy (every label of a text right)
     metric: Literal["accuracy", "macro_f1", "micro_f1"] = "accuracy"
     # "balanced": each class weighs rows / (classes * its rows) in the loss; for multi-label
-    # data each label's positives weigh its negatives / its positives. A table gives weights
-    # by label name (1.0 for the ones left out)
-    class_weights: Literal["none", "balanced"] | dict[str, float] = "none"
+    # data each label's positives weigh its negatives / its positives. "sqrt": the square root
+    # of those weights (scaled so that a row weighs 1 on average), a milder push toward rare
+    # classes. A table gives weights by label name (1.0 for the ones left out)
+    class_weights: Literal["none", "balanced", "sqrt"] | dict[str, float] = "none"
     # "balanced": batches drawn with each row's chance inversely proportional to its class's
     # rows (with replacement; an epoch keeps its number of rows); single-label data only
     sampler: Literal["shuffle", "balanced"] = "shuffle"

@@ -59,14 +59,14 @@ class Decision:
         least-ambiguous sets of Sadinle et al. 2019). With n validation scores, the threshold is
         the ceil((n + 1) * coverage)-th smallest, and a set holds every label whose score is at
         least 1 minus it: for texts exchangeable with the validation ones, a set contains the
-        true label with probability at least ``coverage``. A set that would be empty holds the
-        top label (which only adds coverage)."""
+        true label with probability at least ``coverage``. A set may be empty: where the model
+        is right more often than ``coverage`` asks, its least sure texts get no label, so that
+        the sets are as small as the coverage allows (giving them their top label would raise
+        the coverage to the accuracy)."""
         n = len(self.conformal)
         rank = int(np.ceil((n + 1) * coverage))
         cut = 1.0 if rank > n else self.conformal[rank - 1]
-        picked = probabilities >= 1.0 - cut - 1e-12
-        picked[np.arange(len(probabilities)), probabilities.argmax(axis=1)] = True
-        return picked
+        return probabilities >= 1.0 - cut - 1e-12
 
     def to_dict(self, labels: list[str]) -> dict[str, Any]:
         out: dict[str, Any] = {"multi_label": self.multi_label}

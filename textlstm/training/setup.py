@@ -80,21 +80,27 @@ def class_weights(
     positives' weight against its negatives (BCE's pos_weight)."""
     if cfg.class_weights == "none":
         return None
-    if cfg.class_weights == "balanced":
+    given = cfg.class_weights
+    if isinstance(given, str):
         if labels.ndim == 2:
             positives = labels.sum(axis=0).astype(np.float64)
             weights = (len(labels) - positives) / np.maximum(positives, 1.0)
+            if given == "sqrt":
+                weights = np.sqrt(weights)
         else:
             counts = np.bincount(labels, minlength=len(names)).astype(np.float64)
             weights = len(labels) / (len(names) * np.maximum(counts, 1.0))
+            if given == "sqrt":  # scaled so that the rows' mean weight is 1
+                weights = np.sqrt(weights)
+                weights *= len(labels) / float((weights * counts).sum())
         return torch.tensor(weights, dtype=torch.float32)
-    unknown = [name for name in cfg.class_weights if name not in names]
+    unknown = [name for name in given if name not in names]
     if unknown:
         raise RecipeError(
             f"{source or '<recipe>'}: train.class_weights: unknown label "
             f"{unknown[0]!r}; labels are {', '.join(names)}"
         )
-    return torch.tensor([cfg.class_weights.get(n, 1.0) for n in names], dtype=torch.float32)
+    return torch.tensor([given.get(n, 1.0) for n in names], dtype=torch.float32)
 
 
 def lr_schedule(cfg: TrainConfig, total_steps: int) -> Callable[[int], float]:
