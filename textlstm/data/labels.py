@@ -190,9 +190,15 @@ class _Rows:
             notes.append(f"{split}: skipped {self.skipped} row(s) with a missing text or label")
 
 
-def label_counts(ds: Any, classes: int) -> list[int]:
-    """How many rows carry each label id (a multi-label row counts once for each of its)."""
+def label_counter(ds: Any) -> Counter[int]:
+    """Rows per label id present (a multi-label row counts once for each of its labels)."""
     counts = Counter[int]()
     for value in column(ds, "label"):
         counts.update(value if isinstance(value, list) else [value])
+    return counts
+
+
+def label_counts(ds: Any, classes: int) -> list[int]:
+    """How many rows carry each label id, for every id up to ``classes``."""
+    counts = label_counter(ds)
     return [counts.get(i, 0) for i in range(classes)]

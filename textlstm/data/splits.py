@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from textlstm.data.labels import is_multi_label, label_names, normalize
+from textlstm.data.labels import is_multi_label, label_counter, label_names, normalize
 from textlstm.data.sources import column, data_root, load_raw
 from textlstm.errors import DataError
 from textlstm.recipe import DataConfig
@@ -147,7 +147,7 @@ def finish_splits(
             f"the {len(splits['validation'])} validation rows are also training rows here: "
             "its scores are not held out"
         )
-    if len(_classes(train)) < 2:
+    if len(label_counter(train)) < 2:
         raise DataError(
             f"{source}: after carving validation/test splits the train split has a "
             "single class; add data or lower data.validation_fraction/test_fraction"
@@ -166,20 +166,12 @@ def finish_splits(
 def _check_classes(train: Any, labels: list[str], source: str) -> None:
     if len(train) == 0:
         raise DataError(f"{source}: the train split has no labelled rows")
-    counts = _classes(train)
+    counts = label_counter(train)
     if len(counts) < 2:
         raise DataError(
             f"{source}: the train split has a single class ({labels[next(iter(counts))]!r}); "
             "a classifier needs at least two"
         )
-
-
-def _classes(ds: Any) -> Counter[int]:
-    """Rows per label id (a multi-label row counts for each of its labels)."""
-    counts = Counter[int]()
-    for value in column(ds, "label"):
-        counts.update(value if isinstance(value, list) else [value])
-    return counts
 
 
 def _strata(ds: Any) -> list[Any]:
