@@ -27,6 +27,10 @@ os.environ.update(
     }
 )
 
+# one thread count for every test and every process a test starts: sums can differ in their last
+# bits with the count, and tests compare runs bit for bit (test_threads tests the policy itself)
+os.environ.setdefault("TEXTLSTM_THREADS", str(min(2, os.cpu_count() or 1)))
+
 import pytest  # noqa: E402
 
 WORDS = {

@@ -1,4 +1,5 @@
-"""Seed, device and threads: the process-wide settings, chosen in one place."""
+"""Seed, device and precision: the process-wide settings, chosen in one place (the CPU threads
+are chosen in ``threads``, which imports no torch before it sets them)."""
 
 from __future__ import annotations
 

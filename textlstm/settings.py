@@ -61,3 +61,26 @@ def launch() -> Launch:
         int(env.get("LOCAL_WORLD_SIZE", size) or size),
         tuple(v for v in ("RANK", "MASTER_ADDR", "MASTER_PORT") if v not in env),
     )
+
+
+THREADS_ENV = "TEXTLSTM_THREADS"  # CPU threads for training, evaluation and prediction
+FOLLOW_ENV = "TEXTLSTM_THREADS_FOLLOW"  # seconds between looks at the load; 0 = first look only
+
+
+def threads_env() -> tuple[str, str] | None:
+    """A thread count set in the environment, unchecked, and the variable that set it:
+    ``$TEXTLSTM_THREADS`` (unless "auto"), else ``$OMP_NUM_THREADS``; None when neither is."""
+    for name in (THREADS_ENV, "OMP_NUM_THREADS"):
+        value = os.environ.get(name, "").strip()
+        if value and not (name == THREADS_ENV and value == "auto"):
+            return value, name
+    return None
+
+
+def threads_follow_seconds(default: float) -> float:
+    """``$TEXTLSTM_THREADS_FOLLOW`` (for benchmarks), else ``default``."""
+    value = os.environ.get(FOLLOW_ENV, "").strip()
+    try:
+        return float(value) if value else default
+    except ValueError:
+        return default

@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 
 from textlstm import settings
+from textlstm import threads as _threads  # noqa: F401  # opens the load's first window now
 from textlstm.errors import (
     DIVERGED_EXIT,
     PeerFailed,
@@ -84,6 +85,15 @@ DataDir = Annotated[
     ),
 ]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")]
+Threads = Annotated[
+    int | None,
+    typer.Option(
+        "--threads",
+        min=1,
+        help=f"CPU threads (default: ${settings.THREADS_ENV}, else one per core that other "
+        "work leaves free, looked at again every few seconds while it runs).",
+    ),
+]
 Precision = Annotated[
     str,
     typer.Option(

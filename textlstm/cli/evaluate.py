@@ -8,7 +8,17 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from textlstm.cli.app import DataDir, Device, Precision, Quantize, app, guarded, note, out
+from textlstm.cli.app import (
+    DataDir,
+    Device,
+    Precision,
+    Quantize,
+    Threads,
+    app,
+    guarded,
+    note,
+    out,
+)
 
 if TYPE_CHECKING:
     from textlstm.evaluation.evaluate import BaselineScore, Evaluation
@@ -48,12 +58,15 @@ def evaluate(
         float,
         typer.Option(help="Score prediction sets at this coverage (single-label runs)."),
     ] = 0.9,
+    threads: Threads = None,
 ) -> None:
     """Accuracy, macro-F1, per-class scores and the confusion matrix of a run (of each fold and
     their mean for a folder of cross-validation runs); calibration, and prediction sets."""
+    from textlstm import threads as cpu
     from textlstm.evaluation.evaluate import evaluate as evaluate_run
     from textlstm.tuning.folds import evaluate_folds, is_folds_folder
 
+    cpu.choose(threads)
     if is_folds_folder(run):
         show_folds(evaluate_folds(run, data_dir=data_dir, device=device, baseline=baseline))
         return

@@ -14,6 +14,7 @@ from textlstm.cli.app import (
     Engine,
     Precision,
     Quantize,
+    Threads,
     app,
     cli_text,
     err,
@@ -61,26 +62,18 @@ def predict(
     quantize: Quantize = None,
     engine: Engine = "auto",
     coverage: Coverage = None,
+    threads: Threads = None,
 ) -> None:
     """Classify texts; one output record per input text, in input order."""
+    from textlstm import threads as cpu
     from textlstm.predict.files import predict_files
 
+    cpu.choose(threads)
     done = predict_files(
-        run,
-        inputs,
-        output if output is not None else sys.stdout,
-        text_column=text_column,
-        text_key=text_key,
-        top_k=top_k,
-        batch_size=batch_size,
-        on_error=on_error,
-        device=device,
-        precision=precision,
-        quantize=quantize,
-        wording=cli_text,
-        engine=engine,
-        coverage=coverage,
-    )
+        run, inputs, output if output is not None else sys.stdout, text_column=text_column,
+        text_key=text_key, top_k=top_k, batch_size=batch_size, on_error=on_error, device=device,
+        precision=precision, quantize=quantize, wording=cli_text, engine=engine, coverage=coverage,
+    )  # fmt: skip
     if output is not None:
         err.print(f"wrote {done.predictions:,} predictions to {output}")
     if done.bad:

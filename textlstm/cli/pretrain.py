@@ -13,6 +13,7 @@ from textlstm.cli.app import (
     Device,
     Overrides,
     TensorBoard,
+    Threads,
     app,
     guarded,
     out,
@@ -48,11 +49,14 @@ def pretrain(
         typer.Option("--resume", help="Continue a killed (.partial) or interrupted pretraining."),
     ] = None,
     tensorboard: TensorBoard = None,
+    threads: Threads = None,
 ) -> None:
     """Pretrain the recipe's LSTM language model on its training texts (and \\[pretrain]
     unlabelled ones); writes a run folder under --out/<recipe name>-lm/ for \\[model] encoder."""
+    from textlstm import threads as cpu
     from textlstm.lm import pretrain_or_resume
 
+    cpu.choose(threads)
     launched_here = under_torchrun()  # then ranks other than 0 print nothing but errors
     with PretrainProgress() as progress, logged(progress, tensorboard) as events:
         result = pretrain_or_resume(

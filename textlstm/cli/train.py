@@ -15,6 +15,7 @@ from textlstm.cli.app import (
     NoCache,
     Overrides,
     TensorBoard,
+    Threads,
     VocabDir,
     app,
     guarded,
@@ -60,10 +61,13 @@ def train(
     ] = None,
     tensorboard: TensorBoard = None,
     folds: Folds = 0,
+    threads: Threads = None,
 ) -> None:
     """Train a model from a recipe; writes a run folder under --out/<recipe name>/."""
+    from textlstm import threads as cpu
     from textlstm.training import train_or_resume
 
+    cpu.choose(threads)
     launched_here = under_torchrun()  # then ranks other than 0 print nothing but errors
     settings_ = options(vocab_dir, cache_dir, no_cache)
     with TrainProgress() as progress, logged(progress, tensorboard) as events:

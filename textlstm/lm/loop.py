@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from textlstm import threads
 from textlstm.errors import TrainingDiverged
 from textlstm.lm.corpus import Corpus
 from textlstm.lm.events import LMEpoch, PretrainEvents
@@ -171,6 +172,7 @@ def train_epoch(
             checkpoint(position)
             saved = time.perf_counter()
         run.events.batch_end(value, window.tokens)
+        threads.follow()
         if run.budget is not None and run.seconds >= run.budget:
             return True
     return False

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from textlstm import settings
+from textlstm import settings, threads
 from textlstm.errors import CheckpointError
 from textlstm.files import append_text, atomic_path, write_text
 from textlstm.lm import loop as lm_loop
@@ -233,11 +233,13 @@ def _run(run: LMRun, position: Position) -> PretrainResult:
 
 def _describe(run: LMRun) -> str:
     cfg, corpus = run.cfg, run.corpus
+    threads.for_run(run.world.many)
     params = sum(p.numel() for p in run.model.parameters())
     return (
         f"{corpus.tokens:,} tokens in {len(corpus.train):,} texts; {len(corpus.encoder.vocab):,} "
         f"words; {params:,} parameters; {run.steps_per_epoch:,} steps of {cfg.batch_size} x "
-        f"{cfg.bptt} tokens per epoch, {cfg.directions} direction(s); device {run.target}, "
+        f"{cfg.bptt} tokens per epoch, {cfg.directions} direction(s); device {run.target}"
+        f"{threads.device_note(run.target)}, "
         f"{run.precision}"
         + (
             f"; {run.world.size} processes ({run.world.backend}), each reading 1/{run.world.size}"
@@ -344,6 +346,7 @@ def _complete(run: LMRun, stopped: str) -> Path:
         "seed": run.recipe.seed,
         "device": str(run.target),
         "processes": run.world.size,
+        "threads": threads.meta(),
         "precision": run.precision,
         "data_source": run.corpus.source,
         "texts": len(run.corpus.train),

@@ -147,7 +147,10 @@ class Predictor:
         from textlstm.predict.exported import OnnxPredictor, pick
 
         if pick(run_dir, engine, device, precision, quantize) == "onnxruntime":
-            return OnnxPredictor.open(run_dir)
+            from textlstm import threads
+
+            policy = threads.current()  # onnxruntime's own default (0) is every core
+            return OnnxPredictor.open(run_dir, policy.threads if policy is not None else 0)
         loaded, mode, target = load_for_inference(run_dir, device, precision, quantize)
         return cls(loaded, mode, target)
 
@@ -172,8 +175,11 @@ class Predictor:
         self, items: Iterable[str | BadRecord], batch_size: int | None = None, chunk: int = CHUNK
     ) -> Iterator[list[Prediction | BadRecord]]:
         """Chunks of results in input order; a ``BadRecord`` passes through in its place."""
+        from textlstm import threads
+
         iterator = iter(items)
         while block := list(islice(iterator, chunk)):
+            threads.follow()  # a long prediction moves its threads as the load changes
             texts = [item for item in block if isinstance(item, str)]
             probs = self.probabilities(texts, batch_size) if texts else None
             done = iter(

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from textlstm import threads
 from textlstm.errors import TrainingDiverged
 from textlstm.model.batching import (
     balanced_weights,
@@ -165,6 +166,7 @@ def train_epoch(
             done.tokens + count,
         )
         events.batch_end(value, count)
+        threads.follow()  # another job started or ended beside this one: move the threads
     return done
 
 

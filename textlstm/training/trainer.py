@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from textlstm import settings
+from textlstm import settings, threads
 from textlstm.data import Splits, data_root
 from textlstm.files import append_text
 from textlstm.model.classifier import logits_for
@@ -201,13 +201,14 @@ def _describe(
     on a CPU that has no bf16 recurrent kernel."""
     from textlstm.errors import param, say
 
+    threads.for_run(fit.world.many)
     support = bf16_support(target) if precision == "bf16" else "native"
     if support == "none":
         precision = "fp32"
     events.message(
         f"{len(prepared.vocab):,} words in the vocabulary; "
         f"{sum(p.numel() for p in fit.model.parameters()):,} parameters; "
-        f"device {target}, {precision}{_spread(fit.world)}"
+        f"device {target}{threads.device_note(target)}, {precision}{_spread(fit.world)}"
     )
     if support == "emulated":
         fp32 = 'train.precision="fp32"'
@@ -496,6 +497,7 @@ def _meta(run: _Run, stopped: str, history: list[EpochResult]) -> dict[str, Any]
         "seed": recipe.seed,
         "device": str(run.target),
         "processes": run.world.size,
+        "threads": threads.meta(),
         "data_source": splits.source,
         "data_fingerprint": splits.fingerprint(),
         "data_dir": _mirror_root(recipe, run.data_dir),

@@ -274,11 +274,11 @@ def ctrl_c_flag() -> Iterator[CtrlC]:
 def _worker_main(plan: Plan, seed: int, parent: int, threads: int) -> None:
     """A spawned worker: ignores the terminal's Ctrl-C (the parent passes it on as SIGTERM, once),
     and exits when the parent dies, leaving its trial to be found stale and run again."""
-    import torch
+    from textlstm import threads as cpu
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    torch.set_num_threads(threads)
+    cpu.choose(threads, "tune --jobs")  # the cores shared out among the workers
 
     def watchdog() -> None:
         while True:
