@@ -530,7 +530,7 @@ def test_a_bf16_trained_run_predicts_in_bf16_by_default(tmp_path, monkeypatch):
     monkeypatch.setattr(textlstm.training.trainer, "bf16_support", lambda device: "emulated")
     result = train(bf16_recipe(tmp_path), tmp_path / "runs", device="cpu", events=events)
     assert any("no native bfloat16" in line and "train.precision" in line for line in events.lines)
-    assert any(line.endswith("device cpu, bf16") for line in events.lines)
+    assert any("device cpu, " in line and line.endswith(", bf16") for line in events.lines)
     assert result.epochs[-1].train_loss < result.epochs[0].train_loss  # it learns under autocast
     monkeypatch.undo()
     native = cpu_bf16() == "native"  # without it, auto falls back to fp32
@@ -554,7 +554,7 @@ def test_bf16_falls_back_to_fp32_on_a_cpu_without_bf16_recurrent_kernels(tmp_pat
         monkeypatch.setattr(module, "bf16_support", lambda device: "none")
     events = Messages()
     result = train(bf16_recipe(tmp_path), tmp_path / "runs", device="cpu", events=events)
-    assert any(line.endswith("device cpu, fp32") for line in events.lines)
+    assert any("device cpu, " in line and line.endswith(", fp32") for line in events.lines)
     assert any(
         "no bfloat16 kernels for the LSTM and GRU" in line and "trains in fp32" in line
         for line in events.lines
