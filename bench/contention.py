@@ -11,7 +11,9 @@ Situations:
 - alone: nothing else runs;
 - busy: beside one busy single-threaded process (`python -c "while True: pass"`), started a
   second before the training and killed after it;
-- two: two trainings started together; each one's tokens/s and their sum.
+- two: two trainings started together; each one's tokens/s and their sum;
+- later: a second training started once the first is training (its run folder exists), so the
+  first chose its threads alone: what following the load is for.
 
 Policies (how the training chooses its CPU threads):
 - default: one thread per core whatever else runs (what textlstm did before the policy, and what
@@ -42,7 +44,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 POLICIES = ("default", "passive", "one", "once", "auto")
-SITUATIONS = ("alone", "busy", "two")
+SITUATIONS = ("alone", "busy", "two", "later")
 
 
 def environment(policy: str) -> dict[str, str]:
@@ -77,7 +79,9 @@ def finish(proc: subprocess.Popen, out: Path) -> tuple[float, str]:
     (metrics,) = out.glob("*/latest/metrics.jsonl")
     first = json.loads(metrics.read_text().splitlines()[0])
     device = next((line for line in output.splitlines() if "device cpu" in line), "")
-    return float(first["tokens_per_second"]), device.split("device ", 1)[-1]
+    threads = json.loads((metrics.parent / "meta.json").read_text()).get("threads") or {}
+    moved = f"; threads used: {threads['followed']}" if "followed" in threads else ""
+    return float(first["tokens_per_second"]), device.split("device ", 1)[-1] + moved
 
 
 def measure(situation: str, policy: str, recipe: Path, work: Path) -> list[float]:
@@ -89,6 +93,10 @@ def measure(situation: str, policy: str, recipe: Path, work: Path) -> list[float
         time.sleep(1.0)
     try:
         procs = [start(recipe, runs[i], policy) for i in range(2 if situation == "two" else 1)]
+        if situation == "later":  # the second starts once the first is training
+            while not list(runs[0].glob("*/*.partial")) and procs[0].poll() is None:
+                time.sleep(0.2)
+            procs.append(start(recipe, runs[1], policy))
         results = [finish(proc, run) for proc, run in zip(procs, runs)]
     finally:
         if busy is not None:
@@ -99,17 +107,31 @@ def measure(situation: str, policy: str, recipe: Path, work: Path) -> list[float
     return [speed for speed, _ in results]
 
 
-def table(results: dict[tuple[str, str], list[list[float]]], rounds: int, policies: list[str]):
+def table(
+    results: dict[tuple[str, str], list[list[float]]],
+    rounds: int,
+    policies: list[str],
+    situations: list[str],
+) -> None:
     base = [results[("alone", "default")][r][0] for r in range(rounds)]
-    print(
-        "\n| policy | alone | beside a busy process | two at once (each) | two at once, together |"
-    )
-    print("|---|---|---|---|---|")
+    heads = {"alone": ["alone"], "busy": ["beside a busy process"],
+             "two": ["two at once (each)", "two at once, together"],
+             "later": ["the first, a second started beside it", "the second",
+                       "together"]}  # fmt: skip
+    columns = [head for situation in situations for head in heads[situation]]
+    print("\n| policy | " + " | ".join(columns) + " |\n|---|" + "---|" * len(columns))
     for policy in policies:
         cells = []
-        for situation in SITUATIONS:
+        for situation in situations:
             per_round = results[(situation, policy)]
-            if situation == "two":
+            if situation == "later":
+                for i in (0, 1):
+                    ratio = statistics.median(per_round[r][i] / base[r] for r in range(rounds))
+                    speed = statistics.median(r[i] for r in per_round)
+                    cells.append(f"{speed:,.0f} ({ratio:.2f}x)")
+                together = [sum(per_round[r]) / base[r] for r in range(rounds)]
+                cells.append(f"{statistics.median(together):.2f}x")
+            elif situation == "two":
                 each = [x / base[r] for r in range(rounds) for x in per_round[r]]
                 together = [sum(per_round[r]) / base[r] for r in range(rounds)]
                 speed = statistics.median(x for r in per_round for x in r)
@@ -127,12 +149,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--recipe", type=Path, default=ROOT / "recipes" / "bbc-news.toml")
     parser.add_argument("--policies", default=",".join(POLICIES))
+    parser.add_argument("--situations", default=",".join(SITUATIONS))
     args = parser.parse_args()
-    policies = args.policies.split(",")
+    policies, situations = args.policies.split(","), args.situations.split(",")
+    if "alone" not in situations:
+        situations.insert(0, "alone")
     if "default" not in policies:
         policies.insert(0, "default")  # every ratio is to "alone, default"
     results: dict[tuple[str, str], list[list[float]]] = {
-        (s, p): [] for s in SITUATIONS for p in policies
+        (s, p): [] for s in situations for p in policies
     }
     rng = random.Random(0)
     with tempfile.TemporaryDirectory(prefix="contention-") as tmp:
@@ -140,12 +165,12 @@ def main() -> None:
         # a first training fills the preprocessing cache, so no row pays for tokenization
         finish(start(args.recipe, work / "warm", "default"), work / "warm")
         for r in range(args.rounds):
-            pairs = [(s, p) for s in SITUATIONS for p in policies]
+            pairs = [(s, p) for s in situations for p in policies]
             rng.shuffle(pairs)
             print(f"round {r + 1} of {args.rounds}", flush=True)
             for situation, policy in pairs:
                 results[(situation, policy)].append(measure(situation, policy, args.recipe, work))
-    table(results, args.rounds, policies)
+    table(results, args.rounds, policies, situations)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ without class weights, calibrated scores and split conformal prediction sets, ea
 reference in the same run.
 
 Usage: python bench/label_shapes.py DATA_ROOT [--imdb ROOT] [--only goemotions,init,...] [--out DIR]
+       [--trec-seeds 13,14,15,16,17] [--trec-weights none,balanced] [--coverage-seeds 13]
 DATA_ROOT holds the development suite (../shared/datasets); --imdb a root holding
 stanfordnlp/imdb (default DATA_ROOT; its calibration row is skipped without it).
 
@@ -13,9 +14,12 @@ cores with a training), and reads the numbers back from the files the commands w
   per-label thresholds, fitted in the same command;
 - init: `textlstm init` on GoEmotions, trained and evaluated the same way;
 - trec50: `textlstm init` on TREC with --label fine_label, trained with train.class_weights
-  "none", "balanced" (init's choice for skewed classes) and "sqrt";
-- coverage: init's recipe on SST-5, TREC-6, CR and ChnSentiCorp, evaluated at --coverage 0.9:
-  the share of test texts whose prediction set holds the true label, and the sets' mean size;
+  "none" and "balanced" (init's choice for skewed classes; --trec-weights adds "sqrt"), each
+  with every seed of --trec-seeds (default 13-17): the means, and each seed's figures;
+- coverage: init's recipe on SST-5, TREC-6, CR and ChnSentiCorp (each seed of
+  --coverage-seeds), evaluated at --coverage 0.9: the share of test texts whose prediction set
+  holds the true label, and the sets' mean size; beside it a control that chooses nothing on
+  the validation rows (TF-IDF + LR, C = 1, its sets calibrated on the same rows);
 - calibration: the test split's expected calibration error before and after the temperature,
   for the bundled SST-2 and IMDB recipes and the GoEmotions run.
 """

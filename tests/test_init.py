@@ -221,17 +221,19 @@ def test_a_column_of_label_lists_gets_a_multi_label_recipe(tmp_path, monkeypatch
     assert any(n.startswith("training split: 2 classes (multi-label, ") for n in done.notes)
 
 
-def test_skewed_classes_get_macro_f1_and_a_note_on_weights(tmp_path, monkeypatch):
+def test_skewed_classes_get_balanced_weights_and_macro_f1(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     rare = make_texts("neg", 4, seed=1)
     common = make_texts("pos", 100, seed=1)
     rows = [(t, "rare") for t in rare] + [(t, "common") for t in common]
     done = starting_recipe(str(write_csv(tmp_path / "d.csv", rows)), "review", "stars")
     picked = {c.key: c for c in done.choices}
-    assert "train.class_weights" not in picked  # they cost TREC-50 accuracy and macro-F1
+    assert picked["train.class_weights"].value == "balanced"
+    assert picked["train.class_weights"].reason.startswith("skewed classes ('common' has 8")
+    assert done.recipe.train.class_weights == "balanced"
     assert picked["train.metric"].value == "macro_f1"
     assert picked["train.metric"].reason.startswith("skewed classes ('common' has")
-    assert any('skewed: train.class_weights = "sqrt" or "balanced"' in n for n in done.notes)
+    assert any("skewed: train.class_weights and train.metric are chosen" in n for n in done.notes)
     balanced = starting_recipe(
         str(
             write_csv(
@@ -243,3 +245,4 @@ def test_skewed_classes_get_macro_f1_and_a_note_on_weights(tmp_path, monkeypatch
         "stars",
     )
     assert "train.metric" not in choices(balanced)
+    assert "train.class_weights" not in choices(balanced)

@@ -151,13 +151,14 @@ class Policy:
         return self.load is not None
 
     def describe(self) -> str:
-        """For the device line: ``2 threads (2 cores free)``."""
+        """For the device line: ``2 threads (2 cores; followed)``."""
         plural = "s" if self.threads != 1 else ""
-        if not self.following:
+        if self.chosen_by != "load":
             return f"{self.threads} thread{plural} (set by {self.chosen_by})"
         busy = f", other work keeping {self.others:.1f} busy" if self.others else ""
         quota = f", CPU quota {self.quota:g}" if self.quota is not None else ""
-        return f"{self.threads} thread{plural} ({self.cores} cores{quota}{busy}; followed)"
+        how = "followed" if self.following else "not followed"
+        return f"{self.threads} thread{plural} ({self.cores} cores{quota}{busy}; {how})"
 
     def to_meta(self) -> dict[str, Any]:
         out: dict[str, Any] = {
