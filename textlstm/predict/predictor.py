@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from textlstm import threads
 from textlstm.errors import TextLSTMError, param, say
 from textlstm.predict.precision import (
     check_precision,
@@ -147,8 +148,6 @@ class Predictor:
         from textlstm.predict.exported import OnnxPredictor, pick
 
         if pick(run_dir, engine, device, precision, quantize) == "onnxruntime":
-            from textlstm import threads
-
             policy = threads.current()  # onnxruntime's own default (0) is every core
             return OnnxPredictor.open(run_dir, policy.threads if policy is not None else 0)
         loaded, mode, target = load_for_inference(run_dir, device, precision, quantize)
@@ -175,8 +174,6 @@ class Predictor:
         self, items: Iterable[str | BadRecord], batch_size: int | None = None, chunk: int = CHUNK
     ) -> Iterator[list[Prediction | BadRecord]]:
         """Chunks of results in input order; a ``BadRecord`` passes through in its place."""
-        from textlstm import threads
-
         iterator = iter(items)
         while block := list(islice(iterator, chunk)):
             threads.follow()  # a long prediction moves its threads as the load changes
