@@ -1,10 +1,14 @@
 """Training and inference speed of the bundled IMDB model against a tutorial-style PyTorch
 reference of the same shape, measured in one run, with the FLOP floor of this machine.
 
-Usage: python bench/speed.py [DATA_ROOT] [--quick] [--repeats N] [--train-repeats N] [--no-keras]
+Usage: python bench/speed.py [DATA_ROOT] [--quick | --rows N] [--repeats N] [--train-repeats N]
+                             [--no-keras] [--device cpu|cuda]
 DATA_ROOT holds stanfordnlp/imdb (default: TEXTLSTM_DATA_DIR). --quick uses 2,000 training and
-2,000 test reviews (under 3 minutes); the full run uses the whole splits. Training rows run one
-epoch once (--train-repeats), inference rows three times (--repeats); the table gives medians.
+2,000 test reviews (under 3 minutes), --rows N that many; the full run uses the whole splits.
+--device cuda runs every row on the GPU (the toolkit's, the reference's and the matmul rate; the
+onnxruntime rows stay on the CPU, and the Keras rows, tensorflow-cpu, are skipped).
+Training rows run one epoch once (--train-repeats), inference rows three times (--repeats); the
+table gives medians.
 
 Rows (each measured in this run, in a fresh process for the toolkit, so its peak RSS is its own):
 - training tokens/s, where a token is a kept token after truncation to max_length, and the
@@ -94,13 +98,21 @@ def pad(ids: list[np.ndarray], length: int) -> torch.Tensor:
     return torch.from_numpy(tokens)
 
 
-def matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def matmul_gflops(device: torch.device, size: int = 2048, repeats: int = 5) -> float:
+    size = size * 4 if device.type == "cuda" else size
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
     a @ b
     times = []
     for _ in range(repeats):
+        synchronize(device)
         start = time.perf_counter()
         a @ b
+        synchronize(device)
         times.append(time.perf_counter() - start)
     return 2 * size**3 / statistics.median(times) / 1e9
 
@@ -114,11 +126,14 @@ def lstm_flops_per_token(embedding: int, hidden: int, directions: int, layers: i
     return 3 * total
 
 
-def reference_training(ids, labels, vocab_size, cfg, max_length, lr, seed) -> tuple[float, float]:
+def reference_training(
+    ids, labels, vocab_size, cfg, max_length, lr, seed, device
+) -> tuple[float, float]:
     from torch.utils.data import DataLoader, TensorDataset
 
     torch.manual_seed(seed)
     model = TutorialBiLSTM(vocab_size, cfg.embedding_dim, cfg.hidden_size, 2, cfg.dropout)
+    model.to(device)
     loader = DataLoader(
         TensorDataset(pad(ids, max_length), torch.as_tensor(labels)), batch_size=32, shuffle=True
     )
@@ -129,22 +144,24 @@ def reference_training(ids, labels, vocab_size, cfg, max_length, lr, seed) -> tu
     start = time.perf_counter()
     for x, y in loader:
         optimizer.zero_grad()
-        loss = criterion(model(x), y)
+        loss = criterion(model(x.to(device)), y.to(device))
         loss.backward()
         optimizer.step()
+    synchronize(device)
     seconds = time.perf_counter() - start
     return kept / seconds, seconds
 
 
-def reference_inference(texts, encoder, vocab_size, cfg, max_length) -> tuple[float, float]:
-    model = TutorialBiLSTM(vocab_size, cfg.embedding_dim, cfg.hidden_size, 2, cfg.dropout).eval()
+def reference_inference(texts, encoder, vocab_size, cfg, max_length, device) -> tuple[float, float]:
+    model = TutorialBiLSTM(vocab_size, cfg.embedding_dim, cfg.hidden_size, 2, cfg.dropout)
+    model.to(device).eval()
     tokens = 0
     start = time.perf_counter()
     with torch.no_grad():
         for i in range(0, len(texts), 32):
             ids = encoder.encode(texts[i : i + 32])
             tokens += sum(len(row) for row in ids)
-            model(pad(ids, max_length)).argmax(dim=1)
+            model(pad(ids, max_length).to(device)).argmax(dim=1).cpu()
     seconds = time.perf_counter() - start
     return len(texts) / seconds, tokens / seconds
 
@@ -294,6 +311,8 @@ def main() -> None:
         help="repetitions of the training rows, an epoch each (default 1)",
     )
     parser.add_argument("--no-keras", action="store_true", help="skip the Keras rows")
+    parser.add_argument("--rows", type=int, default=None, help="reviews per split (--quick: 2,000)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     args = parser.parse_args()
     if not args.data or not (Path(args.data) / "stanfordnlp" / "imdb").is_dir():
         sys.exit(
@@ -302,14 +321,23 @@ def main() -> None:
         )
     from textlstm.training import prepare
 
-    rows = 2000 if args.quick else None
+    rows = args.rows or (2000 if args.quick else None)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        sys.exit("bench/speed.py --device cuda: torch sees no CUDA device here")
     repeats, train_repeats = args.repeats, args.train_repeats
     work = Path(tempfile.mkdtemp(prefix="textlstm-bench-"))
     recipe, shaped = shaped_recipe(work)
     cfg, max_length = recipe.model, recipe.tokenizer.max_length
     bundled = recipe.train.precision
     threads = torch.get_num_threads()
-    keras, why = (None, "--no-keras") if args.no_keras else keras_python()
+    keras, why = (
+        (None, "--no-keras")
+        if args.no_keras
+        else (None, "tensorflow-cpu runs on the CPU only")
+        if device.type == "cuda"
+        else keras_python()
+    )
     data, test_texts, test_labels = write_subset(args.data, work, rows)
     text_file = work / "test.txt"
     text_file.write_text(
@@ -328,12 +356,13 @@ def main() -> None:
     )
     # the matmul rate drifts with the machine's load and clock: it is sampled before the training
     # rows, after them and at the end, and the highest sample sets the floor (the strictest one)
-    rates = [matmul_gflops()]
+    rates = [matmul_gflops(device)]
     gflops = rates[0]
     floor = gflops * 1e9 / flops
     print(
         f"{len(train_ids):,} training reviews ({kept:,} kept tokens, max_length {max_length}), "
-        f"{len(test_texts):,} test reviews; {threads} threads; torch {torch.__version__}; "
+        f"{len(test_texts):,} test reviews; {args.device}, {threads} threads; "
+        f"torch {torch.__version__}; "
         f"recipes/imdb.toml trains in {bundled}"
     )
     print(
@@ -363,7 +392,7 @@ def main() -> None:
                     "--out",
                     str(out),
                     "--device",
-                    "cpu",
+                    args.device,
                 ],
                 ROOT,
             )
@@ -383,10 +412,11 @@ def main() -> None:
                 max_length,
                 recipe.train.lr,
                 recipe.seed + rep,
+                device,
             )
         )
         print(f"training repetition {rep + 1} of {train_repeats} done", flush=True)
-    rates.append(matmul_gflops())
+    rates.append(matmul_gflops(device))
     keras_row = None
     if keras is not None:
         keras_row = keras_reference(
@@ -410,7 +440,7 @@ def main() -> None:
     for kind, flags in (("fp32", []), ("int8", ["--quantize", "int8"])):
         exports[kind] = work / f"onnx-{kind}"
         toolkit(["export", str(run), "-o", str(exports[kind]), *flags], ROOT)
-    cpu = ["--device", "cpu"]
+    cpu = ["--device", args.device]
     modes = {
         "fp32": [str(run), *cpu, "--precision", "fp32"],
         **({bundled: [str(run), *cpu]} if bundled != "fp32" else {}),
@@ -432,12 +462,14 @@ def main() -> None:
             got[mode] = labels_of(target)
             accuracy[mode] = accuracy_of(got[mode], test_labels, names)
         ref_inference.append(
-            reference_inference(test_texts, prepared.encoder, len(prepared.vocab), cfg, max_length)
+            reference_inference(
+                test_texts, prepared.encoder, len(prepared.vocab), cfg, max_length, device
+            )
         )
         print(f"inference repetition {rep + 1} of {repeats} done", flush=True)
     test_tokens = sum(len(r) for r in prepared.encoder.encode(test_texts))
 
-    rates.append(matmul_gflops())
+    rates.append(matmul_gflops(device))
     gflops = max(rates)
     floor = gflops * 1e9 / flops
 
