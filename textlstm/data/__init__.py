@@ -9,6 +9,16 @@ from textlstm.data.splits import (
     load_raw,
     load_splits,
     normalize,
+    texts_of,
 )
 
-__all__ = ["Splits", "column", "data_root", "label_names", "load_raw", "load_splits", "normalize"]
+__all__ = [
+    "Splits",
+    "column",
+    "data_root",
+    "label_names",
+    "load_raw",
+    "load_splits",
+    "normalize",
+    "texts_of",
+]

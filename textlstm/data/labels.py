@@ -9,10 +9,16 @@ column holds one class per row.
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
+import uuid
 from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-from textlstm.data.sources import column
+from textlstm.data.sources import LARGE_BYTES, column
 from textlstm.errors import DataError
 from textlstm.recipe import DataConfig
 
@@ -94,11 +100,17 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, str) and value.strip().removeprefix("-").isdigit()
 
 
+NORMALIZE_CHUNK = 10_000  # rows converted at a time
+
+
 def normalize(
     ds: Any, cfg: DataConfig, labels: list[str], source: str, split: str, notes: list[str]
 ) -> Any:
     """Keep two columns: ``text`` (columns joined by a space) and ``label`` (ClassLabel ids, or a
-    list of them for multi-label data)."""
+    list of them for multi-label data).
+
+    Rows are converted a chunk at a time; a large split goes to an Arrow file that is
+    memory-mapped (as ``datasets`` keeps its own), so memory does not grow with the data."""
     import datasets
 
     columns = [cfg.text] if isinstance(cfg.text, str) else list(cfg.text)
@@ -112,28 +124,92 @@ def normalize(
     own, _ = _feature(ds, cfg.label)
     multi = is_multi_label(ds, cfg)
     rows = _Rows(own.names if own is not None else None, {n: i for i, n in enumerate(labels)})
-    parts = [column(ds, c) for c in columns]
+    label = datasets.ClassLabel(names=labels)
+    features = datasets.Features(
+        {"text": datasets.Value("string"), "label": datasets.List(label) if multi else label}
+    )
+    picked = ds.select_columns(list(dict.fromkeys([*columns, cfg.label])))
+    chunks = (
+        _normalized(picked[start : start + NORMALIZE_CHUNK], start, columns, cfg, rows, multi)
+        for start in range(0, len(picked), NORMALIZE_CHUNK)
+    )
+    try:
+        out = _rows_dataset(chunks, features, ds.data.nbytes > LARGE_BYTES)
+    except _EmptyLabels as exc:
+        raise DataError(
+            f"{source}: split '{split}' row {exc.row}: an empty label list; every row needs "
+            "at least one label (give texts with none a label of their own, e.g. 'none')"
+        ) from None
+    rows.check(source, split, labels, notes)
+    return out
+
+
+class _EmptyLabels(Exception):
+    def __init__(self, row: int) -> None:
+        self.row = row
+
+
+def _normalized(
+    part: dict[str, list[Any]],
+    start: int,
+    columns: list[str],
+    cfg: DataConfig,
+    rows: _Rows,
+    multi: bool,
+) -> dict[str, list[Any]]:
+    """One chunk's rows (``start`` is its first row's index) made into texts and label ids."""
+    pieces_of = [part[c] for c in columns]
     texts, ids = [], []
-    for i, value in enumerate(column(ds, cfg.label)):
-        pieces = [p[i] for p in parts]
+    for i, value in enumerate(part[cfg.label]):
+        pieces = [p[i] for p in pieces_of]
         got = rows.many(value, cfg.label_separator) if multi else rows.one(value)
         if got is None or any(p is None for p in pieces):
             rows.skipped += 1
             continue
         if got == []:
-            raise DataError(
-                f"{source}: split '{split}' row {i + 1}: an empty label list; every row needs "
-                "at least one label (give texts with none a label of their own, e.g. 'none')"
-            )
+            raise _EmptyLabels(start + i + 1)
         if got is not False:
             texts.append(" ".join(str(p) for p in pieces))
             ids.append(got)
-    rows.check(source, split, labels, notes)
-    label = datasets.ClassLabel(names=labels)
-    features = datasets.Features(
-        {"text": datasets.Value("string"), "label": datasets.List(label) if multi else label}
-    )
-    return datasets.Dataset.from_dict({"text": texts, "label": ids}, features=features)
+    return {"text": texts, "label": ids}
+
+
+def _rows_dataset(chunks: Iterator[dict[str, list[Any]]], features: Any, spill: bool) -> Any:
+    """The chunks as one Dataset: in memory, or (``spill``) written to a scratch Arrow file
+    that is memory-mapped."""
+    import datasets
+
+    if not spill:
+        texts: list[str] = []
+        ids: list[Any] = []
+        for chunk in chunks:
+            texts += chunk["text"]
+            ids += chunk["label"]
+        return datasets.Dataset.from_dict({"text": texts, "label": ids}, features=features)
+    from datasets.arrow_writer import ArrowWriter
+
+    path = scratch_folder() / f"rows-{uuid.uuid4().hex}.arrow"
+    writer = ArrowWriter(features=features, path=str(path))
+    try:
+        for chunk in chunks:
+            if chunk["text"]:
+                writer.write_batch(chunk)
+        writer.finalize()
+    finally:
+        writer.close()
+    return datasets.Dataset.from_file(str(path))
+
+
+_SCRATCH: list[Path] = []
+
+
+def scratch_folder() -> Path:
+    """This process's folder for converted rows, removed when it exits (a file still mapped
+    stays readable until then)."""
+    if not _SCRATCH:
+        _SCRATCH.append(Path(tempfile.mkdtemp(prefix="textlstm-rows-")))
+        atexit.register(shutil.rmtree, _SCRATCH[0], True)
+    return _SCRATCH[0]
 
 
 class _Rows:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from textlstm.errors import DataError, param
 from textlstm.settings import data_root
@@ -28,9 +29,48 @@ FILE_FORMATS = {
 SPLIT_NAMES = ("train", "validation", "valid", "dev", "test")
 
 
+# a split whose Arrow data is larger than this is read a slice at a time, never held whole
+LARGE_BYTES = 64 * 2**20
+SLICE = 20_000  # rows read at a time from a large split
+
+
 def column(ds: Any, name: str) -> list[Any]:
     """A whole column as a Python list (indexing a lazy Column row by row is ~100x slower)."""
     return ds[name][:]
+
+
+class TextColumn(Sequence[str]):
+    """A split's text column read from its memory-mapped Arrow data a slice at a time: a slice
+    is a list of strings, iteration goes slice by slice, and no list of every text is made."""
+
+    def __init__(self, ds: Any, name: str = "text") -> None:
+        self.ds, self.name = ds.select_columns([name]), name
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    @overload
+    def __getitem__(self, i: int) -> str: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[str]: ...
+
+    def __getitem__(self, i: int | slice) -> str | list[str]:
+        if isinstance(i, slice):
+            start, stop, step = i.indices(len(self))
+            if step != 1:
+                raise ValueError("a TextColumn slice takes contiguous rows")
+            return list(self.ds[start:stop][self.name])
+        return str(self.ds[i][self.name])
+
+    def __iter__(self) -> Iterator[str]:
+        for start in range(0, len(self), SLICE):
+            yield from self[start : start + SLICE]
+
+
+def texts_of(ds: Any, name: str = "text") -> Sequence[str]:
+    """The split's texts: a list, or for a large split a ``TextColumn`` read as it is needed."""
+    return TextColumn(ds, name) if ds.data.nbytes > LARGE_BYTES else column(ds, name)
 
 
 def load_raw(

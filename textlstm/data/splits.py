@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from textlstm.data.labels import is_multi_label, label_counter, label_names, normalize
-from textlstm.data.sources import column, data_root, load_raw
+from textlstm.data.sources import column, data_root, load_raw, texts_of
 from textlstm.errors import DataError
 from textlstm.recipe import DataConfig
 
@@ -48,7 +48,7 @@ class Splits:
         digest = hashlib.blake2b(digest_size=16)
         for split in self.names:
             digest.update(split.encode())
-            for text, label in zip(column(self[split], "text"), column(self[split], "label")):
+            for text, label in zip(texts_of(self[split]), column(self[split], "label")):
                 digest.update(text.encode("utf-8", "replace"))
                 for one in label if isinstance(label, list) else [label]:
                     digest.update(b"\x00%d" % one)

@@ -9,13 +9,13 @@ import numpy as np
 
 from textlstm import settings
 from textlstm.data.labels import label_counts
-from textlstm.data.splits import column, load_splits
+from textlstm.data.splits import load_splits, texts_of
 from textlstm.errors import CheckpointError
 from textlstm.recipe import Recipe
 from textlstm.text.cache import Options, preprocess, text_settings, vectors_file, vocab_filename
-from textlstm.text.encoder import write_vocab_file
+from textlstm.text.encoder import token_lengths, write_vocab_file
 from textlstm.text.tokenizers import build_tokenizer
-from textlstm.text.vocab import PAD_ID, UNK_ID
+from textlstm.text.vocab import PAD_ID, UNK_ID, Ragged
 
 PERCENTILES = (50, 90, 95, 99, 100)
 
@@ -49,9 +49,7 @@ def summarize(recipe: Recipe, data_dir: str | Path | None = None) -> DataSummary
     out = []
     for name in splits.names:
         ds = splits[name]
-        lengths = np.fromiter(
-            (len(t) for t in untruncated.batch(column(ds, "text"))), dtype=np.int64
-        )
+        lengths = token_lengths(untruncated, texts_of(ds))
         counts = label_counts(ds, len(splits.labels))
         out.append(
             SplitSummary(
@@ -89,7 +87,7 @@ def build_vocabulary(
     text = text_settings(recipe)
     vectors_file(text)
     splits = load_splits(recipe.data, data_dir, recipe.seed, base)
-    texts = {name: column(splits[name], "text") for name in ("train", "validation")}
+    texts = {name: texts_of(splits[name]) for name in ("train", "validation")}
     messages = list(splits.notes)
     done = preprocess(text, texts, options, messages)
     vocab = done.encoder.vocab
@@ -122,5 +120,5 @@ def build_vocabulary(
     )
 
 
-def _id_counts(ids: list[np.ndarray], size: int) -> np.ndarray:
-    return np.bincount(np.concatenate(ids), minlength=size) if ids else np.zeros(size, np.int64)
+def _id_counts(ids: Ragged, size: int) -> np.ndarray:
+    return np.bincount(ids.flat(), minlength=size)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -218,7 +219,7 @@ def _parts_accuracy(
 
 
 def _logits_and_parts(
-    model: torch.nn.Module, ids: list[np.ndarray], batch: int, target: torch.device, mode: str
+    model: torch.nn.Module, ids: Sequence[np.ndarray], batch: int, target: torch.device, mode: str
 ) -> tuple[np.ndarray, dict[str, np.ndarray] | None]:
     """The model's logits, and for a model with ``model.wide`` its two parts' own scores: the
     network's logits and the linear scores, joined here at the model's weights (one pass of the

@@ -33,7 +33,7 @@ TEXT_FILE_LIMIT = 4 * 1024**3
 @dataclass
 class Corpus:
     encoder: Encoder  # as the classifier will use it: the recipe's own max_length
-    train: list[np.ndarray]  # every training text, whole
+    train: Sequence[np.ndarray]  # every training text, whole
     heldout: np.ndarray  # the validation texts as one stream, up to heldout_tokens
     source: str
     notes: list[str] = field(default_factory=list)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from textlstm.text.vocab import PAD_ID
+from textlstm.text.vocab import PAD_ID, Ragged
 
 
 @dataclass
@@ -39,6 +39,8 @@ class Window:
 
 def join(ids: Sequence[np.ndarray], order: np.ndarray | None = None) -> np.ndarray:
     """The texts' ids as one int64 stream, in ``order`` (all of them in turn by default)."""
+    if order is None and isinstance(ids, Ragged):
+        return ids.flat().astype(np.int64)
     picked = ids if order is None else [ids[i] for i in order]
     if not picked:
         return np.zeros(0, dtype=np.int64)

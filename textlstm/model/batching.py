@@ -13,10 +13,12 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
-from textlstm.text.vocab import PAD_ID
+from textlstm.text.vocab import PAD_ID, Ragged
 
 
 def lengths_of(ids: Sequence[np.ndarray]) -> np.ndarray:
+    if isinstance(ids, Ragged):
+        return ids.lengths
     return np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
 
 

@@ -37,6 +37,9 @@ SCALES = np.linspace(0.0, 4.0, 81)  # weights for the linear scores that fit_sca
 NETWORK_SCALES = np.linspace(0.05, 2.0, 40)  # and for the network's logits
 PRIME = 1_000_003
 CHUNK = 512  # texts per batch when features are extracted for the fit
+# n-gram occurrences the fit reads at most (about 33,000 IMDB reviews, 1.5 million SST-2
+# sentences): its memory (the sparse matrix and liblinear's copy) and time stay bounded
+WIDE_MAX_NGRAMS = 20_000_000
 
 
 def bag_sum(
@@ -128,6 +131,29 @@ class WideFit:
     validation_accuracy: float  # the linear model alone (multi-label: subset accuracy at 0.5)
     seconds: float
     validation_loss: float = 0.0  # multi-label: its binary cross-entropy, which picked C
+    rows: int = 0  # training texts fitted on (a sample of a large split)
+    of_rows: int = 0  # training texts there were
+
+
+def sample_rows(ids: Sequence[np.ndarray], order: int, limit: int) -> np.ndarray | None:
+    """Rows drawn at random (a fixed seed), in their order, whose n-grams (about ``order`` per
+    token) add up to ``limit`` at most; None when all of them fit. The fit's memory and time
+    grow with the n-grams it reads: a large split is fitted on such a sample."""
+    sizes = lengths_of(ids) * order
+    if int(sizes.sum()) <= limit:
+        return None
+    pick = np.random.default_rng(0).permutation(len(ids))
+    kept = int(np.searchsorted(np.cumsum(sizes[pick]), limit, side="right"))
+    return np.sort(pick[: max(1, kept)])
+
+
+def _sampled(
+    ids: Sequence[np.ndarray], labels: np.ndarray, order: int, limit: int
+) -> tuple[Sequence[np.ndarray], np.ndarray]:
+    rows = sample_rows(ids, order, limit)
+    if rows is None:
+        return ids, labels
+    return [ids[int(i)] for i in rows], labels[rows]
 
 
 def feature_matrix(wide: WideNgrams, ids: Sequence[np.ndarray]) -> Any:
@@ -187,6 +213,13 @@ def fit(
     (by accuracy; for multi-label labels (texts, classes), by binary cross-entropy)."""
     start = time.perf_counter()
     classes = wide.weight.shape[1]
+    total = len(train_ids)
+    train_ids, train_labels = _sampled(
+        train_ids, np.asarray(train_labels), wide.order, WIDE_MAX_NGRAMS
+    )
+    val_ids, val_labels = _sampled(
+        val_ids, np.asarray(val_labels), wide.order, WIDE_MAX_NGRAMS // 4
+    )
     train, val = feature_matrix(wide, train_ids), feature_matrix(wide, val_ids)
     best: tuple[float, float, tuple[np.ndarray, ...]] | None = None
     multi = np.ndim(val_labels) == 2
@@ -214,7 +247,8 @@ def fit(
         wide.scale.zero_()
         wide.network.fill_(1.0)
     seen = int((np.asarray(train.sum(axis=0)).ravel() > 0).sum())
-    return WideFit(c, seen, accuracy, time.perf_counter() - start, -value if multi else 0.0)
+    seconds = time.perf_counter() - start
+    return WideFit(c, seen, accuracy, seconds, -value if multi else 0.0, len(train_ids), total)
 
 
 def fit_scale(network: np.ndarray, linear: np.ndarray, labels: np.ndarray) -> tuple[float, float]:

@@ -25,7 +25,14 @@ from textlstm.errors import CheckpointError, RecipeError
 from textlstm.files import atomic_path
 from textlstm.recipe import Recipe, TokenizerConfig, VocabConfig
 from textlstm.recipe.schema import resolve_path
-from textlstm.text.encoder import Encoder, fit_encoder, read_vocab_file, write_vocab_file
+from textlstm.text.encoder import (
+    Encoder,
+    char_lengths,
+    fit_encoder,
+    read_vocab_file,
+    text_chunks,
+    write_vocab_file,
+)
 from textlstm.text.subword import SubwordTokenizer
 from textlstm.text.vectors import (
     Coverage,
@@ -36,7 +43,7 @@ from textlstm.text.vectors import (
     inspect_package,
     read_vectors,
 )
-from textlstm.text.vocab import split_by_lengths
+from textlstm.text.vocab import Ragged
 
 
 @dataclass
@@ -80,7 +87,7 @@ def text_settings(recipe: Recipe) -> TextSettings:
 @dataclass
 class Preprocessed:
     encoder: Encoder
-    ids: dict[str, list[np.ndarray]]
+    ids: dict[str, Ragged]
     vocab_key: str
     vocab_origin: str  # "built", "cache", or the file it was read from
     cached: list[str]  # splits whose ids came from the cache
@@ -98,9 +105,17 @@ def digest(*parts: str | bytes) -> str:
 
 
 def texts_fingerprint(texts: Sequence[str]) -> str:
-    """Content hash of a split's texts: the lengths make the joined bytes unambiguous."""
-    lengths = np.fromiter(map(len, texts), np.int64, len(texts))
-    return digest(lengths.tobytes(), "".join(texts))
+    """Content hash of a split's texts: the lengths make the joined bytes unambiguous. The same
+    value as ``digest(lengths, "".join(texts))``, read in two passes a chunk at a time."""
+    lengths = char_lengths(texts)
+    size = sum(len("".join(chunk).encode("utf-8", "surrogatepass")) for chunk in text_chunks(texts))
+    h = hashlib.sha256()
+    h.update(lengths.nbytes.to_bytes(8, "little"))
+    h.update(lengths.tobytes())
+    h.update(size.to_bytes(8, "little"))
+    for chunk in text_chunks(texts):
+        h.update("".join(chunk).encode("utf-8", "surrogatepass"))
+    return h.hexdigest()[:32]
 
 
 def file_identity(path: Path) -> str:
@@ -233,9 +248,7 @@ def _vocabulary(
     return encoder, "built", found or None
 
 
-def _ids(
-    encoder: Encoder, texts: Sequence[str], key: str, options: Options
-) -> tuple[list[np.ndarray], bool]:
+def _ids(encoder: Encoder, texts: Sequence[str], key: str, options: Options) -> tuple[Ragged, bool]:
     folder = options.cache_dir / "ids" / key if options.cache_dir else None
     if folder is not None and folder.is_dir():
         try:
@@ -248,33 +261,44 @@ def _ids(
     return ids, False
 
 
-def save_ids(folder: Path, ids: Sequence[np.ndarray]) -> None:
-    """One Arrow file (list<int32> column ``ids``) via ``datasets``, moved into place when whole."""
-    import datasets
-    import pyarrow as pa
-    from datasets.table import InMemoryTable
+IDS_FILE = "ids.arrow"
 
-    lengths = np.fromiter(map(len, ids), np.int64, len(ids))
-    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
-    values = np.concatenate(list(ids)).astype(np.int32) if ids else np.zeros(0, np.int32)
-    table = pa.table({"ids": pa.ListArray.from_arrays(pa.array(offsets), pa.array(values))})
+
+def save_ids(folder: Path, ids: Sequence[np.ndarray]) -> None:
+    """One Arrow stream file (a ``large_list<int32>`` column ``ids``, the format of the files
+    ``datasets`` caches), written as one batch so that it is read back memory-mapped, without a
+    copy; the folder is moved into place when whole."""
+    import pyarrow as pa
+
+    ragged = Ragged.of(ids)
+    offsets = ragged.offsets - ragged.offsets[0]
+    column = pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(ragged.flat()))
+    table = pa.table({"ids": column})
     folder.parent.mkdir(parents=True, exist_ok=True)
     try:  # another process may finish the same entry first: theirs is as good
         with atomic_path(folder, keep_existing=True) as tmp:
-            datasets.Dataset(InMemoryTable(table)).save_to_disk(str(tmp))
+            tmp.mkdir()
+            with (
+                pa.OSFile(str(tmp / IDS_FILE), "wb") as sink,
+                pa.ipc.new_stream(sink, table.schema) as writer,
+            ):
+                writer.write_table(table, max_chunksize=max(1, len(table)))
     except OSError:  # a cache that cannot be written (disk full) only costs speed
         pass
 
 
-def load_ids(folder: Path, rows: int) -> list[np.ndarray]:
-    import datasets
+def load_ids(folder: Path, rows: int) -> Ragged:
+    """The ids of ``save_ids``, memory-mapped: pages are read as batches need them."""
+    import pyarrow as pa
 
-    column = datasets.load_from_disk(str(folder)).data.column("ids").combine_chunks()
-    if len(column) != rows:
-        raise ValueError(f"{folder}: {len(column)} rows, expected {rows}")
+    # not closed here: the arrays below keep the mapping, which goes when they go
+    batches = list(pa.ipc.open_stream(pa.memory_map(str(folder / IDS_FILE))))
+    if len(batches) != 1 or batches[0].num_rows != rows:
+        raise ValueError(f"{folder}: not one batch of {rows} rows")
+    column = batches[0].column("ids")
     offsets = column.offsets.to_numpy()
-    values = column.values.to_numpy(zero_copy_only=False)
-    return split_by_lengths(values, np.diff(offsets))
+    values = column.values.to_numpy(zero_copy_only=True)
+    return Ragged(values, offsets)
 
 
 def _attach_vectors(
@@ -312,12 +336,7 @@ def _attach_vectors(
                     else np.zeros((0, vf.dim), np.float32),
                 )
     matrix, mask = embedding_matrix(vocab, found, vf.dim, np.random.default_rng(text.seed))
-    train_ids = result.ids["train"]
-    counts = (
-        np.bincount(np.concatenate(train_ids), minlength=len(vocab))
-        if train_ids
-        else np.zeros(len(vocab), np.int64)
-    )
+    counts = np.bincount(result.ids["train"].flat(), minlength=len(vocab))
     result.embedding, result.coverage = matrix, coverage(mask, counts, skipped)
     cov = result.coverage
     messages.append(

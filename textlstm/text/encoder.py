@@ -13,7 +13,7 @@ import multiprocessing
 import os
 import signal
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,9 +32,10 @@ from textlstm.text.subword import (
     train_subword,
 )
 from textlstm.text.tokenizers import Tokenizer, build_tokenizer
-from textlstm.text.vocab import UNK_ID, VOCAB_LIMIT, Vocab, split_by_lengths, vocab_from_counts
+from textlstm.text.vocab import UNK_ID, VOCAB_LIMIT, Ragged, Vocab, vocab_from_counts
 
 CHUNK = 2048  # texts per unit of work
+PASS_CHUNK = 20_000  # texts read at a time when a pass goes over all of them
 PARALLEL_MIN_CHARS = 2_000_000  # below this, starting worker processes costs more than it saves
 SUBWORD_FILE = "tokenizer.json"
 
@@ -60,20 +61,20 @@ class Encoder:
         """Token strings, as the model sees them (before the vocabulary maps them to ids)."""
         return self.tokenizer.batch(texts)
 
-    def encode(self, texts: Sequence[str], workers: int | None = None) -> list[np.ndarray]:
-        """One int64 id array per text; a text with no tokens is a single <unk>."""
+    def encode(self, texts: Sequence[str], workers: int | None = None) -> Ragged:
+        """Each text's ids (int32, views of one array); a text with no tokens is a single <unk>.
+        ``texts`` may be a lazy column: it is read a chunk at a time."""
         if isinstance(self.tokenizer, SubwordTokenizer):
             return self.tokenizer.encode(texts)
+        chars = char_lengths(texts)
         if getattr(self.tokenizer, "scan", None) is not None:
             state: Any = (self.tokenizer, HashLookup(self.vocab.tokens, UNK_ID))
-            warm_up(_longest_chunk(texts))
-            parts = _map_chunks(_encode_scan, state, texts, workers)
+            warm_up(_longest_chunk(chars))
+            parts = _map_chunks(_encode_scan, state, texts, workers, chars)
         else:
-            parts = _map_chunks(_encode_chunk, (self.tokenizer, self.vocab.index), texts, workers)
-        ids: list[np.ndarray] = []
-        for lengths, flat in parts:
-            ids.extend(split_by_lengths(flat, lengths))
-        return ids
+            state = (self.tokenizer, self.vocab.index)
+            parts = _map_chunks(_encode_chunk, state, texts, workers, chars)
+        return Ragged.join(parts)
 
     def save(self, run_dir: Path) -> None:
         self.vocab.save(run_dir / "vocab.json", tokenizer=self.cfg.kind)
@@ -126,13 +127,24 @@ def fit_encoder(
     tokenizer = build_tokenizer(tok_cfg)
     counts: Counter[str] = Counter()
     work: Callable[[Any, Sequence[str]], Mapping[str, int]] = _count_chunk
+    chars = char_lengths(texts)
     if getattr(tokenizer, "scan", None) is not None:
         work = _count_scan
-        warm_up(_longest_chunk(texts))
-    for part in _map_chunks(work, tokenizer, texts, workers):
+        warm_up(_longest_chunk(chars))
+    for part in _map_chunks(work, tokenizer, texts, workers, chars):
         counts.update(part)
     vocab = vocab_from_counts(counts, vocab_cfg, keep(counts) if keep else None)
     return Encoder(tok_cfg, vocab, tokenizer), counts
+
+
+def token_lengths(
+    tokenizer: Tokenizer, texts: Sequence[str], workers: int | None = None
+) -> np.ndarray:
+    """How many tokens ``tokenizer`` makes of each text, counted on every core a chunk at a
+    time (no list of every text's tokens is kept)."""
+    chars = char_lengths(texts)
+    parts = _map_chunks(_length_chunk, tokenizer, texts, workers, chars)
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
 
 def read_vocab_file(path: Path, cfg: TokenizerConfig) -> Encoder:
@@ -181,6 +193,10 @@ def _count_chunk(tokenizer: Tokenizer, texts: Sequence[str]) -> Counter[str]:
     return counts
 
 
+def _length_chunk(tokenizer: Tokenizer, texts: Sequence[str]) -> np.ndarray:
+    return np.fromiter(map(len, tokenizer.batch(texts)), np.int64, len(texts))
+
+
 def _count_scan(tokenizer: Any, texts: Sequence[str]) -> dict[str, int]:
     scan = tokenizer.scan(texts)
     mask, _ = scan.keep(tokenizer.max_length, tokenizer.cfg.truncation)
@@ -212,10 +228,27 @@ def _encode_chunk(
     return lengths, flat
 
 
-def _longest_chunk(texts: Sequence[str]) -> int:
-    lengths = np.fromiter(map(len, texts), np.int64, len(texts)) + 1
+def text_chunks(texts: Sequence[str], size: int = PASS_CHUNK) -> Iterator[Sequence[str]]:
+    """``texts`` a slice at a time: a lazy column (data read from an Arrow file) is never held
+    whole in memory."""
+    for lo in range(0, len(texts), size):
+        yield texts[lo : lo + size]
+
+
+def char_lengths(texts: Sequence[str]) -> np.ndarray:
+    """Each text's length in characters (int64), read a chunk at a time."""
+    out = np.empty(len(texts), dtype=np.int64)
+    at = 0
+    for chunk in text_chunks(texts):
+        out[at : at + len(chunk)] = np.fromiter(map(len, chunk), np.int64, len(chunk))
+        at += len(chunk)
+    return out
+
+
+def _longest_chunk(chars: np.ndarray) -> int:
+    lengths = chars + 1
     return max(
-        (int(lengths[lo : lo + CHUNK].sum()) for lo in range(0, len(texts), CHUNK)), default=0
+        (int(lengths[lo : lo + CHUNK].sum()) for lo in range(0, len(lengths), CHUNK)), default=0
     )
 
 
@@ -236,19 +269,24 @@ def _run_range(job: tuple[Callable[[Any, Sequence[str]], Any], int, int]) -> Any
 
 
 def _map_chunks(
-    work: Callable[[Any, Sequence[str]], Any], state: Any, texts: Sequence[str], workers: int | None
+    work: Callable[[Any, Sequence[str]], Any],
+    state: Any,
+    texts: Sequence[str],
+    workers: int | None,
+    chars: np.ndarray | None = None,
 ) -> list[Any]:
     """``work(state, chunk)`` for each chunk of texts, in order, on up to ``workers`` cores.
 
     Workers are forked, so they inherit ``state`` and the texts instead of receiving copies;
-    each gets only a (start, stop) range and sends back a small result.
+    each gets only a (start, stop) range and sends back a small result. ``chars``: the texts'
+    lengths in characters.
     """
     global _SHARED
     ranges = [(lo, min(lo + CHUNK, len(texts))) for lo in range(0, len(texts), CHUNK)]
     workers = min(cores() if workers is None else workers, len(ranges))
     if (
         workers <= 1
-        or sum(map(len, texts)) < PARALLEL_MIN_CHARS
+        or int((char_lengths(texts) if chars is None else chars).sum()) < PARALLEL_MIN_CHARS
         or "fork" not in multiprocessing.get_all_start_methods()
     ):
         return [work(state, texts[lo:hi]) for lo, hi in ranges]

@@ -25,7 +25,7 @@ from textlstm.text.tokenizers import (
     WORD_PATTERN,
     truncate,
 )
-from textlstm.text.vocab import PAD, UNK, UNK_ID, VOCAB_LIMIT, Vocab, split_by_lengths
+from textlstm.text.vocab import PAD, UNK, UNK_ID, VOCAB_LIMIT, Ragged, Vocab, split_by_lengths
 
 
 def _models() -> dict[str, tuple[Any, Any]]:
@@ -36,6 +36,9 @@ def _models() -> dict[str, tuple[Any, Any]]:
         "wordpiece": (models.WordPiece, trainers.WordPieceTrainer),
         "unigram": (models.Unigram, trainers.UnigramTrainer),
     }
+
+
+CHUNK = 20_000  # texts encoded at a time
 
 
 def train_subword(cfg: TokenizerConfig, texts: Sequence[str]) -> Any:
@@ -124,16 +127,23 @@ class SubwordTokenizer:
             for e in self.hf.encode_batch(list(texts), add_special_tokens=False)
         ]
 
-    def encode(self, texts: Sequence[str]) -> list[np.ndarray]:
-        """Ids per text; the Rust side tokenizes the batch on all cores."""
+    def encode(self, texts: Sequence[str]) -> Ragged:
+        """Ids per text (int32, views of one array); the Rust side tokenizes each chunk of texts
+        on all cores, and a chunk at a time is held."""
+        chunks = (texts[lo : lo + CHUNK] for lo in range(0, len(texts), CHUNK))
+        return Ragged.join(self._encode_chunk(chunk) for chunk in chunks)
+
+    def _encode_chunk(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         encodings = self.hf.encode_batch(list(texts), add_special_tokens=False)
         lengths = np.fromiter((len(e.ids) for e in encodings), np.int64, len(encodings))
         flat = np.fromiter(
-            itertools.chain.from_iterable(e.ids for e in encodings), np.int64, int(lengths.sum())
+            itertools.chain.from_iterable(e.ids for e in encodings), np.int32, int(lengths.sum())
         )
         limit, mode = self.max_length, self.cfg.truncation
-        unk = np.array([UNK_ID], dtype=np.int64)
-        return [
+        unk = np.array([UNK_ID], dtype=np.int32)
+        kept = [
             truncate(ids, limit, mode) if len(ids) else unk  # type: ignore[type-var]
             for ids in split_by_lengths(flat, lengths)
         ]
+        sizes = np.fromiter(map(len, kept), np.int64, len(kept))
+        return sizes, np.concatenate(kept) if kept else np.zeros(0, np.int32)

@@ -3,11 +3,12 @@ arrays every text kind produces, as views of one flat array."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import numpy as np
 
@@ -78,6 +79,77 @@ def vocab_from_counts(
         if n >= cfg.min_freq and t not in (PAD, UNK) and (keep is None or keep(t))
     ]
     return Vocab([PAD, UNK, *kept[: cfg.max_size - 2]])
+
+
+class Ragged(Sequence[np.ndarray]):
+    """Each text's token ids as a view of one flat array, found by offsets: no array object per
+    text, so a million texts cost their ids (int32) and 8 bytes each. ``ids[i]`` is text i's ids;
+    a slice is a Ragged of those texts. The flat array may be memory-mapped (the Arrow cache)."""
+
+    def __init__(self, values: np.ndarray, offsets: np.ndarray) -> None:
+        self.values, self.offsets = values, offsets.astype(np.int64, copy=False)
+
+    @classmethod
+    def from_lengths(cls, values: np.ndarray, lengths: np.ndarray) -> Ragged:
+        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        return cls(values, offsets)
+
+    @classmethod
+    def join(cls, parts: Iterable[tuple[np.ndarray, np.ndarray]]) -> Ragged:
+        """Chunks of (lengths, flat ids) in order, as one Ragged of int32 ids."""
+        parts = list(parts)
+        lengths = [np.asarray(n, dtype=np.int64) for n, _ in parts]
+        total = int(sum(int(n.sum()) for n in lengths))
+        values = np.empty(total, dtype=np.int32)
+        at = 0
+        for _, flat in parts:
+            values[at : at + len(flat)] = flat
+            at += len(flat)
+        return cls.from_lengths(values, np.concatenate(lengths) if lengths else np.zeros(0))
+
+    @classmethod
+    def of(cls, rows: Sequence[np.ndarray]) -> Ragged:
+        """Any sequence of id arrays (a Ragged is returned as it is)."""
+        if isinstance(rows, Ragged):
+            return rows
+        lengths = np.fromiter(map(len, rows), np.int64, len(rows))
+        flat = np.concatenate(list(rows)) if len(rows) else np.zeros(0, np.int32)
+        return cls.from_lengths(flat.astype(np.int32, copy=False), lengths)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @overload
+    def __getitem__(self, i: int) -> np.ndarray: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> Ragged: ...
+
+    def __getitem__(self, i: int | slice) -> np.ndarray | Ragged:
+        if isinstance(i, slice):
+            start, stop, step = i.indices(len(self))
+            if step != 1:
+                raise ValueError("a Ragged slice takes contiguous texts")
+            stop = max(start, stop)
+            return Ragged(self.values, self.offsets[start : stop + 1])
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return self.values[self.offsets[i] : self.offsets[i + 1]]
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        values, ends = self.values, self.offsets.tolist()
+        return (values[a:b] for a, b in itertools.pairwise(ends))
+
+    def flat(self) -> np.ndarray:
+        """Every text's ids one after another (a view where the texts are contiguous)."""
+        return self.values[self.offsets[0] : self.offsets[-1]]
 
 
 def split_by_lengths(flat: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:

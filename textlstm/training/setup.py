@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from textlstm.data import Splits, column, load_splits
+from textlstm.data import Splits, column, load_splits, texts_of
 from textlstm.errors import RecipeError
 from textlstm.model.classifier import LSTMClassifier
 from textlstm.model.wide import fit as fit_linear
@@ -23,7 +23,7 @@ from textlstm.run.decision import multi_hot
 from textlstm.runtime import grad_scaler
 from textlstm.text.cache import Options, Preprocessed, preprocess, text_settings, vectors_file
 from textlstm.text.encoder import Encoder
-from textlstm.text.vocab import Vocab
+from textlstm.text.vocab import Ragged, Vocab
 from textlstm.training import distributed
 from textlstm.training.distributed import SINGLE, World
 from textlstm.training.events import Events
@@ -35,7 +35,7 @@ from textlstm.training.transfer import encoder_folder, load_encoder, with_encode
 class Prepared:
     splits: Splits
     encoder: Encoder
-    ids: dict[str, list[np.ndarray]]
+    ids: dict[str, Ragged]
     preprocessed: Preprocessed
 
     @property
@@ -59,7 +59,7 @@ def prepare(
     for note in splits.notes:
         events.message(note)
     # the test split is left alone: `evaluate` reads it from the finished run
-    texts = {name: column(splits[name], "text") for name in ("train", "validation")}
+    texts = {name: texts_of(splits[name]) for name in ("train", "validation")}
     messages: list[str] = []
     done = preprocess(text, texts, options, messages)
     for message in messages:
@@ -262,9 +262,13 @@ def fit_wide(fit: Fit, prepared: Prepared, events: Events) -> float:
         if fit.multi_label
         else f"{done.validation_accuracy:.2%} accuracy"
     )
+    texts = (
+        "the training texts"
+        if done.rows == done.of_rows
+        else f"a sample of {done.rows:,} of the {done.of_rows:,} training texts"
+    )
     events.message(
-        f"model.wide: naive Bayes logistic regression on {done.features:,} n-grams of the "
-        f"training texts, C = {done.c:g} (chosen on validation: {score} alone), "
-        f"{done.seconds:.0f} s"
+        f"model.wide: naive Bayes logistic regression on {done.features:,} n-grams of "
+        f"{texts}, C = {done.c:g} (chosen on validation: {score} alone), {done.seconds:.0f} s"
     )
     return done.seconds
