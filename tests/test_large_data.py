@@ -103,10 +103,11 @@ def test_a_lazy_column_encodes_as_a_list_does(monkeypatch, kind):
         assert got.flat().tolist() == expected.flat().tolist()
 
 
-def test_token_lengths_count_every_token_untruncated(monkeypatch):
+@pytest.mark.parametrize("kind", ["regex", "spacy"])  # the numpy scanner, and not
+def test_token_lengths_count_every_token_untruncated(monkeypatch, kind):
     monkeypatch.setattr(encoder_module, "CHUNK", 4)
     monkeypatch.setattr(encoder_module, "PARALLEL_MIN_CHARS", 0)
-    tokenizer = build_tokenizer(TokenizerConfig(kind="regex", max_length=100_000))
+    tokenizer = build_tokenizer(TokenizerConfig(kind=kind, max_length=100_000))
     ds = shuffled(TEXTS)
     got = token_lengths(tokenizer, TextColumn(ds), workers=2)
     assert got.tolist() == [len(tokenizer(t)) for t in column(ds, "text")]
@@ -189,3 +190,20 @@ def test_the_linear_model_is_fitted_on_a_bounded_sample(monkeypatch):
     model = wide_module.WideNgrams(40, 3, 1024, 2)
     done = wide_module.fit(model, ids, labels, ids[:50], labels[:50])
     assert done.of_rows == 200 and done.rows == len(rows)
+
+
+@pytest.mark.parametrize("fraction", [0.1, 0.25])
+def test_stratified_carve_takes_the_rows_datasets_takes(fraction):
+    from textlstm.data.splits import stratified_rows
+
+    labels = [0] * 30 + [1] * 12 + [2] * 6
+    ds = datasets.Dataset.from_dict(
+        {"text": [f"t{i}" for i in range(48)], "label": labels},
+        features=datasets.Features(
+            {"text": datasets.Value("string"), "label": datasets.ClassLabel(names=["a", "b", "c"])}
+        ),
+    )
+    parts = ds.train_test_split(test_size=fraction, seed=13, stratify_by_column="label")
+    held, rest = stratified_rows(np.asarray(labels), fraction, 13)
+    assert ds.select(held)["text"] == parts["test"]["text"]
+    assert ds.select(rest)["text"] == parts["train"]["text"]

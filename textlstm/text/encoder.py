@@ -143,8 +143,12 @@ def token_lengths(
     """How many tokens ``tokenizer`` makes of each text, counted on every core a chunk at a
     time (no list of every text's tokens is kept)."""
     chars = char_lengths(texts)
-    parts = _map_chunks(_length_chunk, tokenizer, texts, workers, chars)
-    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+    work: Callable[[Any, Sequence[str]], np.ndarray] = _length_chunk
+    if getattr(tokenizer, "scan", None) is not None:
+        work = _length_scan
+        warm_up(_longest_chunk(chars))
+    parts = _map_chunks(work, tokenizer, texts, workers, chars)
+    return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
 
 
 def read_vocab_file(path: Path, cfg: TokenizerConfig) -> Encoder:
@@ -195,6 +199,11 @@ def _count_chunk(tokenizer: Tokenizer, texts: Sequence[str]) -> Counter[str]:
 
 def _length_chunk(tokenizer: Tokenizer, texts: Sequence[str]) -> np.ndarray:
     return np.fromiter(map(len, tokenizer.batch(texts)), np.int64, len(texts))
+
+
+def _length_scan(tokenizer: Any, texts: Sequence[str]) -> np.ndarray:
+    _, lengths = tokenizer.scan(texts).keep(tokenizer.max_length, tokenizer.cfg.truncation)
+    return np.asarray(lengths)
 
 
 def _count_scan(tokenizer: Any, texts: Sequence[str]) -> dict[str, int]:
