@@ -160,7 +160,8 @@ def feature_matrix(wide: WideNgrams, ids: Sequence[np.ndarray]) -> Any:
     """A scipy CSR matrix (texts, rows) of 0/1: which feature rows each text has."""
     from scipy import sparse
 
-    indices: list[np.ndarray] = []
+    counts: list[np.ndarray] = []
+    parts: list[np.ndarray] = []  # each chunk's feature rows, text after text (int32)
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start : start + CHUNK]
         lengths = torch.tensor([len(x) for x in chunk])
@@ -168,9 +169,11 @@ def feature_matrix(wide: WideNgrams, ids: Sequence[np.ndarray]) -> Any:
         for column, x in enumerate(chunk):
             tokens[: len(x), column] = torch.from_numpy(np.asarray(x, dtype=np.int64))
         features = ngram_features(tokens, lengths, wide.vocab_size, wide.order, wide.buckets)
-        indices.extend(row[row != PAD_ID].numpy() for row in features)
-    pointers = np.cumsum([0] + [len(row) for row in indices])
-    flat = np.concatenate(indices) if indices else np.zeros(0, dtype=np.int64)
+        kept = features != PAD_ID
+        counts.append(kept.sum(dim=1).numpy())
+        parts.append(features[kept].numpy().astype(np.int32))
+    pointers = np.concatenate([[0], np.cumsum(np.concatenate(counts))]) if counts else [0]
+    flat = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
     shape = (len(ids), wide.weight.shape[0])
     return sparse.csr_matrix((np.ones(len(flat), np.float32), flat, pointers), shape=shape)
 
