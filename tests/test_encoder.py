@@ -113,7 +113,7 @@ def test_tokenizer_workers_drop_the_ranks_sigterm_handler(monkeypatch):
     before = signal.getsignal(signal.SIGTERM)
     try:
         distributed.stop_on_sigterm()
-        seen = encoder_module._map_chunks(_handlers, None, ["a b", "c d", "e f", "g h"], 2)
+        seen = list(encoder_module._map_chunks(_handlers, None, ["a b", "c d", "e f", "g h"], 2))
     finally:
         signal.signal(signal.SIGTERM, before)
     assert [pair for chunk in seen for pair in chunk] == [(signal.SIG_DFL, signal.SIG_IGN)] * 2

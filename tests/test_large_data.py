@@ -54,6 +54,10 @@ def test_ragged_rows_slices_and_flat_ids():
         ids[4]
     joined = Ragged.join([(np.array([2, 1]), np.array([1, 2, 3])), (np.array([1]), np.array([4]))])
     assert [r.tolist() for r in joined] == [[1, 2], [3], [4]]
+    parts = [(np.array([2, 1]), np.array([1, 2, 3])), (np.array([1]), np.array([4]))]
+    for capacity in (4, 100, 2):  # exact, ample (pages left untouched), too small (it grows)
+        streamed = Ragged.join(iter(parts), capacity)
+        assert [r.tolist() for r in streamed] == [[1, 2], [3], [4]] and len(streamed.flat()) == 4
     assert Ragged.of(ids) is ids
 
 
@@ -207,3 +211,14 @@ def test_stratified_carve_takes_the_rows_datasets_takes(fraction):
     held, rest = stratified_rows(np.asarray(labels), fraction, 13)
     assert ds.select(held)["text"] == parts["test"]["text"]
     assert ds.select(rest)["text"] == parts["train"]["text"]
+
+
+def test_a_pass_over_a_lazy_column_runs_in_a_forked_process():
+    import os
+
+    from textlstm.text.encoder import apart, lengths_apart
+
+    lazy = TextColumn(shuffled(TEXTS))
+    assert apart(os.getpid, lazy) != os.getpid()
+    assert apart(os.getpid, list(lazy)) == os.getpid()
+    assert lengths_apart(lazy).tolist() == [len(t) for t in lazy]

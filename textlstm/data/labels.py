@@ -21,6 +21,7 @@ from typing import Any
 from textlstm.data.sources import LARGE_BYTES, column
 from textlstm.errors import DataError
 from textlstm.recipe import DataConfig
+from textlstm.text.encoder import forked
 
 
 def _feature(ds: Any, name: str) -> tuple[Any, bool]:
@@ -134,7 +135,12 @@ def normalize(
         for start in range(0, len(picked), NORMALIZE_CHUNK)
     )
     try:
-        out = _rows_dataset(chunks, features, ds.data.nbytes > LARGE_BYTES)
+        if ds.data.nbytes > LARGE_BYTES:  # read and written in a forked process: see _spill
+            folder = scratch_folder()  # made here, so that it outlives that process
+            path, rows.skipped, rows.unseen = forked(lambda: _spill(chunks, features, folder, rows))
+            out = datasets.Dataset.from_file(path)
+        else:
+            out = _in_memory(chunks, features)
     except _EmptyLabels as exc:
         raise DataError(
             f"{source}: split '{split}' row {exc.row}: an empty label list; every row needs "
@@ -146,6 +152,7 @@ def normalize(
 
 class _EmptyLabels(Exception):
     def __init__(self, row: int) -> None:
+        super().__init__(row)  # its args carry it back from a forked process
         self.row = row
 
 
@@ -174,21 +181,25 @@ def _normalized(
     return {"text": texts, "label": ids}
 
 
-def _rows_dataset(chunks: Iterator[dict[str, list[Any]]], features: Any, spill: bool) -> Any:
-    """The chunks as one Dataset: in memory, or (``spill``) written to a scratch Arrow file
-    that is memory-mapped."""
+def _in_memory(chunks: Iterator[dict[str, list[Any]]], features: Any) -> Any:
     import datasets
 
-    if not spill:
-        texts: list[str] = []
-        ids: list[Any] = []
-        for chunk in chunks:
-            texts += chunk["text"]
-            ids += chunk["label"]
-        return datasets.Dataset.from_dict({"text": texts, "label": ids}, features=features)
+    texts: list[str] = []
+    ids: list[Any] = []
+    for chunk in chunks:
+        texts += chunk["text"]
+        ids += chunk["label"]
+    return datasets.Dataset.from_dict({"text": texts, "label": ids}, features=features)
+
+
+def _spill(
+    chunks: Iterator[dict[str, list[Any]]], features: Any, folder: Path, rows: _Rows
+) -> tuple[str, int, Counter[str]]:
+    """The chunks written to a new Arrow file in ``folder``; (its path, and what ``rows``
+    counted). Run in a forked process: the source's pages it reads stay out of this one."""
     from datasets.arrow_writer import ArrowWriter
 
-    path = scratch_folder() / f"rows-{uuid.uuid4().hex}.arrow"
+    path = folder / f"rows-{uuid.uuid4().hex}.arrow"
     writer = ArrowWriter(features=features, path=str(path))
     try:
         for chunk in chunks:
@@ -197,7 +208,7 @@ def _rows_dataset(chunks: Iterator[dict[str, list[Any]]], features: Any, spill: 
         writer.finalize()
     finally:
         writer.close()
-    return datasets.Dataset.from_file(str(path))
+    return str(path), rows.skipped, rows.unseen
 
 
 _SCRATCH: list[Path] = []

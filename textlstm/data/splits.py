@@ -25,6 +25,7 @@ from textlstm.data.labels import is_multi_label, label_counter, label_names, nor
 from textlstm.data.sources import column, data_root, load_raw, texts_of
 from textlstm.errors import DataError
 from textlstm.recipe import DataConfig
+from textlstm.text.encoder import apart
 
 __all__ = ["Splits", "column", "data_root", "label_names", "load_raw", "load_splits", "normalize"]
 
@@ -48,6 +49,11 @@ class Splits:
         return list(self.datasets.keys())
 
     def fingerprint(self) -> str:
+        """A hash of every split's texts and labels; for a large split (a lazy column) read in a
+        forked process, so that its pages stay out of this one's memory."""
+        return apart(self._digest, texts_of(self[self.names[0]]))
+
+    def _digest(self) -> str:
         digest = hashlib.blake2b(digest_size=16)
         for split in self.names:
             digest.update(split.encode())

@@ -27,6 +27,7 @@ from textlstm.recipe import Recipe, TokenizerConfig, VocabConfig
 from textlstm.recipe.schema import resolve_path
 from textlstm.text.encoder import (
     Encoder,
+    apart,
     char_lengths,
     fit_encoder,
     read_vocab_file,
@@ -107,6 +108,15 @@ def digest(*parts: str | bytes) -> str:
 def texts_fingerprint(texts: Sequence[str]) -> str:
     """Content hash of a split's texts: the lengths make the joined bytes unambiguous. The same
     value as ``digest(lengths, "".join(texts))``, read in two passes a chunk at a time."""
+    return _measured(texts)[0]
+
+
+def measure_texts(texts: Sequence[str]) -> tuple[str, np.ndarray]:
+    """(fingerprint, each text's length in characters), read apart for a lazy column."""
+    return apart(lambda: _measured(texts), texts)
+
+
+def _measured(texts: Sequence[str]) -> tuple[str, np.ndarray]:
     lengths = char_lengths(texts)
     size = sum(len("".join(chunk).encode("utf-8", "surrogatepass")) for chunk in text_chunks(texts))
     h = hashlib.sha256()
@@ -115,7 +125,7 @@ def texts_fingerprint(texts: Sequence[str]) -> str:
     h.update(size.to_bytes(8, "little"))
     for chunk in text_chunks(texts):
         h.update("".join(chunk).encode("utf-8", "surrogatepass"))
-    return h.hexdigest()[:32]
+    return h.hexdigest()[:32], lengths
 
 
 def file_identity(path: Path) -> str:
@@ -177,9 +187,12 @@ def preprocess(
     options = options or Options()
     messages = messages if messages is not None else []
     vf = vectors_file(text)
-    fingerprints = {name: texts_fingerprint(split) for name, split in texts.items()}
+    measured = {name: measure_texts(split) for name, split in texts.items()}
+    fingerprints = {name: fingerprint for name, (fingerprint, _) in measured.items()}
     key = vocab_key(text, fingerprints["train"], vf)
-    encoder, origin, found = _vocabulary(text, texts["train"], key, vf, options)
+    encoder, origin, found = _vocabulary(
+        text, texts["train"], key, vf, options, measured["train"][1]
+    )
     messages.append(
         f"vocabulary: {len(encoder.vocab):,} entries, "
         + (
@@ -193,7 +206,8 @@ def preprocess(
     ids, cached = {}, []
     ekey = encoder_key(encoder)
     for name, split in texts.items():
-        ids[name], hit = _ids(encoder, split, digest(fingerprints[name], ekey), options)
+        chars = measured[name][1]
+        ids[name], hit = _ids(encoder, split, digest(fingerprints[name], ekey), options, chars)
         if hit:
             cached.append(name)
     if cached:
@@ -208,7 +222,12 @@ def preprocess(
 
 
 def _vocabulary(
-    text: TextSettings, train: Sequence[str], key: str, vf: VectorFile | None, options: Options
+    text: TextSettings,
+    train: Sequence[str],
+    key: str,
+    vf: VectorFile | None,
+    options: Options,
+    chars: np.ndarray,
 ) -> tuple[Encoder, str, dict[str, np.ndarray] | None]:
     cfg = text.tokenizer
     if text.vocab.path is not None:
@@ -241,6 +260,7 @@ def _vocabulary(
         train,
         keep=with_vectors if text.vocab.vectors_only else None,
         workers=options.workers,
+        chars=chars,
     )
     if cached is not None:
         cached.parent.mkdir(parents=True, exist_ok=True)
@@ -248,14 +268,16 @@ def _vocabulary(
     return encoder, "built", found or None
 
 
-def _ids(encoder: Encoder, texts: Sequence[str], key: str, options: Options) -> tuple[Ragged, bool]:
+def _ids(
+    encoder: Encoder, texts: Sequence[str], key: str, options: Options, chars: np.ndarray
+) -> tuple[Ragged, bool]:
     folder = options.cache_dir / "ids" / key if options.cache_dir else None
     if folder is not None and folder.is_dir():
         try:
             return load_ids(folder, len(texts)), True
         except Exception:  # noqa: BLE001 - any damage to a cache entry means: rebuild it
             shutil.rmtree(folder, ignore_errors=True)
-    ids = encoder.encode(texts, options.workers)
+    ids = encoder.encode(texts, options.workers, chars)
     if folder is not None:
         save_ids(folder, ids)
     return ids, False

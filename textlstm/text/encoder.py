@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -34,6 +34,7 @@ from textlstm.text.subword import (
 from textlstm.text.tokenizers import Tokenizer, build_tokenizer
 from textlstm.text.vocab import UNK_ID, VOCAB_LIMIT, Ragged, Vocab, vocab_from_counts
 
+T = TypeVar("T")
 CHUNK = 2048  # texts per unit of work
 PASS_CHUNK = 20_000  # texts read at a time when a pass goes over all of them
 PARALLEL_MIN_CHARS = 2_000_000  # below this, starting worker processes costs more than it saves
@@ -61,12 +62,15 @@ class Encoder:
         """Token strings, as the model sees them (before the vocabulary maps them to ids)."""
         return self.tokenizer.batch(texts)
 
-    def encode(self, texts: Sequence[str], workers: int | None = None) -> Ragged:
+    def encode(
+        self, texts: Sequence[str], workers: int | None = None, chars: np.ndarray | None = None
+    ) -> Ragged:
         """Each text's ids (int32, views of one array); a text with no tokens is a single <unk>.
-        ``texts`` may be a lazy column: it is read a chunk at a time."""
+        ``texts`` may be a lazy column: it is read a chunk at a time. ``chars``: the texts'
+        lengths in characters, where the caller has them."""
         if isinstance(self.tokenizer, SubwordTokenizer):
             return self.tokenizer.encode(texts)
-        chars = char_lengths(texts)
+        chars = lengths_apart(texts) if chars is None else chars
         if getattr(self.tokenizer, "scan", None) is not None:
             state: Any = (self.tokenizer, HashLookup(self.vocab.tokens, UNK_ID))
             warm_up(_longest_chunk(chars))
@@ -74,7 +78,9 @@ class Encoder:
         else:
             state = (self.tokenizer, self.vocab.index)
             parts = _map_chunks(_encode_chunk, state, texts, workers, chars)
-        return Ragged.join(parts)
+        # a token is at least one character, and a text keeps max_length of them (or one <unk>)
+        capacity = int(np.minimum(np.maximum(chars, 1), self.cfg.max_length).sum())
+        return Ragged.join(parts, capacity)
 
     def save(self, run_dir: Path) -> None:
         self.vocab.save(run_dir / "vocab.json", tokenizer=self.cfg.kind)
@@ -114,6 +120,7 @@ def fit_encoder(
     texts: Sequence[str],
     keep: Callable[[Counter[str]], Callable[[str], bool]] | None = None,
     workers: int | None = None,
+    chars: np.ndarray | None = None,
 ) -> tuple[Encoder, Counter[str]]:
     """Train the tokenizer (subword) or count tokens (word kinds) on ``texts``.
 
@@ -127,7 +134,7 @@ def fit_encoder(
     tokenizer = build_tokenizer(tok_cfg)
     counts: Counter[str] = Counter()
     work: Callable[[Any, Sequence[str]], Mapping[str, int]] = _count_chunk
-    chars = char_lengths(texts)
+    chars = lengths_apart(texts) if chars is None else chars
     if getattr(tokenizer, "scan", None) is not None:
         work = _count_scan
         warm_up(_longest_chunk(chars))
@@ -142,12 +149,12 @@ def token_lengths(
 ) -> np.ndarray:
     """How many tokens ``tokenizer`` makes of each text, counted on every core a chunk at a
     time (no list of every text's tokens is kept)."""
-    chars = char_lengths(texts)
+    chars = lengths_apart(texts)
     work: Callable[[Any, Sequence[str]], np.ndarray] = _length_chunk
     if getattr(tokenizer, "scan", None) is not None:
         work = _length_scan
         warm_up(_longest_chunk(chars))
-    parts = _map_chunks(work, tokenizer, texts, workers, chars)
+    parts = list(_map_chunks(work, tokenizer, texts, workers, chars))
     return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
 
 
@@ -188,6 +195,7 @@ def write_vocab_file(encoder: Encoder, path: Path, **about: Any) -> None:
 # ---- worker processes -----------------------------------------------------------------------
 
 _SHARED: tuple[Any, Sequence[str]] | None = None  # (state, texts), inherited by forked workers
+_APART: Callable[[], Any] | None = None  # the work of ``apart``, inherited by its process
 
 
 def _count_chunk(tokenizer: Tokenizer, texts: Sequence[str]) -> Counter[str]:
@@ -254,6 +262,37 @@ def char_lengths(texts: Sequence[str]) -> np.ndarray:
     return out
 
 
+def apart(work: Callable[[], T], texts: Sequence[str]) -> T:
+    """``work()``, in a forked process where ``texts`` is a lazy column (a list: here). A pass
+    over memory-mapped texts then maps their pages into that process, not into this one, whose
+    memory stays that of the token ids."""
+    return work() if isinstance(texts, list) else forked(work)
+
+
+def forked(work: Callable[[], T]) -> T:
+    """``work()`` in a forked process (here, where there is no fork), its result (or error)
+    sent back: whatever memory it maps or allocates goes with that process."""
+    global _APART
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return work()
+    _APART = work
+    try:
+        with multiprocessing.get_context("fork").Pool(1, _quiet_worker) as pool:
+            return pool.apply(_run_apart)
+    finally:
+        _APART = None
+
+
+def lengths_apart(texts: Sequence[str]) -> np.ndarray:
+    """``char_lengths``, read in a forked process for a lazy column (see ``apart``)."""
+    return apart(lambda: char_lengths(texts), texts)
+
+
+def _run_apart() -> Any:
+    assert _APART is not None
+    return _APART()
+
+
 def _longest_chunk(chars: np.ndarray) -> int:
     lengths = chars + 1
     return max(
@@ -283,8 +322,10 @@ def _map_chunks(
     texts: Sequence[str],
     workers: int | None,
     chars: np.ndarray | None = None,
-) -> list[Any]:
-    """``work(state, chunk)`` for each chunk of texts, in order, on up to ``workers`` cores.
+) -> Iterator[Any]:
+    """``work(state, chunk)`` for each chunk of texts, in order, on up to ``workers`` cores,
+    yielded as they come (a caller that merges them, as token counts are, holds a few at a
+    time).
 
     Workers are forked, so they inherit ``state`` and the texts instead of receiving copies;
     each gets only a (start, stop) range and sends back a small result. ``chars``: the texts'
@@ -298,10 +339,12 @@ def _map_chunks(
         or int((char_lengths(texts) if chars is None else chars).sum()) < PARALLEL_MIN_CHARS
         or "fork" not in multiprocessing.get_all_start_methods()
     ):
-        return [work(state, texts[lo:hi]) for lo, hi in ranges]
+        yield from (work(state, texts[lo:hi]) for lo, hi in ranges)
+        return
     _SHARED = (state, texts)
     try:
         with multiprocessing.get_context("fork").Pool(workers, _quiet_worker) as pool:
-            return pool.map(_run_range, [(work, lo, hi) for lo, hi in ranges], chunksize=1)
+            jobs = [(work, lo, hi) for lo, hi in ranges]
+            yield from pool.imap(_run_range, jobs, chunksize=1)
     finally:
         _SHARED = None

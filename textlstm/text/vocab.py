@@ -96,17 +96,37 @@ class Ragged(Sequence[np.ndarray]):
         return cls(values, offsets)
 
     @classmethod
-    def join(cls, parts: Iterable[tuple[np.ndarray, np.ndarray]]) -> Ragged:
-        """Chunks of (lengths, flat ids) in order, as one Ragged of int32 ids."""
-        parts = list(parts)
-        lengths = [np.asarray(n, dtype=np.int64) for n, _ in parts]
+    def join(
+        cls, parts: Iterable[tuple[np.ndarray, np.ndarray]], capacity: int | None = None
+    ) -> Ragged:
+        """Chunks of (lengths, flat ids) in order, as one Ragged of int32 ids. With
+        ``capacity`` (at least the ids to come) each chunk is copied as it arrives into an
+        array of that size, whose pages past the last id are never touched, so no memory
+        goes to the chunks; without it they are gathered first."""
+        if capacity is not None:
+            return cls._streamed(parts, capacity)
+        chunks: list[Any] = list(parts)
+        lengths = [np.asarray(n, dtype=np.int64) for n, _ in chunks]
         total = int(sum(int(n.sum()) for n in lengths))
-        values = np.empty(total, dtype=np.int32)
+        values = np.empty(total, dtype=np.int32)  # its pages are taken as they are written
         at = 0
-        for _, flat in parts:
+        for i, (_, flat) in enumerate(chunks):
             values[at : at + len(flat)] = flat
             at += len(flat)
+            chunks[i] = None
         return cls.from_lengths(values, np.concatenate(lengths) if lengths else np.zeros(0))
+
+    @classmethod
+    def _streamed(cls, parts: Iterable[tuple[np.ndarray, np.ndarray]], capacity: int) -> Ragged:
+        values = np.empty(capacity, dtype=np.int32)
+        lengths, at = [], 0
+        for n, flat in parts:
+            if at + len(flat) > len(values):  # more than promised: grow (a copy)
+                values = np.concatenate([values[:at], np.empty(at + len(flat), np.int32)])
+            values[at : at + len(flat)] = flat
+            at += len(flat)
+            lengths.append(np.asarray(n, dtype=np.int64))
+        return cls.from_lengths(values[:at], np.concatenate(lengths) if lengths else np.zeros(0))
 
     @classmethod
     def of(cls, rows: Sequence[np.ndarray]) -> Ragged:
