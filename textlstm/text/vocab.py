@@ -105,16 +105,10 @@ class Ragged(Sequence[np.ndarray]):
         goes to the chunks; without it they are gathered first."""
         if capacity is not None:
             return cls._streamed(parts, capacity)
-        chunks: list[Any] = list(parts)
-        lengths = [np.asarray(n, dtype=np.int64) for n, _ in chunks]
-        total = int(sum(int(n.sum()) for n in lengths))
-        values = np.empty(total, dtype=np.int32)  # its pages are taken as they are written
-        at = 0
-        for i, (_, flat) in enumerate(chunks):
-            values[at : at + len(flat)] = flat
-            at += len(flat)
-            chunks[i] = None
-        return cls.from_lengths(values, np.concatenate(lengths) if lengths else np.zeros(0))
+        chunks = list(parts)
+        total = sum(len(flat) for _, flat in chunks)
+        chunks.reverse()  # each chunk is let go once copied: popped from the end
+        return cls._streamed((chunks.pop() for _ in range(len(chunks))), total)
 
     @classmethod
     def _streamed(cls, parts: Iterable[tuple[np.ndarray, np.ndarray]], capacity: int) -> Ragged:
