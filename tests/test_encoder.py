@@ -1,6 +1,9 @@
 """Tokenizer kinds, encoders, the vocabulary store and the preprocessing cache."""
 
 import json
+import multiprocessing
+import multiprocessing.connection
+import os
 
 import numpy as np
 import pytest
@@ -117,6 +120,49 @@ def test_tokenizer_workers_drop_the_ranks_sigterm_handler(monkeypatch):
     finally:
         signal.signal(signal.SIGTERM, before)
     assert [pair for chunk in seen for pair in chunk] == [(signal.SIG_DFL, signal.SIG_IGN)] * 2
+
+
+_HOLD: list[int] = []  # a pipe that a process forked in the test below waits on, once
+
+
+def _wait_in_child():
+    if _HOLD:
+        os.read(_HOLD[0], 1)
+
+
+os.register_at_fork(after_in_child=_wait_in_child)
+
+
+def test_a_worker_sent_sigterm_before_its_start_still_ends_by_it():
+    """A pool that ends before a worker has started (a short job, a slow fork) sends SIGTERM
+    to a worker that still has the rank's raising handler. Held back until the worker has
+    dropped that handler, SIGTERM ends it; reaching the handler, it would leave the worker
+    alive, waiting for the ending pool's lock (a hang seen once in the whole suite)."""
+    import signal
+
+    from textlstm.training import distributed
+
+    before = signal.getsignal(signal.SIGTERM)
+    read, write = os.pipe()
+    _HOLD.append(read)
+    try:
+        distributed.stop_on_sigterm()
+        pool = encoder_module._forked_pool(1)
+    finally:
+        _HOLD.clear()
+        signal.signal(signal.SIGTERM, before)
+    try:
+        (worker,) = pool._pool
+        os.kill(worker.pid, signal.SIGTERM)  # while it waits in its after-fork hook
+        os.write(write, b"x")
+        ended = multiprocessing.connection.wait([worker.sentinel], timeout=60)
+        assert ended, "the worker lived on after SIGTERM"
+        worker.join()
+        assert worker.exitcode == -signal.SIGTERM
+    finally:
+        pool.terminate()
+        os.close(read)
+        os.close(write)
 
 
 @pytest.mark.parametrize("kind", ["regex", "whitespace", "spacy", "bpe", "wordpiece", "unigram"])

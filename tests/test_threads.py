@@ -177,6 +177,7 @@ def test_train_records_the_threads_with_the_device(tmp_path, recipe_path):
     assert "device cpu, 1 thread (set by --threads), fp32" in result.stdout
     meta = json.loads((tmp_path / "runs" / "tiny" / "latest" / "meta.json").read_text())
     assert meta["threads"]["threads"] == 1 and meta["threads"]["chosen_by"] == "--threads"
+    assert "lanes" not in meta["threads"]  # one thread set by the user: no second lane
 
 
 def test_train_chooses_by_load_and_says_so(tmp_path, recipe_path):
@@ -188,10 +189,16 @@ def test_train_chooses_by_load_and_says_so(tmp_path, recipe_path):
     chosen = meta["threads"]
     assert chosen["chosen_by"] == "load" and 1 <= chosen["threads"] <= chosen["cores"]
     said = re.search(
-        r"device cpu, (\d) threads? \((\d) cores[^)]*; followed\), fp32", result.stdout
+        r"device cpu, (\d) threads? \((\d) cores[^)]*; followed\)"
+        r"(, the two directions side by side \(1 \+ 1\))?, fp32",
+        result.stdout,
     )
     assert said is not None, result.stdout
     assert (int(said[1]), int(said[2])) == (chosen["threads"], chosen["cores"])
+    # the recipe's BiLSTM runs its directions as two lanes of one thread where there are 2 cores
+    side_by_side = chosen["cores"] >= 2
+    assert (said[3] is not None) == side_by_side
+    assert chosen.get("lanes") == ([1, 1] if side_by_side else None)
 
 
 def test_a_bad_thread_count_on_the_command_line_is_refused(tmp_path, recipe_path, monkeypatch):

@@ -18,6 +18,13 @@ training ran at 0.31x its speed alone, and at 0.65x on one thread (bench/README.
   ``FOLLOW_SECONDS``: a second training started beside this one is seen within seconds, and both
   settle at one thread each, which together outrun two trainings of two threads each.
 
+Inside ``two_lanes`` (the epochs and the inference of a bidirectional model), the threads are
+split into two lanes that run the model's two directions side by side
+(``textlstm.model.directions``): the calling thread keeps half the count, a worker thread the
+other half, and neither waits at the other's barriers. Having no barrier to share, two lanes
+of one thread each also run where the load left one thread: beside other work they slow down
+as it takes its share of the cores, not 3x as a barrier-bound step does.
+
 A user who sets the count (``--threads N``, ``TEXTLSTM_THREADS``, or ``OMP_NUM_THREADS``) gets
 exactly that count and no following. Floating-point sums can differ in their last bits with the
 number of threads, so a run that must repeat bit for bit on a shared machine sets it.
@@ -27,7 +34,10 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -269,9 +279,51 @@ def current() -> Policy | None:
     return _policy
 
 
+_lanes = threading.local()  # .depth: how many two_lanes blocks this thread is in
+
+
+@contextmanager
+def two_lanes(wanted: bool = True) -> Iterator[None]:
+    """Within (where ``wanted``), work that runs as two lanes does so, each on half the policy's
+    threads, the calling thread on the first half (``lanes``); its own count is that half while
+    inside, and the whole count again after. Blocks nest; another thread is not affected."""
+    if not wanted:
+        yield
+        return
+    _lanes.depth = getattr(_lanes, "depth", 0) + 1
+    try:
+        _reapply()
+        yield
+    finally:
+        _lanes.depth -= 1
+        _reapply()
+
+
+def lanes() -> tuple[int, int] | None:
+    """(this thread's, the worker's) threads where two lanes run here, else None: inside
+    ``two_lanes``, with a policy of two threads or more, or one the load chose on two cores or
+    more. Lanes share no barrier, so beside other work two lanes of one thread each still beat
+    one thread alone; a count set by the user (or a torchrun launcher) is kept as it is."""
+    policy = _policy
+    if not getattr(_lanes, "depth", 0) or policy is None:
+        return None
+    count = policy.threads
+    if count < 2 and policy.chosen_by == "load" and policy.cores >= 2:
+        count = 2
+    return (count - count // 2, count // 2) if count >= 2 else None
+
+
+def _reapply() -> None:
+    if _policy is not None:
+        _apply(_policy.threads)
+
+
 def _apply(threads: int) -> None:
     import torch
 
+    split = lanes()
+    if split is not None:
+        threads = split[0]  # this thread's lane; the worker sets its own
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
 

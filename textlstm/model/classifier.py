@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from textlstm.model.batching import iterate, lengths_of, sorted_batches, to_device
+from textlstm.model.directions import Lane, run_both, two_lanes_for
 from textlstm.model.wide import WideNgrams, bag_sum
 from textlstm.recipe import ModelConfig
 from textlstm.runtime import autocast
@@ -173,54 +174,81 @@ class LSTMClassifier(nn.Module):
         for i, forward_layer in enumerate(self.forward_layers):
             if i > 0:
                 x = self.dropout(x)  # between stacked layers
-            forward_out, _ = forward_layer(x)  # (seq_len, batch, hidden_size)
             if not self.cfg.bidirectional:
-                x = forward_out
+                x, _ = forward_layer(x)  # (seq_len, batch, hidden_size)
                 continue
             dropped = self.training and self.embedding_dropout.p > 0
-            if i == 0 and self.reembed and perturbation is None and not dropped:
-                # the same as reversing the embeddings, at the cost of reversing the ids
-                reversed_in = self.embedding(reverse_within_length(tokens, lengths, index))
-            else:
-                reversed_in = reverse_within_length(x, lengths, index)  # (seq_len, batch, features)
-            backward_out, _ = self.backward_layers[i](reversed_in)  # reversed text order
-            if i == last_layer and self.attention is None:
-                # each direction is pooled in its own reading order: padding sits at the same
-                # positions in both, and both end at position length - 1
-                pooled = torch.cat(
-                    [
-                        self.pool_direction(forward_out, lengths),
-                        self.pool_direction(backward_out, lengths),
-                    ],
-                    dim=-1,
-                )  # (batch, pooled_size)
-                return self._classify(pooled, tokens, lengths)
-            backward_out = reverse_within_length(backward_out, lengths, index)
+            reembed = i == 0 and self.reembed and perturbation is None and not dropped
+            # the same as reversing the embeddings, at the cost of reversing the ids
+            backward_in = (
+                self.embedding(reverse_within_length(tokens, lengths, index)) if reembed else x
+            )
+            # each direction is pooled in its own reading order: padding sits at the same
+            # positions in both, and both end at position length - 1
+            pooled = i == last_layer and self.attention is None
+            forward_out, backward_out = run_both(
+                self._lane(forward_layer, lengths, index, False, pooled),
+                self._lane(self.backward_layers[i], lengths, index, not reembed, pooled, True),
+                x,
+                backward_in,
+            )  # (batch, pooled_size / 2) each, else (seq_len, batch, hidden_size) in text order
+            if pooled:
+                return self._classify(
+                    torch.cat([forward_out, backward_out], dim=-1), tokens, lengths
+                )
             x = torch.cat([forward_out, backward_out], dim=-1)  # (seq_len, batch, 2 * hidden_size)
         if self.attention is None:  # one direction: its outputs are in reading order
             return self._classify(self.pool_direction(x, lengths), tokens, lengths)
         return self._classify(self.attend(x, lengths), tokens, lengths)
 
+    def _lane(
+        self,
+        layer: nn.Module,
+        lengths: torch.Tensor,
+        index: torch.Tensor | None,
+        reverse_in: bool,
+        pooled: bool,
+        reverse_out: bool = False,
+    ) -> Lane:
+        """One direction of a layer as a lane (``directions.run_both``): its input reversed
+        within each text's length (``reverse_in``), the layer, then its outputs pooled
+        (``pooled``) or put back in text order (``reverse_out``)."""
+
+        def run(x: torch.Tensor) -> torch.Tensor:
+            if reverse_in:
+                x = reverse_within_length(x, lengths, index)
+            out, _ = layer(x)  # (seq_len, batch, hidden_size)
+            if pooled:
+                return self.pool_direction(out, lengths)  # (batch, pooled_size / 2)
+            return reverse_within_length(out, lengths, index) if reverse_out else out
+
+        return Lane(run, list(layer.parameters()))
+
     def _separate(
         self, x: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor, index: torch.Tensor
     ) -> torch.Tensor:
         """Two stacks, each read in its own order: x (seq_len, batch, embedding_dim) -> logits."""
-        forward, backward = x, reverse_within_length(x, lengths, index)
+        forward, backward = x, x
+        last_layer = len(self.forward_layers) - 1
         for i, (forward_layer, backward_layer) in enumerate(
             zip(self.forward_layers, self.backward_layers)
         ):
             if i > 0:
                 forward, backward = self.dropout(forward), self.dropout(backward)
-            forward, _ = forward_layer(forward)  # (seq_len, batch, hidden_size)
-            backward, _ = backward_layer(backward)  # reversed text order
+            pooled = i == last_layer and self.attention is None
+            # the backward stack reads the text reversed; its last layer's outputs are put back
+            # in text order for attention
+            forward, backward = run_both(
+                self._lane(forward_layer, lengths, index, False, pooled),
+                self._lane(backward_layer, lengths, index, i == 0, pooled, i == last_layer),
+                forward,
+                backward,
+            )
         if self.attention is not None:
-            both = torch.cat([forward, reverse_within_length(backward, lengths, index)], dim=-1)
+            both = torch.cat([forward, backward], dim=-1)  # (seq_len, batch, 2 * hidden_size)
             return self._classify(self.attend(both, lengths), tokens, lengths)
-        pooled = torch.cat(
-            [self.pool_direction(forward, lengths), self.pool_direction(backward, lengths)],
-            dim=-1,
-        )  # (batch, pooled_size)
-        return self._classify(pooled, tokens, lengths)
+        pooled_both = torch.cat([forward, backward], dim=-1)  # (batch, pooled_size)
+        return self._classify(pooled_both, tokens, lengths)
 
     def _classify(
         self, pooled: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor
@@ -285,7 +313,7 @@ def logits_for(
     model.eval()
     classes = int(model.head.out_features)  # type: ignore[union-attr, arg-type]
     out = np.zeros((len(ids), classes), dtype=np.float32)
-    with torch.inference_mode(), autocast(device, precision):
+    with torch.inference_mode(), autocast(device, precision), two_lanes_for(model, device):
         for rows, tokens, lengths in iterate(ids, sorted_batches(lengths_of(ids), batch_size)):
             scores = model(to_device(tokens, device), to_device(lengths, device))
             out[rows] = scores.float().cpu().numpy()

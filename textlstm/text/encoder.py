@@ -277,7 +277,7 @@ def forked(work: Callable[[], T]) -> T:
         return work()
     _APART = work
     try:
-        with multiprocessing.get_context("fork").Pool(1, _quiet_worker) as pool:
+        with _forked_pool(1) as pool:
             return pool.apply(_run_apart)
     finally:
         _APART = None
@@ -300,13 +300,29 @@ def _longest_chunk(chars: np.ndarray) -> int:
     )
 
 
+def _forked_pool(workers: int) -> Any:
+    """A pool of ``workers`` forked processes, forked with SIGTERM held back (``_quiet_worker``).
+    The calling thread holds it back only while the workers are forked: one sent to this
+    process meanwhile arrives after."""
+    held = {signal.SIGTERM}
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        return multiprocessing.get_context("fork").Pool(workers, _quiet_worker)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
+
+
 def _quiet_worker() -> None:
     """A forked worker drops the signal handlers it inherited: the pool ends its workers with
     SIGTERM, and a handler that raised there (a torchrun rank's) could stop a worker while it
-    holds the pool's lock, leaving the others and the rank waiting forever. Ctrl-C is the
-    parent's to handle; it then ends the pool."""
+    holds the pool's lock, leaving the others and the rank waiting forever. The worker is forked
+    with SIGTERM held back and lets it in only now: a pool that ends before its worker got this
+    far (a short job, a slow start) would otherwise reach the inherited handler, whose exception
+    multiprocessing's after-fork hooks swallow, and the worker would live on, waiting for a
+    lock the ending pool holds. Ctrl-C is the parent's to handle; it then ends the pool."""
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 
 
 def _run_range(job: tuple[Callable[[Any, Sequence[str]], Any], int, int]) -> Any:
@@ -343,7 +359,7 @@ def _map_chunks(
         return
     _SHARED = (state, texts)
     try:
-        with multiprocessing.get_context("fork").Pool(workers, _quiet_worker) as pool:
+        with _forked_pool(workers) as pool:
             jobs = [(work, lo, hi) for lo, hi in ranges]
             yield from pool.imap(_run_range, jobs, chunksize=1)
     finally:

@@ -28,6 +28,7 @@ from textlstm.model.batching import (
     to_device,
 )
 from textlstm.model.classifier import logits_for
+from textlstm.model.directions import two_lanes_for
 from textlstm.recipe import TrainConfig
 from textlstm.run.decision import Decision, tune_thresholds
 from textlstm.run.metrics import multi_scores, quick_scores
@@ -97,7 +98,8 @@ def epochs(
         batches = bucketed_batches(lengths, cfg.batch_size, cfg.bucket_size, rng, weights)
         events.epoch_start(epoch, cfg.total_epochs, len(batches))
         tick = time.perf_counter()
-        done = train_epoch(fit, train_ids, batches, cfg, epoch, device, precision, events)
+        with two_lanes_for(fit.model, device):  # a bidirectional model's directions side by side
+            done = train_epoch(fit, train_ids, batches, cfg, epoch, device, precision, events)
         train_seconds = time.perf_counter() - tick
         val_loss, scores = validate(fit, val_ids, cfg.eval_batch_size, device, precision)
         yield EpochResult(

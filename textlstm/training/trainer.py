@@ -22,6 +22,7 @@ from textlstm import settings, threads
 from textlstm.data import Splits, data_root
 from textlstm.files import append_text
 from textlstm.model.classifier import logits_for
+from textlstm.model.directions import lanes_of
 from textlstm.model.wide import WideNgrams, fit_scale, linear_scores, network_alone
 from textlstm.recipe import Recipe
 from textlstm.run import checkpoint
@@ -208,7 +209,8 @@ def _describe(
     events.message(
         f"{len(prepared.vocab):,} words in the vocabulary; "
         f"{sum(p.numel() for p in fit.model.parameters()):,} parameters; "
-        f"device {target}{threads.device_note(target)}, {precision}{_spread(fit.world)}"
+        f"device {target}{threads.device_note(target)}{_lanes_note(fit.model, target)}, "
+        f"{precision}{_spread(fit.world)}"
     )
     if support == "emulated":
         fp32 = 'train.precision="fp32"'
@@ -225,6 +227,11 @@ def _describe(
             "LSTM and GRU (they need AVX-512 or AMX), so this run trains in fp32"
         )
     return precision
+
+
+def _lanes_note(model: torch.nn.Module, target: torch.device) -> str:
+    split = lanes_of(model, target)
+    return f", the two directions side by side ({split[0]} + {split[1]})" if split else ""
 
 
 def _spread(world: World) -> str:
@@ -485,6 +492,12 @@ def _join_wide(run: _Run) -> dict[str, Any]:
     return {"validation": best, "wide": wide_meta}
 
 
+def _threads_meta(run: _Run) -> dict[str, Any] | None:
+    """The thread policy, and the threads of the two lanes the directions ran in, if they did."""
+    policy, split = threads.meta(), lanes_of(run.fit.model, run.target)
+    return {**policy, "lanes": list(split)} if policy is not None and split else policy
+
+
 def _meta(run: _Run, stopped: str, history: list[EpochResult]) -> dict[str, Any]:
     recipe, state, splits, done = (
         run.recipe,
@@ -497,7 +510,7 @@ def _meta(run: _Run, stopped: str, history: list[EpochResult]) -> dict[str, Any]
         "seed": recipe.seed,
         "device": str(run.target),
         "processes": run.world.size,
-        "threads": threads.meta(),
+        "threads": _threads_meta(run),
         "data_source": splits.source,
         "data_fingerprint": splits.fingerprint(),
         "data_dir": _mirror_root(recipe, run.data_dir),
