@@ -16,6 +16,7 @@ from torch import nn
 
 from textlstm.model.batching import iterate, lengths_of, sorted_batches, to_device
 from textlstm.model.directions import Lane, run_both, two_lanes_for
+from textlstm.model.dropout import FastDropout
 from textlstm.model.wide import WideNgrams, bag_sum
 from textlstm.recipe import ModelConfig
 from textlstm.runtime import autocast
@@ -111,7 +112,8 @@ class LSTMClassifier(nn.Module):
         cell = CELLS[cfg.cell]
         directions = 2 if cfg.bidirectional else 1
         self.embedding = nn.Embedding(vocab_size, cfg.embedding_dim, padding_idx=PAD_ID)
-        self.embedding_dropout = nn.Dropout(cfg.embedding_dropout)
+        # in place: the embeddings' output is a fresh tensor that no backward pass reads
+        self.embedding_dropout = FastDropout(cfg.embedding_dropout, inplace=True)
         # from a language model (model.encoder) each direction keeps its own stack, as the
         # forward and backward language models were trained; otherwise each layer reads both
         self.separate = cfg.encoder is not None and cfg.bidirectional

@@ -79,12 +79,13 @@ def lanes_of(model: nn.Module, device: torch.device) -> tuple[int, int] | None:
 
 def lanes_here(device: torch.device) -> tuple[int, int] | None:
     """The threads of the calling lane and of the worker's when two lanes may run here."""
-    if device.type != "cpu" or _tracing():
+    if device.type != "cpu" or tracing():
         return None
     return threads.lanes()
 
 
-def _tracing() -> bool:
+def tracing() -> bool:
+    """Whether a graph is being traced, scripted, compiled or exported."""
     return bool(
         torch.jit.is_tracing()
         or torch.jit.is_scripting()
@@ -124,6 +125,16 @@ def _at_once(
     finally:
         wait((job,))  # the worker must not outlive this step's data, even when this side failed
     return done, job.result()
+
+
+def halves(work: Callable[[int], None]) -> None:
+    """``work(0)`` and ``work(1)``: side by side where two lanes run here, else in turn."""
+    counts = lanes_here(torch.device("cpu"))
+    if counts is None:
+        work(0)
+        work(1)
+        return
+    _at_once(counts, lambda: work(0), lambda: work(1))
 
 
 def run_both(
