@@ -223,3 +223,24 @@ def test_two_stacks_from_a_language_model_side_by_side(policy, pooling):
     torch.testing.assert_close(side[0], plain[0])
     for name in plain[1]:
         torch.testing.assert_close(side[1][name], plain[1][name])
+
+
+def test_the_linear_model_beside_the_network_scores_each_half_of_the_batch_in_a_lane(policy):
+    model = make(num_layers=1, wide="nblr", wide_buckets=1024).eval()
+    torch.manual_seed(2)
+    model.wide.weight.normal_()
+    model.wide.scale.fill_(0.7)
+    ids = [np.array(row[:n]) for row, n in zip(batch()[0].tolist(), [9, 3, 6, 1])]
+    seen = []
+    model.wide.register_forward_pre_hook(lambda *_: seen.append(threads.lanes()))
+    side = logits_for(model, ids, 4, torch.device("cpu"))
+    threads._policy.threads = 1  # one thread: the whole batch in this thread
+    plain = logits_for(model, ids, 4, torch.device("cpu"))
+    np.testing.assert_allclose(side, plain, rtol=1e-5, atol=1e-6)
+    assert seen == [(1, 1), None]  # in lanes, then one thread: not
+    tokens = torch.from_numpy(np.stack([np.pad(i, (0, 9 - len(i))) for i in ids])).t()
+    lengths = torch.tensor([len(i) for i in ids])
+    threads._policy.threads = 2
+    with threads.two_lanes():
+        halves = model.wide.scores(tokens, lengths)
+    torch.testing.assert_close(halves, model.wide.scores(tokens, lengths))

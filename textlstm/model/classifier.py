@@ -165,34 +165,33 @@ class LSTMClassifier(nn.Module):
         ``perturbation`` (seq_len, batch, embedding_dim), added to the embeddings before their
         dropout, is adversarial training's (train.adversarial)."""
         tokens = tokens.t()  # (seq_len, batch)
-        x = self.embedding(tokens)  # (seq_len, batch, embedding_dim)
-        if perturbation is not None:
-            x = x + perturbation.to(x.dtype)
-        x = self.embedding_dropout(x)
         index = reversal_index(lengths, tokens.shape[0]) if self.cfg.bidirectional else None
         last_layer = len(self.forward_layers) - 1
+        # with nothing between the lookup and the first layer (no perturbation, no dropout),
+        # each direction looks its embeddings up in its own lane, the backward one from the
+        # reversed ids: the values of the reversed embeddings, for the cost of reversing ids
+        dropped = self.training and self.embedding_dropout.p > 0
+        lookup = index is not None and self.reembed and perturbation is None and not dropped
         if self.separate and index is not None:
-            return self._separate(x, tokens, lengths, index)
+            return self._separate(self._embed(tokens, perturbation), tokens, lengths, index)
+        x = tokens if lookup else self._embed(tokens, perturbation)  # (seq_len, batch[, dim])
         for i, forward_layer in enumerate(self.forward_layers):
             if i > 0:
                 x = self.dropout(x)  # between stacked layers
             if not self.cfg.bidirectional:
                 x, _ = forward_layer(x)  # (seq_len, batch, hidden_size)
                 continue
-            dropped = self.training and self.embedding_dropout.p > 0
-            reembed = i == 0 and self.reembed and perturbation is None and not dropped
-            # the same as reversing the embeddings, at the cost of reversing the ids
-            backward_in = (
-                self.embedding(reverse_within_length(tokens, lengths, index)) if reembed else x
-            )
             # each direction is pooled in its own reading order: padding sits at the same
             # positions in both, and both end at position length - 1
             pooled = i == last_layer and self.attention is None
+            embed = lookup and i == 0
             forward_out, backward_out = run_both(
-                self._lane(forward_layer, lengths, index, False, pooled),
-                self._lane(self.backward_layers[i], lengths, index, not reembed, pooled, True),
+                self._lane(forward_layer, lengths, index, pooled=pooled, embed=embed),
+                self._lane(
+                    self.backward_layers[i], lengths, index, pooled=pooled, embed=embed, back=True
+                ),
                 x,
-                backward_in,
+                x,
             )  # (batch, pooled_size / 2) each, else (seq_len, batch, hidden_size) in text order
             if pooled:
                 return self._classify(
@@ -203,28 +202,42 @@ class LSTMClassifier(nn.Module):
             return self._classify(self.pool_direction(x, lengths), tokens, lengths)
         return self._classify(self.attend(x, lengths), tokens, lengths)
 
+    def _embed(self, tokens: torch.Tensor, perturbation: torch.Tensor | None) -> torch.Tensor:
+        """tokens (seq_len, batch) -> their embeddings, perturbed and dropped out."""
+        x = self.embedding(tokens)  # (seq_len, batch, embedding_dim)
+        if perturbation is not None:
+            x = x + perturbation.to(x.dtype)
+        return self.embedding_dropout(x)
+
     def _lane(
         self,
         layer: nn.Module,
         lengths: torch.Tensor,
         index: torch.Tensor | None,
-        reverse_in: bool,
+        *,
         pooled: bool,
-        reverse_out: bool = False,
+        embed: bool = False,
+        back: bool = False,
+        reverse_in: bool | None = None,
     ) -> Lane:
-        """One direction of a layer as a lane (``directions.run_both``): its input reversed
-        within each text's length (``reverse_in``), the layer, then its outputs pooled
-        (``pooled``) or put back in text order (``reverse_out``)."""
+        """One direction of a layer as a lane (``directions.run_both``): for the backward one
+        (``back``) its input reversed within each text's length (unless ``reverse_in`` says
+        otherwise); the ids looked up (``embed``); the layer; then its outputs pooled
+        (``pooled``), or, for the backward one, put back in text order."""
+        reverse = back if reverse_in is None else reverse_in
 
         def run(x: torch.Tensor) -> torch.Tensor:
-            if reverse_in:
+            if reverse:
                 x = reverse_within_length(x, lengths, index)
+            if embed:
+                x = self.embedding(x)  # (seq_len, batch, embedding_dim)
             out, _ = layer(x)  # (seq_len, batch, hidden_size)
             if pooled:
                 return self.pool_direction(out, lengths)  # (batch, pooled_size / 2)
-            return reverse_within_length(out, lengths, index) if reverse_out else out
+            return reverse_within_length(out, lengths, index) if back else out
 
-        return Lane(run, list(layer.parameters()))
+        params = [*layer.parameters(), *(self.embedding.parameters() if embed else ())]
+        return Lane(run, params)
 
     def _separate(
         self, x: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor, index: torch.Tensor
@@ -241,8 +254,15 @@ class LSTMClassifier(nn.Module):
             # the backward stack reads the text reversed; its last layer's outputs are put back
             # in text order for attention
             forward, backward = run_both(
-                self._lane(forward_layer, lengths, index, False, pooled),
-                self._lane(backward_layer, lengths, index, i == 0, pooled, i == last_layer),
+                self._lane(forward_layer, lengths, index, pooled=pooled),
+                self._lane(
+                    backward_layer,
+                    lengths,
+                    index,
+                    pooled=pooled,
+                    back=i == last_layer,
+                    reverse_in=i == 0,
+                ),
                 forward,
                 backward,
             )

@@ -127,14 +127,19 @@ def _at_once(
     return done, job.result()
 
 
-def halves(work: Callable[[int], None]) -> None:
-    """``work(0)`` and ``work(1)``: side by side where two lanes run here, else in turn."""
-    counts = lanes_here(torch.device("cpu"))
+def both(
+    first: Callable[[], Any], second: Callable[[], Any], device: torch.device
+) -> tuple[Any, Any]:
+    """``first()`` and ``second()``: side by side where two lanes run here, else in turn."""
+    counts = lanes_here(device)
     if counts is None:
-        work(0)
-        work(1)
-        return
-    _at_once(counts, lambda: work(0), lambda: work(1))
+        return first(), second()
+    return _at_once(counts, first, second)
+
+
+def halves(work: Callable[[int], None]) -> None:
+    """``work(0)`` and ``work(1)`` on the CPU: side by side where two lanes run, else in turn."""
+    both(lambda: work(0), lambda: work(1), torch.device("cpu"))
 
 
 def run_both(

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from textlstm.model.batching import iterate, lengths_of, sorted_batches
+from textlstm.model.directions import both, lanes_here
 from textlstm.model.naive_bayes import nb_ratio
 from textlstm.text.vocab import PAD_ID
 
@@ -111,7 +112,21 @@ class WideNgrams(nn.Module):
         self.register_buffer("network", torch.ones(()))
 
     def scores(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """The linear model's own scores (batch, classes), before ``scale``."""
+        """The linear model's own scores (batch, classes), before ``scale``: where two lanes
+        run (inference of a bidirectional model, ``directions``), each half of the batch in
+        one, as the network's two directions are."""
+        rows = tokens.shape[1]
+        if rows < 2 or lanes_here(tokens.device) is None:
+            return self._scores(tokens, lengths)
+        half = (rows + 1) // 2
+        top, bottom = both(
+            lambda: self._scores(tokens[:, :half], lengths[:half]),
+            lambda: self._scores(tokens[:, half:], lengths[half:]),
+            tokens.device,
+        )
+        return torch.cat([top, bottom])  # (batch, classes)
+
+    def _scores(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         features = ngram_features(tokens, lengths, self.vocab_size, self.order, self.buckets)
         return bag_sum(features, self.weight) + self.bias  # (batch, classes)
 
