@@ -97,11 +97,11 @@ def test_each_lane_runs_on_half_the_threads_and_the_count_comes_back(policy):
     seen = threads_seen(model)
     logits_and_grads(model, *batch())
     here = threading.get_ident()
-    assert seen["forward"] == {here}
-    (worker,) = seen["backward"]
+    assert seen["backward"] == {here}  # the longer lane, with the reversal, runs here
+    (worker,) = seen["forward"]
     assert worker != here
-    assert worker in seen["backward grad"]  # its gradients too are taken in the worker
-    assert worker not in seen["forward grad"]
+    assert worker in seen["forward grad"]  # its gradients too are taken in the worker
+    assert worker not in seen["backward grad"]
     assert seen["forward count"] == seen["backward count"] == {1}
     assert torch.get_num_threads() == 2  # outside two_lanes this thread has the whole count
 
@@ -202,10 +202,10 @@ def test_a_frozen_direction_gets_no_gradient(policy):
 
 def test_an_error_in_the_worker_reaches_the_caller(policy):
     model = make(num_layers=1)
-    model.backward_layers[0].register_forward_pre_hook(
-        lambda *_: (_ for _ in ()).throw(RuntimeError("from the backward direction"))
+    model.forward_layers[0].register_forward_pre_hook(
+        lambda *_: (_ for _ in ()).throw(RuntimeError("from the forward direction"))
     )
-    with pytest.raises(RuntimeError, match="from the backward direction"), threads.two_lanes():
+    with pytest.raises(RuntimeError, match="from the forward direction"), threads.two_lanes():
         model(*batch())
     assert torch.get_num_threads() == 2
 
@@ -244,3 +244,21 @@ def test_the_linear_model_beside_the_network_scores_each_half_of_the_batch_in_a_
     with threads.two_lanes():
         halves = model.wide.scores(tokens, lengths)
     torch.testing.assert_close(halves, model.wide.scores(tokens, lengths))
+
+
+def test_the_embedding_dropout_in_the_lanes_drops_what_it_drops_before_them(policy):
+    """With embedding dropout, each lane looks its embeddings up and applies the one mask drawn
+    before the lanes (the backward lane reversed): the values of dropping the embeddings first
+    and reversing them after."""
+    model = make(num_layers=2, embedding_dropout=0.3).train()
+    tokens, lengths = batch()
+    torch.manual_seed(5)
+    side = logits_and_grads(model, tokens, lengths)
+    model.reembed = False  # as explanations set it: the embeddings dropped before the lanes
+    torch.manual_seed(5)
+    plain = logits_and_grads(model, tokens, lengths, lanes=False)
+    torch.testing.assert_close(side[0], plain[0])
+    for name in plain[1]:
+        torch.testing.assert_close(side[1][name], plain[1][name])
+    torch.manual_seed(6)
+    assert not torch.equal(logits_and_grads(model, tokens, lengths)[0], side[0])  # other masks

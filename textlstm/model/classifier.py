@@ -16,7 +16,7 @@ from torch import nn
 
 from textlstm.model.batching import iterate, lengths_of, sorted_batches, to_device
 from textlstm.model.directions import Lane, run_both, two_lanes_for
-from textlstm.model.dropout import FastDropout
+from textlstm.model.dropout import FastDropout, drop_mask
 from textlstm.model.wide import WideNgrams, bag_sum
 from textlstm.recipe import ModelConfig
 from textlstm.runtime import autocast
@@ -167,13 +167,21 @@ class LSTMClassifier(nn.Module):
         tokens = tokens.t()  # (seq_len, batch)
         index = reversal_index(lengths, tokens.shape[0]) if self.cfg.bidirectional else None
         last_layer = len(self.forward_layers) - 1
-        # with nothing between the lookup and the first layer (no perturbation, no dropout),
-        # each direction looks its embeddings up in its own lane, the backward one from the
-        # reversed ids: the values of the reversed embeddings, for the cost of reversing ids
-        dropped = self.training and self.embedding_dropout.p > 0
-        lookup = index is not None and self.reembed and perturbation is None and not dropped
+        # with no perturbation, each direction looks its embeddings up in its own lane (the
+        # backward one from the reversed ids, and its dropout mask reversed): the values of the
+        # reversed embeddings, for the cost of reversing ids. The mask is drawn here.
+        dropout = self.embedding_dropout
+        dropped = self.training and dropout.p > 0
+        lookup = (
+            index is not None
+            and self.reembed
+            and perturbation is None
+            and (not dropped or dropout.draws(tokens.device))
+        )
         if self.separate and index is not None:
             return self._separate(self._embed(tokens, perturbation), tokens, lengths, index)
+        shape = (*tokens.shape, self.cfg.embedding_dim)
+        mask = drop_mask(shape, dropout.p) if lookup and dropped else None  # (seq_len, batch, dim)
         x = tokens if lookup else self._embed(tokens, perturbation)  # (seq_len, batch[, dim])
         for i, forward_layer in enumerate(self.forward_layers):
             if i > 0:
@@ -185,10 +193,19 @@ class LSTMClassifier(nn.Module):
             # positions in both, and both end at position length - 1
             pooled = i == last_layer and self.attention is None
             embed = lookup and i == 0
+            dropped_mask = mask if embed else None
             forward_out, backward_out = run_both(
-                self._lane(forward_layer, lengths, index, pooled=pooled, embed=embed),
                 self._lane(
-                    self.backward_layers[i], lengths, index, pooled=pooled, embed=embed, back=True
+                    forward_layer, lengths, index, pooled=pooled, embed=embed, mask=dropped_mask
+                ),
+                self._lane(
+                    self.backward_layers[i],
+                    lengths,
+                    index,
+                    pooled=pooled,
+                    embed=embed,
+                    back=True,
+                    mask=dropped_mask,
                 ),
                 x,
                 x,
@@ -219,10 +236,12 @@ class LSTMClassifier(nn.Module):
         embed: bool = False,
         back: bool = False,
         reverse_in: bool | None = None,
+        mask: torch.Tensor | None = None,
     ) -> Lane:
         """One direction of a layer as a lane (``directions.run_both``): for the backward one
         (``back``) its input reversed within each text's length (unless ``reverse_in`` says
-        otherwise); the ids looked up (``embed``); the layer; then its outputs pooled
+        otherwise); the ids looked up (``embed``), with the embedding dropout's ``mask`` (text
+        order) applied; the layer; then its outputs pooled
         (``pooled``), or, for the backward one, put back in text order."""
         reverse = back if reverse_in is None else reverse_in
 
@@ -231,6 +250,9 @@ class LSTMClassifier(nn.Module):
                 x = reverse_within_length(x, lengths, index)
             if embed:
                 x = self.embedding(x)  # (seq_len, batch, embedding_dim)
+                if mask is not None:  # the embedding dropout's, in this lane's reading order
+                    dropped = reverse_within_length(mask, lengths, index) if reverse else mask
+                    x = self.embedding_dropout.drop_with(x, dropped)
             out, _ = layer(x)  # (seq_len, batch, hidden_size)
             if pooled:
                 return self.pool_direction(out, lengths)  # (batch, pooled_size / 2)

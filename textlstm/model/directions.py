@@ -2,14 +2,16 @@
 
 One time step of a fused CPU LSTM at the sizes textlstm trains (64-256 units, batches of 64) is
 a matrix product too small for two threads to share well: every step ends at a barrier where
-each thread waits for the other, and in bf16 two threads ran a direction hardly faster than one
-(bench/README.md). The forward and backward directions, though, do not depend on each other
-until they are joined. So inside ``threads.two_lanes`` (training epochs and inference of a
-bidirectional model on a CPU of two threads or more) each direction runs as a lane of its own:
-one in the calling thread, one in a worker thread, each on half the threads, with what the
-direction does before it is joined (the reversal of its input, its pooling) in the same lane. In
-the backward pass each lane's gradients are taken from its own graph, again side by side. The
-values are those of one direction after the other, up to the order of floating-point sums.
+each thread waits for the other, and in bf16 two threads ran a direction only 0.95-1.35x as
+fast as one (bench/README.md). The forward and backward directions, though, do not depend on
+each other until they are joined. So inside ``threads.two_lanes`` (training epochs and
+inference of a bidirectional model on a CPU of two threads or more) each direction runs as a
+lane of its own, each on half the threads: the backward one (the longer: it reverses its input
+too) in the calling thread, the forward one in a worker thread, whose start costs a hand-over.
+What a direction does before the two are joined (the reversal of its input, the embedding
+lookup, its pooling) runs in its lane. In the backward pass each lane's gradients are taken
+from its own graph, again side by side. The values are those of one direction after the
+other, up to the order of floating-point sums.
 
 Nothing here draws random numbers, so the dropout masks, drawn in the calling thread between
 lanes, stay those of a sequential run. The lanes run one after the other instead outside
@@ -151,7 +153,11 @@ def run_both(
     if counts is None:
         return first.run(first_in), second.run(second_in)
     if not torch.is_grad_enabled():
-        return _at_once(counts, lambda: first.run(first_in), lambda: second.run(second_in))
+        # the second lane here, the first in the worker (see _Both.forward)
+        second_out, first_out = _at_once(
+            counts, lambda: second.run(second_in), lambda: first.run(first_in)
+        )
+        return first_out, second_out
     outputs = _Both.apply(
         (first, second, counts), first_in, second_in, *first.params, *second.params
     )
@@ -189,16 +195,19 @@ class _Both(torch.autograd.Function):
         *params: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         first, second, counts = spec
-        graphs = _at_once(
-            counts, lambda: _Graph(first, first_in), lambda: _Graph(second, second_in)
+        # the second lane (the backward direction, which reverses its input too) is the longer
+        # one: it runs here, the first in the worker, whose start costs a hand-over
+        second_graph, first_graph = _at_once(
+            counts, lambda: _Graph(second, second_in), lambda: _Graph(first, first_in)
         )
+        graphs = (first_graph, second_graph)
         ctx.graphs, ctx.counts = graphs, counts
         return graphs[0].output.detach(), graphs[1].output.detach()
 
     @staticmethod
     def backward(ctx: Any, *grads: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
         first, second = ctx.graphs
-        done, other = _at_once(
-            ctx.counts, lambda: first.gradients(grads[0]), lambda: second.gradients(grads[1])
+        other, done = _at_once(
+            ctx.counts, lambda: second.gradients(grads[1]), lambda: first.gradients(grads[0])
         )
         return (None, done[0], other[0], *done[1:], *other[1:])

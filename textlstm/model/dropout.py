@@ -29,9 +29,16 @@ class FastDropout(nn.Dropout):
     backward pass reads), with no new tensor of their size."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0 or x.device.type != "cpu" or tracing():
+        if not self.draws(x.device):
             return super().forward(x)
-        dropped = drop_mask(tuple(x.shape), self.p)  # (x's shape) bool
+        return self.drop_with(x, drop_mask(tuple(x.shape), self.p))
+
+    def draws(self, device: torch.device) -> bool:
+        """Whether it drops values here with a mask of its own (training, on a CPU)."""
+        return self.training and self.p > 0 and device.type == "cpu" and not tracing()
+
+    def drop_with(self, x: torch.Tensor, dropped: torch.Tensor) -> torch.Tensor:
+        """x with the values ``dropped`` (bool, x's shape) zeroed and the rest scaled."""
         scale = 1.0 / (1.0 - self.p)
         if self.inplace:
             return x.masked_fill_(dropped, 0.0).mul_(scale)
