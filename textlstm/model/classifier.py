@@ -167,21 +167,9 @@ class LSTMClassifier(nn.Module):
         tokens = tokens.t()  # (seq_len, batch)
         index = reversal_index(lengths, tokens.shape[0]) if self.cfg.bidirectional else None
         last_layer = len(self.forward_layers) - 1
-        # with no perturbation, each direction looks its embeddings up in its own lane (the
-        # backward one from the reversed ids, and its dropout mask reversed): the values of the
-        # reversed embeddings, for the cost of reversing ids. The mask is drawn here.
-        dropout = self.embedding_dropout
-        dropped = self.training and dropout.p > 0
-        lookup = (
-            index is not None
-            and self.reembed
-            and perturbation is None
-            and (not dropped or dropout.draws(tokens.device))
-        )
         if self.separate and index is not None:
             return self._separate(self._embed(tokens, perturbation), tokens, lengths, index)
-        shape = (*tokens.shape, self.cfg.embedding_dim)
-        mask = drop_mask(shape, dropout.p) if lookup and dropped else None  # (seq_len, batch, dim)
+        lookup, mask = self._lookup_in_lanes(tokens, perturbation is None)
         x = tokens if lookup else self._embed(tokens, perturbation)  # (seq_len, batch[, dim])
         for i, forward_layer in enumerate(self.forward_layers):
             if i > 0:
@@ -218,6 +206,25 @@ class LSTMClassifier(nn.Module):
         if self.attention is None:  # one direction: its outputs are in reading order
             return self._classify(self.pool_direction(x, lengths), tokens, lengths)
         return self._classify(self.attend(x, lengths), tokens, lengths)
+
+    def _lookup_in_lanes(
+        self, tokens: torch.Tensor, unperturbed: bool
+    ) -> tuple[bool, torch.Tensor | None]:
+        """Whether each direction looks its embeddings up in its own lane (the backward one from
+        the reversed ids, with the dropout mask reversed: the values of the reversed
+        embeddings, for the cost of reversing ids), and the embedding dropout's mask (seq_len,
+        batch, embedding_dim), drawn here, when it drops values."""
+        dropout = self.embedding_dropout
+        dropped = self.training and dropout.p > 0
+        lookup = (
+            self.cfg.bidirectional
+            and self.reembed
+            and unperturbed
+            and (not dropped or dropout.draws(tokens.device))
+        )
+        if not (lookup and dropped):
+            return lookup, None
+        return True, drop_mask((*tokens.shape, self.cfg.embedding_dim), dropout.p)
 
     def _embed(self, tokens: torch.Tensor, perturbation: torch.Tensor | None) -> torch.Tensor:
         """tokens (seq_len, batch) -> their embeddings, perturbed and dropped out."""
