@@ -13,9 +13,9 @@ texts are the same and the vocabulary and lengths stay IMDB's. Labels are the re
 is written once as parquet (train.parquet, with IMDB's 25,000 test reviews as test.parquet) and
 as a text file of its N training texts, one per line, for predict.
 
-Steps, each a fresh process whose peak RSS (ru_maxrss) is its own, with a cache folder of its own
-so nothing is reused between steps or sizes; the recipe is recipes/imdb.toml with the corpus as
-its data:
+Steps, each a fresh process whose peak RSS (VmHWM: its own pages since its start, not the bench's)
+is its own, with a cache folder of its own so nothing is reused between steps or sizes; the
+recipe is recipes/imdb.toml with the corpus as its data:
 - check: `textlstm check RECIPE` (the recipe resolved, the data summarized: labels, lengths);
 - train: `textlstm.train` on the recipe, as the CLI runs it, stopped after --steps optimizer
   steps (with train.epochs = 10 and no early stopping, so that 25,000 texts reach them):
@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from speed import CHILD  # a textlstm command in a fresh process, timed, with its peak RSS
+from speed import CHILD, PEAK  # a textlstm command in a fresh process, timed; a peak RSS
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE = ROOT / "recipes" / "imdb.toml"
@@ -53,8 +53,10 @@ BASE = 25_000
 DROP = 0.1  # share of words dropped in each copy
 ROW_GROUP = 20_000
 
-TRAIN = """
-import json, os, resource, sys, time
+TRAIN = (
+    PEAK
+    + """
+import json, os, sys, time
 start = time.perf_counter()
 import textlstm
 import textlstm.training.trainer as trainer
@@ -68,7 +70,7 @@ def timed(name, work):
         tick = time.perf_counter()
         result = work(*args, **kwargs)
         marks[name] = time.perf_counter() - tick
-        marks[name + "_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        marks[name + "_rss_mb"] = peak_mb()
         return result
     return run
 
@@ -91,7 +93,7 @@ class Stop(Events):
         if self.steps == {steps}:
             marks["steps"] = self.busy
             marks["seconds"] = time.perf_counter() - start
-            marks["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            marks["maxrss_mb"] = peak_mb()
             print("BENCH " + json.dumps(marks), flush=True)
             os._exit(0)
 
@@ -104,6 +106,7 @@ recipe = textlstm.load_recipe({recipe!r}, {overrides!r})
 textlstm.train(recipe, out_dir={out!r}, device="cpu", events=Stop())
 print("BENCH " + json.dumps({{"error": "training ended before {steps} steps"}}))
 """
+)
 
 
 def imdb_reviews(root: str) -> tuple[pa.Table, pa.Table]:
@@ -186,8 +189,10 @@ def token_bytes(cache: Path) -> int:
 
     sizes = []
     for f in files:
-        table = datasets.Dataset.from_file(str(f)).data.column("ids").combine_chunks()
-        sizes.append(len(table.values) * 4)
+        # from the list offsets only: reading the ids would make their pages this process's,
+        # and every later step's process would start from (and report) that high-water mark
+        chunks = datasets.Dataset.from_file(str(f)).data.column("ids").chunks
+        sizes.append(sum(c.offsets[-1].as_py() - c.offsets[0].as_py() for c in chunks) * 4)
     return max(sizes) if sizes else 0
 
 

@@ -166,8 +166,29 @@ def reference_inference(texts, encoder, vocab_size, cfg, max_length, device) -> 
     return len(texts) / seconds, tokens / seconds
 
 
-CHILD = """
-import json, resource, sys, time
+# A child's own peak RSS. On Linux, ru_maxrss survives exec: a process started by subprocess
+# also reports the high-water mark of the bench process it was forked from (whatever data the
+# bench holds), while VmHWM counts only the pages mapped since the exec.
+PEAK = """
+import resource
+
+
+def peak_mb():
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+"""
+
+CHILD = (
+    PEAK
+    + """
+import json, sys, time
 sys.argv = {argv!r}
 start = time.perf_counter()
 code = 0
@@ -177,8 +198,9 @@ try:
 except SystemExit as exc:
     code = exc.code or 0
 print("BENCH " + json.dumps({{"seconds": time.perf_counter() - start, "code": code,
-      "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}}))
+      "maxrss_mb": peak_mb()}}))
 """
+)
 
 
 def toolkit(argv: list[str], cwd: Path) -> tuple[dict, str]:
