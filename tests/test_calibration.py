@@ -4,6 +4,7 @@ sets whose coverage holds on fresh rows of the same kind, and the commands that 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -54,6 +55,32 @@ def test_split_conformal_sets_cover_fresh_rows_as_promised(seed):
     assert (large >= small).all() and large.sum() > small.sum()
 
 
+def test_the_expected_range_holds_95_percent_of_draws_of_fresh_rows():
+    """Sets calibrated on 60 rows, scored on 50 fresh ones, 2,000 times: the share each draw
+    covers lands in ``coverage_range`` in 95 % of draws. A binomial range around 0.9 alone
+    (ignoring the 60 rows' own draw) holds 90 % of them: the test tells the two apart."""
+    from textlstm.evaluation.evaluate import SetScore, coverage_range
+    from textlstm.run.decision import conformal_scores
+
+    n, m, rng = 60, 50, np.random.default_rng(0)
+    low, high = coverage_range(n, m, 0.9)
+    assert low < 0.9 < high
+    inside = 0
+    for _ in range(2000):
+        logits, labels = draw(rng, n + m, 1.0)
+        scores = Decision().probabilities(logits)
+        decision = Decision(False, (), (1.0,), conformal_scores(scores[:n], labels[:n]))
+        held = decision.sets(scores[n:], 0.9)[np.arange(m), labels[n:]].mean()
+        inside += low <= held <= high
+    assert 0.935 <= inside / 2000 <= 0.975
+    wide, narrow = coverage_range(300, 755, 0.9), coverage_range(30_000, 755, 0.9)
+    assert wide[0] < narrow[0] < 0.9 < narrow[1] < wide[1]  # more validation rows, less play
+    assert coverage_range(5, 100, 0.9) == (1.0, 1.0)  # beyond 5 rows: every label, every set
+    score = SetScore(0.9, 0.94, 1.0, (0.864, 0.936))  # TREC-6's test split: easier than its
+    assert score.expected_text().endswith("not drawn like the validation ones)")  # training rows
+    assert "outside" not in replace(score, empirical=0.93).expected_text()
+
+
 def test_sets_are_as_small_as_the_coverage_allows():
     decision = Decision(False, (), (1.0,), tuple(np.linspace(0.0, 0.2, 99)))  # 1 - p(true)
     probabilities = np.array([[0.95, 0.05], [0.7, 0.3], [0.5, 0.5]])
@@ -90,6 +117,7 @@ def test_evaluate_reports_calibration_and_sets(trained_run):
     done = evaluate(trained_run, split="validation", device="cpu", coverage=0.8)
     assert done.sets is not None and done.sets.coverage == 0.8
     assert done.sets.empirical >= 0.8  # on the rows the scores came from, by construction
+    assert done.sets.expected is None  # no draw of fresh rows to promise a range for
     assert done.calibration is not None and done.calibration["ece_after"] >= 0
     saved = json.loads(done.json_path.read_text())
     assert saved["sets"]["mean_size"] == pytest.approx(done.sets.mean_size)

@@ -227,6 +227,10 @@ def test_evaluate_with_baseline_fits_tfidf_lr_on_the_runs_training_rows(trained_
     result = invoke("evaluate", trained_run, "--baseline")
     assert result.exit_code == 0, result.output
     saved = json.loads((trained_run / "eval-test.json").read_text())
+    low, high = saved["sets"]["expected"]  # where fresh rows' coverage lands in 95 % of draws
+    assert 0.5 < low < 0.9 < high <= 1.0
+    said = " ".join(result.stdout.split())
+    assert f"({low:.1%} to {high:.1%} in 95 % of draws of rows like the validation ones)" in said
     linear = saved["baseline"]
     assert linear["method"] == "TF-IDF 1-2 grams + LR" and linear["rows"] == saved["rows"]
 

@@ -548,6 +548,7 @@ def test_bf16_falls_back_to_fp32_on_a_cpu_without_bf16_recurrent_kernels(tmp_pat
     import textlstm.runtime
     import textlstm.training.trainer
     from textlstm.errors import TextLSTMError
+    from textlstm.evaluation.evaluate import evaluate
     from textlstm.training import train
 
     for module in (textlstm.runtime, textlstm.training.trainer):
@@ -561,6 +562,8 @@ def test_bf16_falls_back_to_fp32_on_a_cpu_without_bf16_recurrent_kernels(tmp_pat
     )
     assert json.loads((result.run_dir / "meta.json").read_text())["precision"] == "fp32"
     assert Predictor.load(result.run_dir, "cpu").mode == "fp32"
+    done = evaluate(result.run_dir, "test", device="cpu")  # as it was trained: the default files
+    assert done.precision == "fp32" and done.json_path.name == "eval-test.json"
     with pytest.raises(TextLSTMError) as info:
         Predictor.load(result.run_dir, "cpu", precision="bf16")
     assert info.value.lines == [

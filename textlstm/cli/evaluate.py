@@ -101,7 +101,8 @@ def show_evaluation(result: Evaluation) -> None:
         s = result.sets
         out.print(
             f"prediction sets at coverage {s.coverage:.0%}: [bold]{s.empirical:.2%}[/bold] of "
-            f"the rows' sets hold their true label, {s.mean_size:.2f} labels a set on average"
+            f"the rows' sets hold their true label{s.expected_text()}, "
+            f"{s.mean_size:.2f} labels a set on average"
         )
     if result.baseline is not None:
         show_baseline(result.baseline, rep)

@@ -57,11 +57,42 @@ class Evaluation:
 @dataclass
 class SetScore:
     """Split conformal prediction sets on the evaluated rows: the share whose set holds the true
-    label, against the coverage asked for, and the sets' mean size."""
+    label, against the coverage asked for, and the sets' mean size. ``expected``: where that
+    share lands in 95 % of draws when the evaluated rows and the validation rows the scores
+    came from are exchangeable (``coverage_range``); a share outside it says the rows are not
+    drawn like the validation ones. None on the validation rows themselves."""
 
     coverage: float
     empirical: float
     mean_size: float
+    expected: tuple[float, float] | None = None
+
+    def expected_text(self) -> str:
+        """`` (86.9% to 93.1% in 95 % of draws of rows like the validation ones)``, or "";
+        a share outside that range says so: the guarantee speaks of rows drawn like those."""
+        if self.expected is None:
+            return ""
+        low, high = self.expected
+        said = f"{low:.1%} to {high:.1%} in 95 % of draws of rows like the validation ones"
+        if not low <= self.empirical <= high:
+            said += "; outside it, so these rows are not drawn like the validation ones"
+        return f" ({said})"
+
+
+def coverage_range(n: int, m: int, coverage: float, share: float = 0.95) -> tuple[float, float]:
+    """The central ``share`` of the coverage that split conformal sets, calibrated on n scores,
+    reach on m rows exchangeable with them. Given the n scores the sets cover a new row with
+    probability Beta(k, n + 1 - k), k = ceil((n + 1) * coverage) (Vovk 2012), whatever the
+    model, so the m rows' hits are beta-binomial: a few hundred validation rows leave a
+    couple of points of play either way."""
+    from scipy import stats
+
+    k = int(np.ceil((n + 1) * coverage))
+    if k > n or m < 1:
+        return (1.0, 1.0) if k > n else (0.0, 1.0)  # every label in every set; or no rows
+    law = stats.betabinom(m, k, n + 1 - k)
+    tail = (1 - share) / 2
+    return float(law.ppf(tail)) / m, float(law.ppf(1 - tail)) / m
 
 
 @dataclass
@@ -115,7 +146,7 @@ def evaluate(
     ids = loaded.encoder.encode(texts)
     batch = batch_size or recipe.train.eval_batch_size
     logits, parts = _logits_and_parts(loaded.model, ids, batch, target, mode)
-    if mode != recipe.train.precision:  # its own report files, beside the default ones
+    if mode != loaded.meta.get("precision", recipe.train.precision):  # not as it was trained
         name = f"{name}-{mode}"
     decision = loaded.decision
     truth = _truth(dataset, loaded)
@@ -131,7 +162,7 @@ def evaluate(
     if alone is not None:
         extra["parts_accuracy"] = alone
     probabilities = decision.probabilities(logits)
-    sets = _sets(decision, probabilities, truth, coverage)
+    sets = _sets(decision, probabilities, truth, coverage, split == "validation" and data is None)
     if sets is not None:
         extra["sets"] = asdict(sets)
     if decision.multi_label:
@@ -167,15 +198,18 @@ def _rows(
 
 
 def _sets(
-    decision: Decision, probabilities: np.ndarray, truth: np.ndarray, coverage: float
+    decision: Decision, probabilities: np.ndarray, truth: np.ndarray, coverage: float, own: bool
 ) -> SetScore | None:
+    """The sets scored on these rows; ``own``: they are the validation rows the conformal
+    scores came from (no range of draws to promise then)."""
     if not 0 < coverage < 1:
         check_coverage(coverage, decision, "")  # the line that says what a coverage is
     if decision.multi_label or not decision.conformal:
         return None
     picked = decision.sets(probabilities, coverage)
     held = picked[np.arange(len(truth)), truth]
-    return SetScore(coverage, float(held.mean()), float(picked.sum(axis=1).mean()))
+    expected = None if own else coverage_range(len(decision.conformal), len(truth), coverage)
+    return SetScore(coverage, float(held.mean()), float(picked.sum(axis=1).mean()), expected)
 
 
 def _calibration(decision: Decision, logits: np.ndarray, truth: np.ndarray) -> dict[str, Any]:

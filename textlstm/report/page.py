@@ -214,8 +214,8 @@ def _scores(done: Any) -> str:
         + f" ({html.escape(done.precision)}).</p>\n"
         + (
             f"<p>Prediction sets at coverage {sets.coverage:.0%}: {sets.empirical:.2%} of the "
-            f"rows' sets hold their true label; {sets.mean_size:.2f} labels a set on "
-            "average.</p>\n"
+            f"rows' sets hold their true label{sets.expected_text()}; "
+            f"{sets.mean_size:.2f} labels a set on average.</p>\n"
             if sets is not None
             else ""
         )
