@@ -111,16 +111,16 @@ def band_chance(n: int, m: int, coverage: float = 0.9, band: tuple = (0.88, 0.93
     """The chance that split conformal sets calibrated on n rows cover a share of m test texts
     inside ``band``, when all n + m are exchangeable: whatever the model and its scores, the
     coverage given the n rows is Beta(k, n + 1 - k) with k = ceil((n + 1) * coverage) (Vovk
-    2012), and the m texts' hits are binomial given it, so the hits are beta-binomial. What
-    any data set of these sizes can promise about the band."""
+    2012), and the m texts' hits are binomial given it, so the hits are beta-binomial
+    (``coverage_law``). What any data set of these sizes can promise about the band."""
     import numpy as np
-    from scipy import stats
 
-    k = int(np.ceil((n + 1) * coverage))
+    from textlstm.evaluation.evaluate import coverage_law
+
     hits = np.arange(m + 1)
     share = hits / m
     inside = (share >= band[0] - 1e-12) & (share <= band[1] + 1e-12)
-    return float(stats.betabinom.pmf(hits, m, k, n + 1 - k)[inside].sum())
+    return float(coverage_law(n, m, coverage).pmf(hits)[inside].sum())
 
 
 def linear_sets(recipe: Path, data: str, seed: int) -> tuple[float, float, float]:

@@ -79,18 +79,25 @@ class SetScore:
         return f" ({said})"
 
 
-def coverage_range(n: int, m: int, coverage: float, share: float = 0.95) -> tuple[float, float]:
-    """The central ``share`` of the coverage that split conformal sets, calibrated on n scores,
-    reach on m rows exchangeable with them. Given the n scores the sets cover a new row with
-    probability Beta(k, n + 1 - k), k = ceil((n + 1) * coverage) (Vovk 2012), whatever the
-    model, so the m rows' hits are beta-binomial: a few hundred validation rows leave a
-    couple of points of play either way."""
+def coverage_law(n: int, m: int, coverage: float) -> Any:
+    """How many of m rows, exchangeable with the n validation rows whose scores the sets were
+    calibrated on, the sets cover: given the n scores they cover a new row with probability
+    Beta(k, n + 1 - k), k = ceil((n + 1) * coverage) (Vovk 2012), whatever the model, so the
+    m rows' hits are beta-binomial (a frozen scipy law). Needs k <= n."""
     from scipy import stats
 
     k = int(np.ceil((n + 1) * coverage))
-    if k > n or m < 1:
-        return (1.0, 1.0) if k > n else (0.0, 1.0)  # every label in every set; or no rows
-    law = stats.betabinom(m, k, n + 1 - k)
+    return stats.betabinom(m, k, n + 1 - k)
+
+
+def coverage_range(n: int, m: int, coverage: float, share: float = 0.95) -> tuple[float, float]:
+    """The central ``share`` of the coverage that split conformal sets, calibrated on n scores,
+    reach on m rows exchangeable with them (``coverage_law``): a few hundred validation rows
+    leave a couple of points of play either way."""
+    beyond = np.ceil((n + 1) * coverage) > n  # every label in every set
+    if beyond or m < 1:
+        return (1.0, 1.0) if beyond else (0.0, 1.0)  # or no rows
+    law = coverage_law(n, m, coverage)
     tail = (1 - share) / 2
     return float(law.ppf(tail)) / m, float(law.ppf(1 - tail)) / m
 
